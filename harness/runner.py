@@ -11,23 +11,34 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bytewax._bytewax import cli_main
 
 from harness.flow import build_flow
-from harness.recording import Recording
+from harness.recording import Recording, RecordingError
 from harness.semantics import DetectionParams, Tally
 from harness.sinks import PartFileSink, RunOutput, collect
 from harness.source import RecordingSource
+
+ERRORS = "errors.txt"
+
+
+def _first_error(run_dir: Path) -> RecordingError | None:
+    log = run_dir / ERRORS
+    if log.exists() and log.read_text().strip():
+        return RecordingError(log.read_text().splitlines()[0])
+    return None
 
 
 class ClusterError(RuntimeError):
@@ -86,7 +97,8 @@ class ReplayResult:
 
 
 def _flow(config: ReplayConfig, run_dir: Path):
-    source = RecordingSource(config.recording, config.speed, config.batch_size)
+    source = RecordingSource(config.recording, config.speed, config.batch_size,
+                             error_log=run_dir / ERRORS)
     return build_flow(source, PartFileSink(run_dir, config.console), config.params)
 
 
@@ -99,51 +111,118 @@ def free_addresses(count: int) -> list[str]:
         return [f"127.0.0.1:{s.getsockname()[1]}" for s in socks]
 
 
+@contextmanager
+def _stderr_into(path: Path) -> Iterator[None]:
+    """Send this process's fd 2 (Rust panics included) into a file for a while."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(fd, 2)
+    os.close(fd)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _recording_error(exc: BaseException | None) -> RecordingError | None:
+    while exc is not None:
+        if isinstance(exc, RecordingError):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _forward(log: Path) -> None:
+    for line in log.read_text(errors="replace").splitlines(keepends=True):
+        if not _CONNECT_RETRY.search(line):
+            sys.stderr.write(line)
+
+
+# Bytewax logs this while cluster members start one after the other; it is not an error.
+_CONNECT_RETRY = re.compile(r"error connecting to worker \d+: .*retrying")
+
+
 def run_member(config: ReplayConfig, run_dir: Path, addresses: list[str] | None = None,
                process_id: int | None = None) -> None:
-    """Run this process's part of the cluster (all of it when no addresses)."""
-    cli_main(_flow(config, run_dir), workers_per_process=config.workers,
-             process_id=process_id, addresses=addresses)
+    """Run this process's part of the cluster (all of it when no addresses).
+
+    A damaged recording surfaces as the `RecordingError` that names the
+    place, not as Bytewax's wrapped error and a Rust panic on stderr.
+    """
+    log = run_dir / f"stderr-{process_id or 0}.log"
+    try:
+        with _stderr_into(log):
+            cli_main(_flow(config, run_dir), workers_per_process=config.workers,
+                     process_id=process_id, addresses=addresses)
+    except BaseException as exc:  # Bytewax raises PanicException, a BaseException
+        cause = _recording_error(exc) or _first_error(run_dir)
+        if cause is not None:
+            raise cause from None
+        _forward(log)
+        raise
+    _forward(log)
 
 
 def _run_cluster(config: ReplayConfig, run_dir: Path) -> None:
     addresses = free_addresses(config.processes)
-    procs = [
-        subprocess.Popen([sys.executable, "-m", "harness.runner", config.to_json(),
-                          str(run_dir), ";".join(addresses), str(pid)])
-        for pid in range(config.processes)
-    ]
+    logs = [run_dir / f"process-{pid}.err" for pid in range(config.processes)]
+    procs = []
+    for pid, log in enumerate(logs):
+        with log.open("wb") as err:
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "harness.runner", config.to_json(), str(run_dir),
+                 ";".join(addresses), str(pid)], stderr=err))
     try:
+        # One failed member makes its peers fail too; wait for all, then explain.
         while any(p.poll() is None for p in procs):
-            failed = [p for p in procs if p.returncode not in (None, 0)]
-            if failed:
-                raise ClusterError(
-                    f"cluster process {procs.index(failed[0])} exited with {failed[0].returncode}")
+            if any(p.returncode not in (None, 0) for p in procs):
+                _wait_all(procs, grace=10.0)
+                break
             time.sleep(0.02)
-        failed = [p for p in procs if p.returncode != 0]
-        if failed:
-            raise ClusterError(
-                f"cluster process {procs.index(failed[0])} exited with {failed[0].returncode}")
     finally:
-        for p in procs:
-            if p.poll() is None:
-                os.kill(p.pid, signal.SIGTERM)
-                try:
-                    p.wait(5)
-                except subprocess.TimeoutExpired:
-                    os.kill(p.pid, signal.SIGKILL)
-                    p.wait()
+        _wait_all(procs, grace=0.0)
+    error = _first_error(run_dir)
+    if error is not None:
+        raise error
+    for log in logs:
+        _forward(log)
+    for pid, p in enumerate(procs):
+        if p.returncode != 0:
+            raise ClusterError(f"cluster process {pid} exited with {p.returncode}")
 
 
-def replay(config: ReplayConfig) -> ReplayResult:
-    """Replay a recording through the detection flow and merge the outputs."""
+def _wait_all(procs: list[subprocess.Popen[bytes]], grace: float) -> None:
+    """Let members finish within `grace` seconds, then end the rest by PID."""
+    deadline = time.monotonic() + grace
+    for p in procs:
+        try:
+            p.wait(max(deadline - time.monotonic(), 0.0))
+        except subprocess.TimeoutExpired:
+            os.kill(p.pid, signal.SIGTERM)
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                os.kill(p.pid, signal.SIGKILL)
+                p.wait()
+
+
+def replay(config: ReplayConfig, *, addresses: list[str] | None = None,
+           process_id: int | None = None) -> ReplayResult:
+    """Replay a recording through the detection flow and merge the outputs.
+
+    With `addresses`, this process is member `process_id` of a cluster whose
+    other members run elsewhere; the result then holds this member's share.
+    """
     recording = Recording(config.recording)  # fail early, with a clear error
     truncated = _scan_unfinished(recording)
     with tempfile.TemporaryDirectory(prefix="harness-run-") as tmp:
         run_dir = Path(tmp)
         start = time.perf_counter()
-        if config.processes == 1:
-            run_member(config, run_dir)
+        if addresses is not None or config.processes == 1:
+            run_member(config, run_dir, addresses, process_id)
         else:
             _run_cluster(config, run_dir)
         wall = time.perf_counter() - start
@@ -161,8 +240,11 @@ def _scan_unfinished(recording: Recording) -> list[str]:
 
 def _member_main(argv: list[str]) -> None:
     config_json, run_dir, addresses, process_id = argv
-    run_member(ReplayConfig.from_json(config_json), Path(run_dir), addresses.split(";"),
-               int(process_id))
+    try:
+        run_member(ReplayConfig.from_json(config_json), Path(run_dir), addresses.split(";"),
+                   int(process_id))
+    except RecordingError:
+        os._exit(2)  # the parent reports it from the error log
 
 
 if __name__ == "__main__":

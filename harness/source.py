@@ -22,7 +22,7 @@ from pathlib import Path
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from harness.flow import Chunk
-from harness.recording import LanePosition, Recording
+from harness.recording import LanePosition, Recording, RecordingError
 
 
 def _part_name(lane: int) -> str:
@@ -35,12 +35,16 @@ class RecordingSource(FixedPartitionedSource[Chunk, LanePosition]):
 
     `speed`: None or 0 reads as fast as possible; X replays at X times the
     recorded pace (by receive time). `batch_size` caps the lines per
-    emitted chunk (default: one recorded frame per chunk).
+    emitted chunk (default: one recorded frame per chunk). A damaged
+    recording raises `RecordingError`; with `error_log` its message is also
+    appended there, because Bytewax may lose the exception on the way out
+    of a multi-process cluster.
     """
 
     path: Path
     speed: float | None = None
     batch_size: int | None = None
+    error_log: Path | None = None
 
     def list_parts(self) -> list[str]:
         return [_part_name(lane) for lane in range(Recording(self.path).lanes)]
@@ -50,13 +54,15 @@ class RecordingSource(FixedPartitionedSource[Chunk, LanePosition]):
     ) -> _LanePartition:
         recording = Recording(self.path)
         return _LanePartition(recording, int(for_part.removeprefix("lane-")),
-                              resume_state or LanePosition(), self.speed, self.batch_size)
+                              resume_state or LanePosition(), self.speed, self.batch_size,
+                              self.error_log)
 
 
 class _LanePartition(StatefulSourcePartition[Chunk, LanePosition]):
     def __init__(self, recording: Recording, lane: int, start: LanePosition,
-                 speed: float | None, batch_size: int | None) -> None:
+                 speed: float | None, batch_size: int | None, error_log: Path | None) -> None:
         self._lane = lane
+        self._error_log = error_log
         self._frames = recording.lane_frames(lane, LanePosition(start.segment, start.offset))
         self._position = start
         self._skip = start.skip
@@ -70,6 +76,15 @@ class _LanePartition(StatefulSourcePartition[Chunk, LanePosition]):
         self._due: float | None = None
 
     def next_batch(self) -> list[Chunk]:
+        try:
+            return self._next_batch()
+        except RecordingError as exc:
+            if self._error_log is not None:
+                with self._error_log.open("a") as log:
+                    log.write(f"{exc}\n")
+            raise
+
+    def _next_batch(self) -> list[Chunk]:
         if not self._lines:
             segment, block, data = next(self._frames)  # StopIteration ends the lane
             self._lines = data.splitlines(keepends=True)[self._skip:]

@@ -1,0 +1,233 @@
+"""`harness`: a thin command line over the library.
+
+Exit codes: 0 success, 2 usage or bad input (one line naming the file or
+argument), 1 unexpected failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+import orjson
+
+from harness import __version__
+from harness.recording import DEFAULT_LANES, RecordingError
+from harness.semantics import ALIGN_2023, DetectionParams
+
+SAMPLE = Path(__file__).resolve().parent.parent / "recordings" / "sample"
+
+
+class UsageError(Exception):
+    """Bad input from the user: reported in one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _iso_or_epoch(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO time or unix seconds: {text}") from None
+
+
+def _new_output(path: Path | None, force: bool, what: str) -> None:
+    if path is None:
+        return
+    if path.exists() and not force:
+        raise UsageError(f"{what} {path}: exists; refusing to overwrite (use --force)")
+    if not path.parent.is_dir():
+        raise UsageError(f"{what} {path}: directory {path.parent} does not exist")
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write atomically: a killed run never leaves half a file under the final name."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "wb") as f:
+        f.writelines(orjson.dumps(row) + b"\n" for row in rows)
+    os.replace(tmp, path)
+
+
+def _add_detection_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("detection (SPEC section 2)")
+    g.add_argument("--window", type=_positive_int, default=5, help="window seconds (5)")
+    g.add_argument("--lateness", type=int, default=10, help="allowed lateness seconds (10)")
+    g.add_argument("--threshold", type=_non_negative_float, default=10.0,
+                   help="pages/second above which a window is malicious (10.0)")
+    g.add_argument("--min-count", type=_positive_int, default=2,
+                   help="fewest events for a window summary (2)")
+    g.add_argument("--align", type=_iso_or_epoch, default=ALIGN_2023,
+                   help="window alignment, ISO time or unix seconds (2023-01-01T00:00:00Z)")
+
+
+def _params(args: argparse.Namespace) -> DetectionParams:
+    try:
+        return DetectionParams(window=args.window, lateness=args.lateness, align=args.align,
+                               min_count=args.min_count, threshold=args.threshold)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from harness.runner import ReplayConfig, replay
+
+    directory = args.recording or SAMPLE
+    _new_output(args.out, args.force, "--out")
+    _new_output(args.dead_letters, args.force, "--dead-letters")
+    try:
+        config = ReplayConfig(directory, _params(args), workers=args.workers,
+                              processes=args.processes, speed=args.speed,
+                              batch_size=args.batch_size, console=not args.quiet)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.addresses and args.process_id is None:
+        raise UsageError("--addresses needs --process-id")
+    result = replay(config, addresses=args.addresses.split(";") if args.addresses else None,
+                    process_id=args.process_id)
+    output, wall, truncated = result.output, result.wall_seconds, result.truncated
+    for note in truncated:
+        print(f"warning: {note} (dropped; recording unfinished)", file=sys.stderr)
+    if args.out:
+        _write_jsonl(args.out, output.summaries)
+    if args.dead_letters:
+        _write_jsonl(args.dead_letters, output.dead_letters)
+    t = output.tally
+    rate = t.events / wall if wall > 0 else 0.0
+    print(f"events={t.events} windows={t.windows} malicious={t.malicious} late={t.late}"
+          f" invalid={t.invalid} canary={t.canary} counted={t.counted}"
+          f" events/s={rate:.0f} wall={wall:.3f}s"
+          f" workers={args.workers} processes={args.processes}")
+    if not t.conserved():
+        print("error: conservation violated (events != canary+invalid+late+counted)",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from harness.importer import synthesize
+
+    manifest = synthesize(args.out, events=args.events, seed=args.seed, lanes=args.lanes)
+    size = sum(s.bytes for s in manifest.segments)
+    print(f"synth: wrote {manifest.events} events to {args.out}"
+          f" ({len(manifest.segments)} segment(s), {size:,} bytes, {manifest.lanes} lanes)")
+    return 0
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from harness.importer import import_dumps
+
+    manifest = import_dumps(args.files, args.out, lanes=args.lanes)
+    print(f"import: wrote {manifest.events} events from {len(args.files)} file(s) to {args.out}")
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from harness.verify import verify
+
+    report = verify(args.recording)
+    for note in report.truncated:
+        print(f"warning: {note}", file=sys.stderr)
+    if not report.ok:
+        print(f"verify: {args.recording}: {report.errors[0]}"
+              + (f" (+{len(report.errors) - 1} more problems)" if len(report.errors) > 1
+                 else ""), file=sys.stderr)
+        return 2
+    state = "complete" if report.complete else "unfinished"
+    print(f"verify: {args.recording}: ok, {state}; {report.events} events"
+          f" ({report.not_json} not JSON) in {report.segments} segment(s), {report.blocks}"
+          f" block(s), {report.lanes} lanes; {report.compressed_bytes:,} bytes,"
+          f" compression {report.ratio:.1f}x")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="harness", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"harness {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("replay", help="replay a recording through the detection flow")
+    p.add_argument("recording", nargs="?", type=Path,
+                   help="recording directory (default: the bundled sample)")
+    p.add_argument("--workers", type=_positive_int, default=1, help="workers per process (1)")
+    p.add_argument("--processes", type=_positive_int, default=1,
+                   help="local Bytewax cluster processes (1)")
+    p.add_argument("--out", type=Path, help="write every window summary here (JSON lines)")
+    p.add_argument("--dead-letters", type=Path,
+                   help="write late and invalid events here (JSON lines)")
+    p.add_argument("--speed", type=_non_negative_float, default=0.0,
+                   help="replay at X times the recorded pace (0: as fast as possible)")
+    p.add_argument("--batch-size", type=_positive_int,
+                   help="at most N lines per source batch (default: one recorded frame)")
+    p.add_argument("--quiet", action="store_true", help="do not print malicious windows")
+    p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    p.add_argument("--addresses", help="run one member of a multi-machine cluster:"
+                   " 'host:port;host:port;...' (with --process-id)")
+    p.add_argument("--process-id", type=int, help="this member's index in --addresses")
+    _add_detection_options(p)
+    p.set_defaults(run=_cmd_replay)
+
+    p = sub.add_parser("synth", help="write a synthetic recording")
+    p.add_argument("--out", type=Path, required=True, help="new recording directory")
+    p.add_argument("--events", type=int, default=100_000, help="number of events (100000)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    p.add_argument("--lanes", type=_positive_int, default=DEFAULT_LANES,
+                   help=f"key shards for parallel replay ({DEFAULT_LANES})")
+    p.set_defaults(run=_cmd_synth)
+
+    p = sub.add_parser("import", help="turn JSON-lines dumps (.jsonl, .zst, .gz) into a recording")
+    p.add_argument("files", nargs="+", type=Path, help="dumps, one event per line, stream order")
+    p.add_argument("--out", type=Path, required=True, help="new recording directory")
+    p.add_argument("--lanes", type=_positive_int, default=DEFAULT_LANES,
+                   help=f"key shards for parallel replay ({DEFAULT_LANES})")
+    p.set_defaults(run=_cmd_import)
+
+    p = sub.add_parser("verify", help="check a recording; exit 2 naming the damage")
+    p.add_argument("recording", type=Path, help="recording directory")
+    p.set_defaults(run=_cmd_verify)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except (UsageError, RecordingError) as exc:
+        print(f"harness {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"harness {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""Recordings made offline: from existing JSON-lines dumps, or synthesised."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+import orjson
+import zstandard
+
+from harness.recording import DEFAULT_LANES, Manifest, RecordingError, RecordingWriter
+
+
+class Progress:
+    """A one-line progress report on stderr, at most every `interval` seconds."""
+
+    def __init__(self, label: str, total: int | None = None, interval: float = 1.0,
+                 enabled: bool | None = None) -> None:
+        self.label, self.total, self.interval = label, total, interval
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.started = self._last = time.monotonic()
+
+    def update(self, done: int, extra: str = "") -> None:
+        now = time.monotonic()
+        if not self.enabled or now - self._last < self.interval:
+            return
+        self._last = now
+        rate = done / max(now - self.started, 1e-9)
+        of = f"/{self.total:,}" if self.total else ""
+        print(f"\r{self.label}: {done:,}{of} events, {rate:,.0f}/s {extra}", end="",
+              file=sys.stderr, flush=True)
+
+    def done(self) -> None:
+        if self.enabled and time.monotonic() - self.started >= self.interval:
+            print(file=sys.stderr)
+
+
+@contextmanager
+def open_dump(path: Path) -> Iterator[BinaryIO]:
+    """Open a JSON-lines dump, decompressing `.zst` (across frames) or `.gz`."""
+    try:
+        raw = path.open("rb")
+    except OSError as exc:
+        raise RecordingError(f"{path}: cannot open ({exc.strerror})") from None
+    with raw:
+        if path.suffix == ".zst":
+            reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+            yield io.BufferedReader(reader)  # type: ignore[arg-type]
+        elif path.suffix == ".gz":
+            yield gzip.GzipFile(fileobj=raw)  # type: ignore[misc]
+        else:
+            yield raw
+
+
+def _sse_id(value: object) -> str | None:
+    """The EventStreams id the event would have had, from its `meta`."""
+    meta = value.get("meta") if isinstance(value, dict) else None
+    if not isinstance(meta, dict) or "topic" not in meta:
+        return None
+    position = {"topic": meta["topic"], "partition": meta.get("partition", 0)}
+    if "offset" in meta:
+        position["offset"] = meta["offset"]
+    elif isinstance(value.get("timestamp"), int):  # type: ignore[union-attr]
+        position["timestamp"] = value["timestamp"] * 1000  # type: ignore[index]
+    return orjson.dumps([position]).decode()
+
+
+def import_dumps(
+    files: list[Path], out: str | os.PathLike[str], *, lanes: int = DEFAULT_LANES,
+    progress: bool | None = None,
+) -> Manifest:
+    """Turn JSON-lines dumps, in stream order, into one recording.
+
+    Lines that are not JSON are kept (flagged) like the recorder keeps them;
+    blank lines are skipped. Receive times are unknown, so `recv` is the
+    event's own timestamp, kept non-decreasing.
+    """
+    for path in files:
+        if not path.is_file():
+            raise RecordingError(f"{path}: no such file")
+    report = Progress(f"import {out}", enabled=progress)
+    received = 0.0
+    with RecordingWriter(out, source="import:" + ",".join(str(f) for f in files),
+                         lanes=lanes) as writer:
+        for path in files:
+            with open_dump(path) as dump:
+                for line in dump:
+                    payload = line.rstrip(b"\r\n")
+                    if not payload.strip():
+                        continue
+                    try:
+                        value = orjson.loads(payload)
+                    except orjson.JSONDecodeError:
+                        value = None
+                    ts = value.get("timestamp") if isinstance(value, dict) else None
+                    if type(ts) is int:
+                        received = max(received, float(ts))
+                    writer.append(payload, _sse_id(value), received)
+                    report.update(writer.events)
+        report.done()
+        return writer.manifest
+
+
+def synthesize(out: str | os.PathLike[str], *, events: int, seed: int,
+               lanes: int = DEFAULT_LANES, progress: bool | None = None) -> Manifest:
+    """A synthetic recording of `events` realistic events, deterministic per seed."""
+    from harness.synth import synthetic_events
+
+    if events < 0:
+        raise ValueError(f"--events must be >= 0, got {events}")
+    report = Progress(f"synth {out}", total=events, enabled=progress)
+    with RecordingWriter(out, source=f"synthetic:seed={seed}", lanes=lanes) as writer:
+        for event in synthetic_events(events, seed):
+            writer.append(event.payload, event.sse_id, event.received)
+            report.update(writer.events)
+        report.done()
+        return writer.manifest

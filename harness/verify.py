@@ -1,0 +1,185 @@
+"""`harness verify`: check a recording end to end and say exactly where it is damaged."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+import zstandard
+
+from harness.recording import Block, Recording, RecordingError, lane_of
+
+
+@dataclass
+class VerifyReport:
+    """What `verify` found: counts, and every problem with its place."""
+
+    path: Path
+    segments: int = 0
+    blocks: int = 0
+    events: int = 0
+    not_json: int = 0
+    lanes: int = 0
+    compressed_bytes: int = 0
+    raw_bytes: int = 0
+    first_received: float | None = None
+    last_received: float | None = None
+    complete: bool = False
+    truncated: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    @property
+    def ratio(self) -> float:
+        return self.raw_bytes / self.compressed_bytes if self.compressed_bytes else 0.0
+
+
+_MAX_ERRORS = 50
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify(path: str | os.PathLike[str]) -> VerifyReport:
+    """Check manifest vs. segments, hashes, block structure, lanes, every line, seq contiguity."""
+    report = VerifyReport(Path(path))
+    try:
+        recording = Recording(path)
+    except RecordingError as exc:
+        report.errors.append(str(exc))
+        return report
+    manifest = recording.manifest
+    report.lanes, report.complete = manifest.lanes, manifest.complete
+    dctx = zstandard.ZstdDecompressor()
+    expected_seq = 1
+    for index, segment in enumerate(manifest.segments):
+        report.segments += 1
+        seg_path = recording.segment_path(index)
+        size = seg_path.stat().st_size
+        report.compressed_bytes += size
+        if segment.complete:
+            if segment.bytes != size:
+                report.errors.append(f"{segment.file}: {size} bytes on disk, manifest says"
+                                     f" {segment.bytes}")
+            digest = _sha256(seg_path)
+            if digest != segment.sha256:
+                report.errors.append(f"{segment.file}: sha256 {digest[:16]}… does not match"
+                                     f" the manifest's {str(segment.sha256)[:16]}…")
+        checker = _SegmentChecker(segment.file, manifest.lanes, expected_seq, report)
+        try:
+            for block in recording.segment_blocks(index):
+                checker.block(block, recording, dctx)
+                if len(report.errors) >= _MAX_ERRORS:
+                    return report
+        except RecordingError as exc:
+            report.errors.append(str(exc))
+            return report
+        expected_seq = checker.next_seq
+        if segment.complete:
+            stats = (checker.events, checker.first_seq, checker.last_seq, checker.first_id,
+                     checker.last_id)
+            listed = (segment.events, segment.first_seq, segment.last_seq, segment.first_id,
+                      segment.last_id)
+            if stats != listed:
+                report.errors.append(
+                    f"{segment.file}: holds events/first/last seq/ids {stats}, manifest says"
+                    f" {listed}")
+    report.truncated = list(recording.truncated)
+    if manifest.complete and report.truncated:
+        report.errors.extend(report.truncated)
+    return report
+
+
+class _SegmentChecker:
+    """Walks one segment's blocks, counting lines the way `zstdcat` numbers them."""
+
+    def __init__(self, name: str, lanes: int, next_seq: int, report: VerifyReport) -> None:
+        self.name, self.lanes, self.next_seq, self.report = name, lanes, next_seq, report
+        self.line = 0
+        self.events = 0
+        self.first_seq: int | None = None
+        self.last_seq: int | None = None
+        self.first_id: str | None = None
+        self.last_id: str | None = None
+
+    def error(self, where: str, message: str) -> None:
+        self.report.errors.append(f"{self.name}: {where}: {message}")
+
+    def block(self, block: Block, recording: Recording, dctx: zstandard.ZstdDecompressor) -> None:
+        report, header = self.report, block.header
+        report.blocks += 1
+        where = f"block at byte {block.offset}"
+        if header.first_seq != self.next_seq:
+            self.error(where, f"starts at seq {header.first_seq}, expected {self.next_seq}")
+        seen: dict[int, tuple[str | None, float]] = {}
+        for lane, data in recording.read_frames(block, None, dctx):
+            report.raw_bytes += len(data)
+            lines = data.splitlines()
+            ref = next(r for r in header.lanes if r.lane == lane)
+            if len(lines) != ref.events:
+                self.error(where, f"lane {lane} frame has {len(lines)} lines, header says"
+                                  f" {ref.events}")
+            previous = 0
+            for raw in lines:
+                self.line += 1
+                seq = self._line(raw, lane, previous)
+                if seq is not None:
+                    previous = seq[0]
+                    seen[seq[0]] = seq[1:]
+        wanted = range(header.first_seq, header.last_seq + 1)
+        if sorted(seen) != list(wanted):
+            missing = len(set(wanted) - set(seen))
+            self.error(where, f"seqs are not exactly {header.first_seq}..{header.last_seq}"
+                              f" ({missing} missing, {len(set(seen) - set(wanted))} extra)")
+        self.next_seq = header.last_seq + 1
+        for seq in sorted(seen):
+            sse_id, received = seen[seq]
+            if self.first_seq is None:
+                self.first_seq, self.first_id = seq, sse_id
+            self.last_seq, self.last_id = seq, sse_id
+            if report.first_received is None:
+                report.first_received = received
+            report.last_received = received
+        self.events += len(seen)
+        report.events += len(seen)
+
+    def _line(self, raw: bytes, lane: int, previous: int
+              ) -> tuple[int, str | None, float] | None:
+        where = f"line {self.line}"
+        try:
+            env = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            self.error(where, f"not JSON ({exc})")
+            return None
+        if not isinstance(env, dict) or type(env.get("seq")) is not int:
+            self.error(where, "not an envelope (no integer seq)")
+            return None
+        seq = env["seq"]
+        if seq <= previous:
+            self.error(where, f"seq {seq} after {previous} in lane {lane}")
+        if "data" not in env:
+            if not isinstance(env.get("raw"), str):
+                self.error(where, f"seq {seq}: neither data nor raw")
+            self.report.not_json += 1
+        else:
+            user = env["data"].get("user") if isinstance(env["data"], dict) else None
+            if isinstance(user, str) and lane_of(user, self.lanes) != lane:
+                self.error(where, f"seq {seq}: user {user!r} is in lane {lane}, belongs in"
+                                  f" {lane_of(user, self.lanes)}")
+        received = env.get("recv")
+        if not isinstance(received, int | float):
+            self.error(where, f"seq {seq}: recv is not a number")
+            received = 0.0
+        sse_id = env.get("id")
+        return seq, sse_id if isinstance(sse_id, str) else None, float(received)

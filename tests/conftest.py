@@ -1,0 +1,69 @@
+"""Shared helpers: real recordings on disk, real Bytewax runs, comparable outputs."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, settings
+
+from harness.recording import RecordingWriter
+from harness.reference import ReferenceResult
+from harness.runner import ReplayConfig, ReplayResult, replay
+
+settings.register_profile(
+    "default", deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                    HealthCheck.function_scoped_fixture])
+settings.register_profile("ci", parent=settings.get_profile("default"), derandomize=True)
+settings.load_profile("ci" if os.environ.get("CI") else "default")
+
+REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+
+
+def write_recording(
+    path: Path, payloads: Iterable[bytes | str | dict[str, Any]], *, lanes: int = 4,
+    block_events: int = 64, segment_bytes: int = 64 << 20, start: float = 1_700_000_000.0,
+) -> Path:
+    """A real recording on disk; dict payloads are JSON-encoded."""
+    with RecordingWriter(path, source="test", lanes=lanes, block_events=block_events,
+                         segment_bytes=segment_bytes) as writer:
+        for i, payload in enumerate(payloads):
+            raw = orjson.dumps(payload) if isinstance(payload, dict) else payload
+            writer.append(raw, f'[{{"offset":{i}}}]', start + i * 0.01)
+    return path
+
+
+def summary_key(s: dict[str, Any]) -> tuple:
+    return (s["user"], s["window_start"], s["window_end"], s["count"], s["first_timestamp"],
+            s["last_timestamp"], s["rate"], s["malicious"])
+
+
+def flow_outcome(result: ReplayResult) -> tuple[Counter, dict[str, int], Counter]:
+    """Multiset of summaries, the tally, and the multiset of dead letters."""
+    out = result.output
+    return (Counter(summary_key(s) for s in out.summaries), out.tally.to_json(),
+            Counter((d["seq"], d["reason"]) for d in out.dead_letters))
+
+
+def reference_outcome(result: ReferenceResult) -> tuple[Counter, dict[str, int], Counter]:
+    return (Counter(summary_key(s.to_json()) for s in result.summaries), result.tally.to_json(),
+            Counter((d.seq, d.reason) for d in result.dead_letters))
+
+
+def run_flow(path: Path, **config: Any) -> ReplayResult:
+    return replay(ReplayConfig(path, **config))
+
+
+@pytest.fixture(scope="session")
+def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 20k-event synthetic recording shared by the slower tests."""
+    from harness.importer import synthesize
+
+    path = tmp_path_factory.mktemp("synth") / "rec"
+    synthesize(path, events=20_000, seed=7, lanes=8, progress=False)
+    return path
