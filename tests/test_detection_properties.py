@@ -63,7 +63,7 @@ params = st.builds(DetectionParams, window=st.sampled_from([1, 5, 7]),
                    threshold=st.sampled_from([0.5, 2.0, 10.0]))
 
 
-def _reference(path: Path, p: DetectionParams):  # noqa: ANN202
+def _reference(path: Path, p: DetectionParams):
     from harness.recording import Recording
 
     return reference_outcome(detect(Recording(path).envelopes(), p))

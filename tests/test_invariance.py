@@ -12,7 +12,7 @@ from tests.conftest import flow_outcome, reference_outcome, run_flow
 
 
 @pytest.fixture(scope="module")
-def expected(synthetic: Path):  # noqa: ANN201
+def expected(synthetic: Path):
     return reference_outcome(replay_reference(synthetic, DetectionParams()))
 
 

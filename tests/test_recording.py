@@ -83,7 +83,7 @@ def test_segments_rotate_and_zstdcat_reads_every_line(tmp_path: Path) -> None:
     manifest = Manifest.load(path)
     assert len(manifest.segments) > 2
     assert all(s.complete and s.sha256 and s.events for s in manifest.segments)
-    assert [s.first_seq for s in manifest.segments][0] == 1
+    assert next(s.first_seq for s in manifest.segments) == 1
     for a, b in zip(manifest.segments, manifest.segments[1:], strict=False):
         assert b.first_seq == a.last_seq + 1
     # independent zstd frames with skippable block headers: stock zstd reads every line
