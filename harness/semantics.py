@@ -239,11 +239,9 @@ class Detector:
         tally: Tally,
         emit: list[WindowSummary | DeadLetter],
     ) -> None:
-        params = self.params
-        closable = [
-            wid for wid in state.windows
-            if params.align + (wid + 1) * params.window <= watermark
-        ]
+        # end = align + (wid+1)*window <= watermark  <=>  wid < (watermark-align) // window
+        bound = (watermark - self.params.align) // self.params.window
+        closable = [wid for wid in state.windows if wid < bound]
         for wid in sorted(closable):
             count, first, last = state.windows.pop(wid)
             self._emit(user, wid, count, first, last, tally, emit)

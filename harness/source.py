@@ -87,7 +87,10 @@ class _LanePartition(StatefulSourcePartition[Chunk, LanePosition]):
     def _next_batch(self) -> list[Chunk]:
         if not self._lines:
             segment, block, data = next(self._frames)  # StopIteration ends the lane
-            self._lines = data.splitlines(keepends=True)[self._skip:]
+            if self._batch_size is None and not self._skip:
+                self._lines = [data]  # the whole frame is one chunk: no need to split
+            else:
+                self._lines = data.splitlines(keepends=True)[self._skip:]
             self._block_position = LanePosition(segment, block.offset, self._skip)
             self._after_block = LanePosition(segment, block.end)
             self._skip = 0
