@@ -42,9 +42,9 @@ _INF: Final = float("inf")
 class SynthEvent:
     """One server-sent event as the recorder would receive it."""
 
-    payload: bytes
-    sse_id: str
-    received: float
+    payload: bytes  # the SSE `data:` line content, normally compact JSON, no newline
+    sse_id: str  # the SSE `id:` field, raw string
+    received: float  # unix seconds when the client received it
 
 
 # ------------------------------------------------------------------ vocabulary
@@ -98,7 +98,10 @@ _WORDS: Final[dict[str, tuple[str, ...]]] = {
 }
 
 _FIRST_NAMES: Final[dict[str, tuple[str, ...]]] = {
-    "en": ("John", "Mary", "David", "Sarah", "Michael", "Emma", "James", "Laura", "Peter", "Anna"),
+    "en": (
+        "John", "Mary", "David", "Sarah", "Michael", "Emma", "James", "Laura", "Peter", "Anna",
+        "Robert", "Linda", "Thomas", "Karen", "Daniel", "Alice", "Mark", "Helen", "Paul", "Ruth",
+    ),
     "de": ("Jürgen", "Björn", "Günther", "Jörg", "Anja", "Sören", "Käthe", "Uwe", "Märta"),
     "fr": ("François", "Zoë", "Hélène", "Jérôme", "Gaëlle", "Noël", "Anaïs", "Émile", "Loïc"),
     "latin": ("José", "María", "Łukasz", "Bjørn", "Ångström", "João", "Žofie", "Ørjan", "Ñico"),
@@ -110,7 +113,10 @@ _FIRST_NAMES: Final[dict[str, tuple[str, ...]]] = {
 }
 
 _LAST_NAMES: Final[dict[str, tuple[str, ...]]] = {
-    "en": ("Smith", "Jones", "Taylor", "Brown", "Wilson", "Evans", "Walker", "Wright", "Hall"),
+    "en": (
+        "Smith", "Jones", "Taylor", "Brown", "Wilson", "Evans", "Walker", "Wright", "Hall",
+        "Green", "Baker", "Hughes", "Clarke", "Turner", "Cooper", "Morris", "Reed", "Price",
+    ),
     "de": ("Müller", "Schäfer", "Groß", "Köhler", "Weiß", "Bäcker", "Schröder", "Förster"),
     "fr": ("Lefèvre", "Bénard", "Girardot", "Mercier", "Fournier", "Gérard", "Dubois", "Roché"),
     "latin": ("Ramírez", "Núñez", "Wójcik", "Nørgaard", "Gonçalves", "Åberg", "Dvořák", "Çelik"),
@@ -139,7 +145,8 @@ _SECTIONS: Final = (
 
 _SUMMARIES: Final = (
     "", "", "", "", "", "Fixed typo", "copyedit", "Added citation", "ce", "+ref", "update",
-    "Update infobox", "/* top */", "Rescuing 1 sources and tagging 0 as dead.) #IABot (v2.0.9.5",
+    "Update infobox", "Reverted 1 edit by [[Special:Contributions/{ip}|{ip}]]",
+    "Rescuing 1 sources and tagging 0 as dead.) #IABot (v2.0.9.5",
     "clean up, [[WP:AWB/T|typo(s) fixed]]: recieved → received",
     "Reverted edits by [[Special:Contributions/{ip}|{ip}]] ([[User talk:{ip}|talk]]) to last "
     "version by {user}",
@@ -252,7 +259,8 @@ def _parse(text: str) -> str:
 
     def link(match: re.Match[str]) -> str:
         target, label = match.group(1), match.group(2)
-        return (f'<a href="/wiki/{_path(target)}" title="{escape(target)}">'
+        page, hash_, fragment = target.partition("#")
+        return (f'<a href="/wiki/{_path(page)}{hash_}{_path(fragment)}" title="{escape(target)}">'
                 f"{escape(label if label is not None else target)}</a>")
 
     out, pos = [], 0
@@ -328,10 +336,13 @@ def _title(rng: random.Random, lang: str) -> str:
     return _words(rng, lang, rng.choice((1, 2, 2, 3, 3, 4)))
 
 
+_V6_PREFIXES: Final = ("2601", "2600", "2A02", "2A01", "2001", "2405", "2409", "240E", "2804")
+
+
 def _ip(rng: random.Random) -> str:
     if rng.random() < 0.65:
-        return ".".join(str(rng.randrange(1, 255)) for _ in range(4))
-    return ":".join(f"{rng.getrandbits(16):X}" for _ in range(8))
+        return f"{rng.randrange(1, 224)}." + ".".join(str(rng.randrange(256)) for _ in range(3))
+    return rng.choice(_V6_PREFIXES) + "".join(f":{rng.getrandbits(16):X}" for _ in range(7))
 
 
 def _person(rng: random.Random, lang: str) -> str:
@@ -404,7 +415,10 @@ def _make_user(rng: random.Random, rank: int, home: int) -> _User:
     if r < 0.55 and lang != "en":
         return _User(_person(rng, lang), False, home)
     if r < 0.7:
-        return _User(_person(rng, "en"), False, home)
+        name = _person(rng, "en")
+        if rng.random() < 0.5:
+            name = name.replace(" ", rng.choice(("", "_", " ", "."))) + str(rng.randrange(100))
+        return _User(name, False, home)
     name = rng.choice(_HANDLE_PARTS) + rng.choice(_HANDLE_PARTS).lower()
     return _User(name + rng.choice(("", "", str(rank), str(rng.randrange(10, 999)))), False, home)
 
@@ -477,7 +491,8 @@ class _World:
                 text = "/* wbeditentity-create-item:0| */"
                 wiki.new_comments.append((text, _autocomment("Created a new Item", "")))
                 continue
-            text = _fill(rng, rng.choice(_NEW_SUMMARIES), lang, users)
+            pool = _COMMONS_SUMMARIES[:2] if wiki.kind == "commons" else _NEW_SUMMARIES
+            text = _fill(rng, rng.choice(pool), lang, users)
             wiki.new_comments.append((text, _parse(text)))
 
 
@@ -611,14 +626,17 @@ class _Builder:
         log_type, action, template = rng.choice(_LOG_KINDS)
         page = wiki.pages[int(rng.random() * len(wiki.pages))]
         other = rng.choice(self.world.users).name
-        params: dict[str, Any]
+        params: dict[str, Any] | list[Any] = []
+        comment = ""
+        title, ns, url = page.title, page.ns, page.url
         if log_type == "newusers":
             title, ns, url = f"User:{user.name}", 2, wiki.wiki_base + _path(f"User:{user.name}")
             params = {"userid": rng.randrange(1, 50_000_000)}
-        else:
-            title, ns, url = page.title, page.ns, page.url
+        elif log_type == "patrol":
             params = {"curid": page.rev, "previd": page.rev - rng.randrange(1, 99), "auto": 0}
-        comment = rng.choice(("", "", "", "Spam", "[[WP:CSD#G11|G11]]: Unambiguous advertising"))
+        elif log_type in ("delete", "block"):
+            comment = rng.choice(("Spam", "[[WP:CSD#G11|G11]]: Unambiguous advertising",
+                                  "[[WP:Vandalism|Vandalism]]", "Long-term abuse"))
         event = {
             "$schema": _SCHEMA, "meta": self.meta(url, wiki.domain, ts), "id": wiki.next_rc,
             "type": "log", "namespace": ns, "title": title, "title_url": url, "comment": comment,
@@ -742,4 +760,5 @@ def synthetic_events(count: int, seed: int, start: int = 1_700_000_000) -> Itera
                 ms = last_ms + 1
             last_ms = ms
             sse_id = f"{_ID_TS}{ms}}}]"
+        # orjson's over-allocated result makes holding many of them ~8x slower; copy to fit.
         yield SynthEvent(bytes(memoryview(payload)), sse_id, round(t, 6))
