@@ -21,7 +21,15 @@ from harness import __version__
 from harness.recording import DEFAULT_LANES, RecordingError
 from harness.semantics import ALIGN_2023, DetectionParams
 
-SAMPLE = Path(__file__).resolve().parent.parent / "recordings" / "sample"
+
+def bundled_sample() -> Path:
+    """The sample recording of a source checkout, else ./recordings/sample."""
+    for root in (Path(__file__).resolve().parent.parent, Path.cwd()):
+        candidate = root / "recordings" / "sample"
+        if (candidate / "manifest.json").is_file():
+            return candidate
+    raise UsageError("the bundled sample (recordings/sample) is not here: this is not a source"
+                     " checkout; pass a recording directory")
 
 
 class UsageError(Exception):
@@ -99,7 +107,7 @@ def _params(args: argparse.Namespace) -> DetectionParams:
 def _cmd_replay(args: argparse.Namespace) -> int:
     from harness.runner import ReplayConfig, replay
 
-    directory = args.recording or SAMPLE
+    directory = args.recording or bundled_sample()
     _new_output(args.out, args.force, "--out")
     _new_output(args.dead_letters, args.force, "--dead-letters")
     try:
