@@ -62,6 +62,15 @@ def utc_now() -> str:
     return datetime.now(tz=UTC).isoformat(timespec="milliseconds")
 
 
+def event_key(value: Any, sse_id: str | None) -> str | None:
+    """An event's identity for de-duplication: `meta.id`, else its SSE id."""
+    meta = value.get("meta") if isinstance(value, dict) else None
+    uid = meta.get("id") if isinstance(meta, dict) else None
+    if isinstance(uid, str):
+        return uid
+    return f"sse:{sse_id}" if sse_id else None
+
+
 def lane_of(user: str, lanes: int) -> int:
     """The lane of a user's events; stable across runs and machines."""
     return zlib.crc32(user.encode("utf-8", "surrogatepass")) % lanes
@@ -276,6 +285,20 @@ def _fsync_dir(directory: Path) -> None:
 # --------------------------------------------------------------------- writer
 
 
+def _note_event(segment: Segment, seq: int, sse_id: str | None, received: float,
+                value: Any) -> None:
+    """Update a segment's manifest entry for one event (not its counts)."""
+    if segment.first_seq is None:
+        segment.first_seq, segment.first_id, segment.first_received = seq, sse_id, received
+    segment.last_seq, segment.last_id, segment.last_received = seq, sse_id, received
+    ts = value.get("timestamp") if isinstance(value, dict) else None
+    if type(ts) is int:
+        if segment.min_timestamp is None or ts < segment.min_timestamp:
+            segment.min_timestamp = ts
+        if segment.max_timestamp is None or ts > segment.max_timestamp:
+            segment.max_timestamp = ts
+
+
 def encode_envelope(
     seq: int, sse_id: str | None, received: float, payload: bytes | str
 ) -> tuple[bytes, Any]:
@@ -314,7 +337,9 @@ class RecordingWriter:
     are pending or `flush_interval` seconds have passed (call `flush_if_due`
     from an idle loop too). Segments rotate at `segment_bytes` or
     `segment_seconds`; a finished segment is fsynced, renamed from `.partial`
-    and entered in the manifest. Never writes into an existing recording.
+    and entered in the manifest. Never overwrites: a new writer refuses an
+    existing directory; `resume=True` continues an *unfinished* recording
+    after its last complete block (see `resume_point`).
     """
 
     def __init__(
@@ -329,26 +354,32 @@ class RecordingWriter:
         segment_seconds: float | None = None,
         level: int = 3,
         clock: Callable[[], float] = time.monotonic,
+        resume: bool = False,
     ) -> None:
         self.directory = Path(directory)
         if not 1 <= lanes <= 65535:
             raise ValueError(f"lanes must be 1..65535, got {lanes}")
         if self.directory.is_symlink():
             raise RecordingError(f"{self.directory}: is a symlink; refusing to write through it")
-        if self.directory.exists() and (
-            not self.directory.is_dir() or any(self.directory.iterdir())
-        ):
-            raise RecordingError(
-                f"{self.directory}: already exists and is not empty; refusing to overwrite")
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.manifest = Manifest(source=source, lanes=lanes)
+        self.resume_point = ResumePoint()
+        if resume:
+            self.manifest, self.resume_point = _recover(self.directory)
+            lanes = self.manifest.lanes
+        else:
+            if self.directory.exists() and (
+                not self.directory.is_dir() or any(self.directory.iterdir())
+            ):
+                raise RecordingError(
+                    f"{self.directory}: already exists and is not empty; refusing to overwrite")
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self.manifest = Manifest(source=source, lanes=lanes)
         self.block_events = block_events
         self.flush_interval = flush_interval
         self.segment_bytes = segment_bytes
         self.segment_seconds = segment_seconds
         self._clock = clock
         self._cctx = zstandard.ZstdCompressor(level=level, write_checksum=True)
-        self._seq = 0
+        self._seq = self.resume_point.last_seq
         self._pending = _Pending([[] for _ in range(lanes)])
         self._file: BinaryIO | None = None
         self._sha = hashlib.sha256()
@@ -383,16 +414,7 @@ class RecordingWriter:
         pending.lines[lane].append(line)
         pending.count += 1
         pending.last_recv = received
-        segment = self._open_segment()
-        if segment.first_seq is None:
-            segment.first_seq, segment.first_id, segment.first_received = seq, sse_id, received
-        segment.last_seq, segment.last_id, segment.last_received = seq, sse_id, received
-        ts = value.get("timestamp") if isinstance(value, dict) else None
-        if type(ts) is int:
-            if segment.min_timestamp is None or ts < segment.min_timestamp:
-                segment.min_timestamp = ts
-            if segment.max_timestamp is None or ts > segment.max_timestamp:
-                segment.max_timestamp = ts
+        _note_event(self._open_segment(), seq, sse_id, received, value)
         if pending.count >= self.block_events:
             self.flush()
         else:
@@ -480,6 +502,82 @@ class RecordingWriter:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         self.close(complete=exc_type is None)
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """Where an unfinished recording left off, for a recorder to continue it."""
+
+    last_seq: int = 0
+    last_id: str | None = None
+    recent_event_ids: tuple[str, ...] = ()  # event_key of the last events, to de-duplicate
+    dropped: str | None = None  # the cut-short block that was discarded, if any
+
+
+RECENT_IDS = 20_000
+
+
+def _recover(directory: Path) -> tuple[Manifest, ResumePoint]:
+    """Finish the segments a killed writer left: drop a cut-short last block,
+    recompute the manifest entry, fsync and rename. Returns the manifest to
+    continue and where the recording ends."""
+    manifest = Manifest.load(directory)
+    if manifest.complete:
+        raise RecordingError(f"{directory}: recording is complete; refusing to append to it"
+                             " (record into a new directory)")
+    recording = Recording(directory)
+    recent: list[str] = []
+    last_id, dropped = None, None
+    for index, segment in enumerate(list(manifest.segments)):
+        if segment.complete and index < len(manifest.segments) - 2:
+            continue
+        path = recording.segment_path(index)
+        if not segment.complete:
+            fresh = Segment(file=segment.file)
+            end = 0
+            for item in scan_blocks(path):
+                if isinstance(item, str):
+                    dropped = item
+                    break
+                end = item.end
+                fresh.blocks += 1
+                for env in recording.block_envelopes(item):
+                    fresh.events += 1
+                    _note_event(fresh, env["seq"], env.get("id"), env["recv"], env.get("data"))
+            with path.open("r+b") as f:
+                f.truncate(end)
+                f.flush()
+                os.fsync(f.fileno())
+            fresh.bytes = end
+            fresh.sha256 = sha256_file(path)
+            fresh.complete = True
+            manifest.segments[index] = fresh
+        for block in recording.segment_blocks(index):
+            for env in recording.block_envelopes(block):
+                key = event_key(env.get("data"), env.get("id"))
+                if key is not None:
+                    recent.append(key)
+                last_id = env.get("id")
+        del recent[:-RECENT_IDS]
+    manifest.segments = [s for s in manifest.segments if s.events]
+    for segment in manifest.segments:
+        final = directory / segment.file
+        if not final.exists():
+            os.replace(directory / (segment.file + PARTIAL), final)
+    for orphan in directory.glob("*" + PARTIAL):  # empty segments: nothing was in them
+        if orphan.stat().st_size == 0:
+            orphan.unlink()
+    manifest.save(directory)
+    last_seq = manifest.segments[-1].last_seq or 0 if manifest.segments else 0
+    return manifest, ResumePoint(last_seq, last_id, tuple(recent), dropped)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------- reader
@@ -578,17 +676,19 @@ class Recording:
                     ((_, data),) = self.read_frames(block, only, dctx)
                     yield index, block, data
 
+    def block_envelopes(self, block: Block, dctx: zstandard.ZstdDecompressor | None = None
+                        ) -> list[dict[str, Any]]:
+        """A block's envelopes, parsed, in arrival (seq) order."""
+        envelopes = [orjson.loads(line) for _, data in self.read_frames(block, None, dctx)
+                     for line in data.splitlines()]
+        envelopes.sort(key=_seq_of)
+        return envelopes
+
     def envelopes(self) -> Iterator[dict[str, Any]]:
         """Every envelope, parsed, in arrival (seq) order."""
         dctx = zstandard.ZstdDecompressor()
         for block in self.blocks():
-            batch = [
-                orjson.loads(line)
-                for _, data in self.read_frames(block, None, dctx)
-                for line in data.splitlines()
-            ]
-            batch.sort(key=_seq_of)
-            yield from batch
+            yield from self.block_envelopes(block, dctx)
 
     def first_received(self) -> float | None:
         for seg in self.manifest.segments:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import orjson
 import zstandard
 
-from harness.recording import Block, Recording, RecordingError, lane_of
+from harness.recording import Block, Recording, RecordingError, lane_of, sha256_file
 
 
 @dataclass
@@ -43,14 +42,6 @@ class VerifyReport:
 _MAX_ERRORS = 50
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def verify(path: str | os.PathLike[str]) -> VerifyReport:
     """Check manifest vs. segments, hashes, block structure, lanes, every line, seq contiguity."""
     report = VerifyReport(Path(path))
@@ -72,7 +63,7 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
             if segment.bytes != size:
                 report.errors.append(f"{segment.file}: {size} bytes on disk, manifest says"
                                      f" {segment.bytes}")
-            digest = _sha256(seg_path)
+            digest = sha256_file(seg_path)
             if digest != segment.sha256:
                 report.errors.append(f"{segment.file}: sha256 {digest[:16]}… does not match"
                                      f" the manifest's {str(segment.sha256)[:16]}…")

@@ -191,3 +191,37 @@ def test_verify_names_the_damage(tmp_path: Path, damage: str) -> None:
     report = verify(path)
     assert not report.ok
     assert expect in report.errors[0]
+
+
+def test_resume_after_kill_continues_without_gap_or_duplicate(tmp_path: Path) -> None:
+    path = tmp_path / "r"
+    _killed_writer(path, 95)
+    partial = path / ("seg-000001.jsonl.zst" + PARTIAL)
+    partial.write_bytes(partial.read_bytes()[:-7])  # killed inside the last block
+    with RecordingWriter(path, source="t", resume=True, block_events=10) as w:
+        point = w.resume_point
+        assert point.last_seq == 90 and point.last_id == "89" and point.dropped
+        for i, p in enumerate(_events(120)[90:], start=90):
+            w.append(p, str(i), float(i))
+    manifest = Manifest.load(path)
+    assert manifest.complete and [s.file for s in manifest.segments] == [
+        "seg-000001.jsonl.zst", "seg-000002.jsonl.zst"]
+    assert manifest.segments[0].events == 90 and manifest.segments[1].first_seq == 91
+    envs = list(Recording(path).envelopes())
+    assert [e["seq"] for e in envs] == list(range(1, 121))
+    assert [e["id"] for e in envs] == [str(i) for i in range(120)]
+    assert verify(path).ok
+    with pytest.raises(RecordingError, match="complete"):
+        RecordingWriter(path, source="t", resume=True)
+
+
+def test_resume_collects_recent_event_ids_for_deduplication(tmp_path: Path) -> None:
+    path = tmp_path / "r"
+    w = RecordingWriter(path, source="t", lanes=2, block_events=5)
+    for i in range(12):
+        w.append(orjson.dumps({"meta": {"id": f"uuid-{i}"}, "user": "u", "timestamp": i}),
+                 str(i), float(i))
+    w.flush()
+    resumed = RecordingWriter(path, source="t", resume=True)
+    assert resumed.resume_point.recent_event_ids == tuple(f"uuid-{i}" for i in range(12))
+    resumed.close()
