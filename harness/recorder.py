@@ -1,0 +1,139 @@
+"""`harness record`: capture an EventStreams endpoint into a recording.
+
+The stream (`harness.sse.EventStream`) delivers each event once, in order;
+the writer (`harness.recording.RecordingWriter`) makes it durable, one block
+at least every second. SIGINT and SIGTERM stop cleanly: the last block is
+written, the segment finished and the manifest marked complete. A recorder
+killed outright leaves an unfinished recording that the next
+`harness record --out SAME_DIR` resumes from its last stored SSE id.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from harness.progress import Progress
+from harness.recording import DEFAULT_LANES, MANIFEST, RecordingWriter
+from harness.sse import DEFAULT_URL, USER_AGENT, EventStream, StreamStats
+
+
+@dataclass
+class RecordReport:
+    """What a recording session did."""
+
+    directory: Path
+    events: int = 0
+    received_bytes: int = 0
+    written_bytes: int = 0
+    seconds: float = 0.0
+    stopped_by: str = ""
+    resumed_after: int | None = None
+    complete: bool = False
+    stream: StreamStats = field(default_factory=StreamStats)
+    last_event_time: int | None = None
+
+    @property
+    def ratio(self) -> float:
+        return self.received_bytes / self.written_bytes if self.written_bytes else 0.0
+
+    def line(self) -> str:
+        s = self.stream
+        last = (datetime.fromtimestamp(self.last_event_time, tz=UTC).isoformat()
+                if self.last_event_time is not None else "-")
+        rate = self.events / self.seconds if self.seconds > 0 else 0.0
+        return (f"events={self.events} events/s={rate:.1f} bytes={self.written_bytes}"
+                f" compression={self.ratio:.1f}x reconnects={s.reconnects}"
+                f" duplicates={s.duplicates} server_errors={s.errors} last_event={last}")
+
+
+@contextmanager
+def _graceful_stop(stream: EventStream, report: RecordReport) -> Iterator[None]:
+    """SIGINT/SIGTERM end the stream instead of killing the process."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        report.stopped_by = signal.Signals(signum).name
+        stream.stop()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def record(
+    out: str | Path,
+    *,
+    url: str = DEFAULT_URL,
+    duration: float | None = None,
+    max_events: int | None = None,
+    since: str | None = None,
+    user_agent: str = USER_AGENT,
+    lanes: int = DEFAULT_LANES,
+    progress: bool | None = None,
+    segment_seconds: float | None = 3600.0,
+    stream_options: dict[str, Any] | None = None,
+) -> RecordReport:
+    """Record `url` into `out` until `duration`, `max_events`, a signal, or a fatal error.
+
+    An unfinished recording in `out` is resumed; a complete one, or any other
+    non-empty directory, is refused.
+    """
+    directory = Path(out)
+    resume = (directory / MANIFEST).is_file()  # the writer refuses a complete one
+    writer = RecordingWriter(directory, source=url, lanes=lanes, resume=resume,
+                             segment_seconds=segment_seconds)
+    point = writer.resume_point
+    stream = EventStream(url=url, user_agent=user_agent, since=None if resume else since,
+                         last_id=point.last_id, seen=point.recent_event_ids,
+                         **(stream_options or {}))
+    report = RecordReport(directory, stream=stream.stats,
+                          resumed_after=point.last_seq if resume else None)
+    meter = Progress(f"record {directory}", enabled=progress)
+    started = time.monotonic()
+    clean = False
+    try:
+        with _graceful_stop(stream, report):
+            for item in stream.events():
+                if item is not None:
+                    writer.append(item.data, item.sse_id, item.received)
+                    report.events += 1
+                    report.received_bytes += len(item.data)
+                    if max_events is not None and report.events >= max_events:
+                        report.stopped_by = "max-events"
+                        stream.stop()
+                else:
+                    writer.flush_if_due()
+                if duration is not None and time.monotonic() - started >= duration:
+                    report.stopped_by = report.stopped_by or "duration"
+                    stream.stop()
+                meter.update(report.events, _status(writer, stream.stats))
+        clean = True
+    finally:
+        report.seconds = time.monotonic() - started
+        meter.done()
+        if not writer.closed:
+            try:
+                writer.close(complete=clean)
+            except OSError:
+                if clean:
+                    raise  # otherwise the error already on its way says what went wrong
+        report.complete = writer.manifest.complete
+        report.written_bytes = writer.bytes_written
+        segment = writer.manifest.segments[-1] if writer.manifest.segments else None
+        report.last_event_time = segment.max_timestamp if segment else None
+    return report
+
+
+def _status(writer: RecordingWriter, stats: StreamStats) -> str:
+    return (f"{writer.bytes_written / 1e6:,.1f} MB, {stats.reconnects} reconnects,"
+            f" {stats.duplicates} dup")
