@@ -19,7 +19,8 @@ import orjson
 
 from harness import __version__
 from harness.recording import DEFAULT_LANES, RecordingError
-from harness.semantics import ALIGN_2023, DetectionParams
+from harness.semantics import ALIGN_2023, DetectionParams, Tally
+from harness.sse import StreamError
 
 
 def bundled_sample() -> Path:
@@ -53,6 +54,13 @@ def _non_negative_float(text: str) -> float:
     value = float(text)
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return value
 
 
@@ -127,17 +135,18 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         _write_jsonl(args.out, output.summaries)
     if args.dead_letters:
         _write_jsonl(args.dead_letters, output.dead_letters)
-    t = output.tally
+    _print_tally(output.tally, wall, f" workers={args.workers} processes={args.processes}")
+    return 0
+
+
+def _print_tally(t: Tally, wall: float, extra: str) -> None:
+    """The summary line; conservation (SPEC 2 item 6) is checked, not assumed."""
     rate = t.events / wall if wall > 0 else 0.0
     print(f"events={t.events} windows={t.windows} malicious={t.malicious} late={t.late}"
           f" invalid={t.invalid} canary={t.canary} counted={t.counted}"
-          f" events/s={rate:.0f} wall={wall:.3f}s"
-          f" workers={args.workers} processes={args.processes}")
+          f" events/s={rate:.0f} wall={wall:.3f}s{extra}")
     if not t.conserved():
-        print("error: conservation violated (events != canary+invalid+late+counted)",
-              file=sys.stderr)
-        return 1
-    return 0
+        raise RuntimeError("conservation violated: events != canary+invalid+late+counted")
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
@@ -177,7 +186,93 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stream_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"idle_timeout": args.idle_timeout, "max_failures": args.max_failures or None}
+
+
+def _cmd_record(args: argparse.Namespace) -> int:
+    from harness.recorder import record
+
+    report = record(args.out, url=args.url, duration=args.duration, max_events=args.max_events,
+                    since=args.since, user_agent=args.user_agent, lanes=args.lanes,
+                    progress=None if not args.quiet else False,
+                    stream_options=_stream_options(args))
+    if report.resumed_after is not None:
+        print(f"record: resumed {args.out} after seq {report.resumed_after}", file=sys.stderr)
+    state = "complete" if report.complete else "unfinished (resumable)"
+    print(f"record: {args.out} {state}, stopped by {report.stopped_by or 'end of stream'}:"
+          f" {report.line()}")
+    return 0
+
+
+def _cmd_live(args: argparse.Namespace) -> int:
+    from harness.live import run_live
+    from harness.sse import EventStream
+
+    _new_output(args.out, args.force, "--out")
+    stream = EventStream(url=args.url, user_agent=args.user_agent, since=args.since,
+                         **_stream_options(args))
+    result = run_live(stream, params=_params(args), workers=args.workers,
+                      record_to=args.record, max_events=args.max_events,
+                      duration=args.duration, console=not args.quiet, lanes=args.lanes)
+    if args.out:
+        _write_jsonl(args.out, result.output.summaries)
+    _print_tally(result.output.tally, result.wall_seconds,
+                 f" workers={args.workers} reconnects={stream.stats.reconnects}")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from harness.server import EventStreamServer, Faults
+
+    try:
+        faults = Faults(require_user_agent=args.require_user_agent,
+                        **{name: getattr(args, name) for name in _FAULTS})
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    server = EventStreamServer(args.recording or bundled_sample(), host=args.host,
+                               port=args.port, speed=args.speed, faults=faults, end=args.end)
+    print(f"serve: {server.url}  (Ctrl-C stops)", flush=True)
+    server.serve_forever()
+    return 0
+
+
+_FAULTS = {
+    "close_every": (int, "close each connection after N events"),
+    "close_after": (float, "close each connection after T seconds"),
+    "stall_at": (int, "stall once (connection open, no bytes) at stream event N"),
+    "stall_seconds": (float, "how long the stall lasts"),
+    "fail_first": (int, "answer the first K requests with --fail-status"),
+    "fail_status": (int, "status for --fail-first (429, 503, 500)"),
+    "retry_after": (float, "Retry-After seconds sent with --fail-first answers"),
+    "duplicate_every": (int, "send every Nth event twice"),
+    "malformed_every": (int, "every Nth event, first send a data line that is not JSON"),
+    "canary_every": (int, "every Nth event, first send a canary event"),
+    "error_every": (int, "every Nth event, first send an `event: error` frame"),
+}
+
+
+def _add_stream_options(p: argparse.ArgumentParser, url_help: str) -> None:
+    from harness.sse import DEFAULT_URL, USER_AGENT
+
+    p.add_argument("--url", default=DEFAULT_URL, help=url_help)
+    p.add_argument("--since", help="start from this time: unix ms or ISO-8601 (history)")
+    p.add_argument("--user-agent", default=USER_AGENT,
+                   help="User-Agent header (Wikimedia requires one with contact info)")
+    p.add_argument("--idle-timeout", type=_positive_float, default=30.0,
+                   help="reconnect when the stream is silent this long (30 s)")
+    p.add_argument("--max-failures", type=int, default=0,
+                   help="give up after N consecutive failed connection attempts (0: never)")
+    p.add_argument("--duration", type=_positive_float, help="stop after S seconds")
+    p.add_argument("--max-events", type=_positive_int, help="stop after N events")
+    p.add_argument("--lanes", type=_positive_int, default=DEFAULT_LANES,
+                   help=f"key shards for parallel replay ({DEFAULT_LANES})")
+    p.add_argument("--quiet", action="store_true", help="no progress or alert lines")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from harness.server import Faults
+
     parser = _Parser(prog="harness", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -202,6 +297,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--process-id", type=int, help="this member's index in --addresses")
     _add_detection_options(p)
     p.set_defaults(run=_cmd_replay)
+
+    p = sub.add_parser("record", help="record an EventStreams endpoint into a recording")
+    p.add_argument("--out", type=Path, required=True,
+                   help="recording directory (new, or an unfinished one to resume)")
+    _add_stream_options(p, "EventStreams endpoint (default: Wikimedia recentchange)")
+    p.set_defaults(run=_cmd_record)
+
+    p = sub.add_parser("live", help="run the detection flow on the live stream")
+    _add_stream_options(p, "EventStreams endpoint (default: Wikimedia recentchange)")
+    p.add_argument("--workers", type=_positive_int, default=1, help="worker threads (1)")
+    p.add_argument("--out", type=Path, help="write every window summary here (JSON lines)")
+    p.add_argument("--record", type=Path, help="also record the stream into this new directory")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
+    _add_detection_options(p)
+    p.set_defaults(run=_cmd_live)
+
+    p = sub.add_parser("serve", help="serve a recording as a local EventStreams endpoint")
+    p.add_argument("recording", nargs="?", type=Path,
+                   help="recording directory (default: the bundled sample)")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port (8080; 0 picks a free one)")
+    p.add_argument("--speed", type=_non_negative_float, default=1.0,
+                   help="X times the recorded pace; 0 as fast as possible (1)")
+    p.add_argument("--end", choices=["close", "hold"], default="close",
+                   help="at the end of the recording: close, or hold the connection open")
+    p.add_argument("--require-user-agent", action="store_true",
+                   help="answer 403 to requests without a User-Agent, like Wikimedia")
+    faults = p.add_argument_group("fault injection (also as query parameters)")
+    none = Faults()
+    for name, (kind, text) in _FAULTS.items():
+        faults.add_argument("--" + name.replace("_", "-"), type=kind,
+                            default=getattr(none, name), help=text)
+    p.set_defaults(run=_cmd_serve)
 
     p = sub.add_parser("synth", help="write a synthetic recording")
     p.add_argument("--out", type=Path, required=True, help="new recording directory")
@@ -229,9 +357,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)
-    except (UsageError, RecordingError) as exc:
+    except (UsageError, RecordingError, StreamError) as exc:
         print(f"harness {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(f"harness {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"harness {args.command}: interrupted", file=sys.stderr)
         return 130

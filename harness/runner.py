@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bytewax._bytewax import cli_main
+from bytewax.dataflow import Dataflow
 
 from harness.flow import build_flow
 from harness.recording import Recording, RecordingError
@@ -145,9 +146,9 @@ def _forward(log: Path) -> None:
 _CONNECT_RETRY = re.compile(r"error connecting to worker \d+: .*retrying")
 
 
-def run_member(config: ReplayConfig, run_dir: Path, addresses: list[str] | None = None,
-               process_id: int | None = None) -> None:
-    """Run this process's part of the cluster (all of it when no addresses).
+def execute(flow: Dataflow, run_dir: Path, workers: int, addresses: list[str] | None = None,
+            process_id: int | None = None) -> None:
+    """Run a flow's share in this process with Bytewax's own cluster entry point.
 
     A damaged recording surfaces as the `RecordingError` that names the
     place, not as Bytewax's wrapped error and a Rust panic on stderr.
@@ -155,8 +156,8 @@ def run_member(config: ReplayConfig, run_dir: Path, addresses: list[str] | None 
     log = run_dir / f"stderr-{process_id or 0}.log"
     try:
         with _stderr_into(log):
-            cli_main(_flow(config, run_dir), workers_per_process=config.workers,
-                     process_id=process_id, addresses=addresses)
+            cli_main(flow, workers_per_process=workers, process_id=process_id,
+                     addresses=addresses)
     except BaseException as exc:  # Bytewax raises PanicException, a BaseException
         cause = _recording_error(exc) or _first_error(run_dir)
         if cause is not None:
@@ -164,6 +165,12 @@ def run_member(config: ReplayConfig, run_dir: Path, addresses: list[str] | None 
         _forward(log)
         raise
     _forward(log)
+
+
+def run_member(config: ReplayConfig, run_dir: Path, addresses: list[str] | None = None,
+               process_id: int | None = None) -> None:
+    """Run this process's part of the cluster (all of it when no addresses)."""
+    execute(_flow(config, run_dir), run_dir, config.workers, addresses, process_id)
 
 
 def _run_cluster(config: ReplayConfig, run_dir: Path) -> None:
