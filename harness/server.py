@@ -1,0 +1,791 @@
+"""A local EventStreams-compatible SSE server that plays a recording (`harness serve`).
+
+It speaks the wire format of stream.wikimedia.org (SPEC section 5) so the
+recorder, the live flow and any SSE client can be exercised offline, and it
+injects the real service's misbehaviour on demand (`Faults`): periodic and
+timed closes, silent stalls, 429/5xx answers, 403 without a User-Agent,
+duplicates, malformed payloads, canaries and `event: error` frames.
+
+Each connection reads the recording lazily from disk, so memory does not
+grow with the recording or the number of clients. Resuming (`Last-Event-ID`)
+and `since` are resolved on the envelopes as they are read, Kafka-style:
+a timestamp position re-sends every event at or after that millisecond.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import select
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, fields, replace
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from socketserver import TCPServer
+from typing import Any, Final, Literal
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+
+from harness.recording import Recording, RecordingError
+
+__all__ = ["EventStreamServer", "Faults", "ServerStats"]
+
+TOPIC: Final = "eqiad.mediawiki.recentchange"
+STREAM_PATH: Final = "/v2/stream/"
+_GLOBAL_FAULTS: Final = frozenset({"fail_first", "stall_at"})
+_DISCONNECTED: Final = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+_LINE_BREAK: Final = re.compile(r"\r\n|\r|\n")
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off", ""})
+_MALFORMED: Final = b'{"$schema":"/mediawiki/recentchange/1.0.0","meta":{"domain":"malformed'
+_POLL: Final = 0.1
+
+Envelope = dict[str, Any]
+Positioned = Iterator[tuple[int, Envelope]]
+Seeking = Iterator[tuple[int, Envelope] | None]  # None: still seeking, send a keepalive
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Misbehaviour to inject, like the real service's. All off by default.
+
+    `*_every` positions count the recording events sent on one connection
+    (1-based; injected extras and duplicate copies do not count). Extra
+    frames (error, malformed, canary) go out just before the event that
+    triggers them and carry no `id:` line, so a client's resume position is
+    unaffected. `stall_at` is a global stream position: the stall happens
+    where event N would be sent (events 1..N-1 arrive). `stall_seconds` 0
+    stalls until the client leaves or the server stops.
+    """
+
+    close_every: int = 0  # close the connection after every N events sent on it
+    close_after: float = 0.0  # close a connection after T seconds
+    stall_at: int = 0  # the first connection to reach event N goes silent, staying open...
+    stall_seconds: float = 0.0  # ...for this long, then closes
+    fail_first: int = 0  # answer the first K stream requests with fail_status (server-wide)
+    fail_status: int = 429  # 429, 503 or 500
+    retry_after: float = 1.0  # Retry-After (seconds) on those answers
+    require_user_agent: bool = False  # 403 without a User-Agent header
+    duplicate_every: int = 0  # send every Nth event twice
+    malformed_every: int = 0  # before every Nth event, an event whose data is not JSON
+    canary_every: int = 0  # before every Nth event, a canary (meta.domain "canary", no user)
+    error_every: int = 0  # before every Nth event, an `event: error` frame with JSON data
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "require_user_agent":
+                continue
+            kind = int if isinstance(f.default, int) else (int, float)
+            if isinstance(value, bool) or not isinstance(value, kind):
+                raise ValueError(f"{f.name} must be {'an integer' if kind is int else 'a number'},"
+                                 f" got {value!r}")
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{f.name} must be finite and >= 0, got {value!r}")
+        if not 400 <= self.fail_status <= 599:
+            raise ValueError(f"fail_status must be an HTTP error status, got {self.fail_status}")
+
+    def overridden(self, params: Mapping[str, str]) -> Faults:
+        """These faults with per-connection overrides from query parameters.
+
+        Raises `ValueError` for bad values and for the server-wide one-shot
+        faults (`fail_first`, `stall_at`), which a request cannot set.
+        """
+        changes: dict[str, Any] = {}
+        for f in fields(self):
+            if f.name not in params:
+                continue
+            text = params[f.name].strip()
+            if f.name in _GLOBAL_FAULTS:
+                raise ValueError(f"{f.name} is a server-wide fault; set it on the server")
+            current = getattr(self, f.name)
+            try:
+                if isinstance(current, bool):
+                    if text.lower() not in _TRUE | _FALSE:
+                        raise ValueError
+                    changes[f.name] = text.lower() in _TRUE
+                elif isinstance(current, int):
+                    changes[f.name] = int(text)
+                else:
+                    changes[f.name] = float(text)
+            except ValueError:
+                raise ValueError(f"{f.name}={text!r} is not a valid value") from None
+        return replace(self, **changes) if changes else self
+
+
+@dataclass
+class ServerStats:
+    """Thread-safe counters of what the server did; read them any time."""
+
+    requests: int = 0  # HTTP requests received
+    connections: int = 0  # streams opened (200 answers)
+    active: int = 0  # streams open right now
+    events_sent: int = 0  # recording events written, duplicate copies included
+    exhausted: int = 0  # streams that reached the end of the recording
+    disconnects: int = 0  # clients that left mid-stream
+    not_found: int = 0
+    bad_requests: int = 0
+    forbidden: int = 0  # require_user_agent
+    failed: int = 0  # fail_first answers
+    closed_every: int = 0
+    closed_after: int = 0
+    stalls: int = 0
+    duplicates: int = 0
+    malformed: int = 0
+    canaries: int = 0
+    errors: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for name, n in counts.items():
+                setattr(self, name, getattr(self, name) + n)
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "_lock"}
+
+
+class _Reject(Exception):
+    """End a request with an error status and a one-line reason."""
+
+    def __init__(self, status: int, reason: str, headers: Mapping[str, str] | None = None):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.headers = dict(headers or {})
+
+
+# ------------------------------------------------------------ ids and times
+
+
+@dataclass(frozen=True, slots=True)
+class _Position:
+    """One entry of a resume id: an offset or a timestamp (ms) in a topic-partition."""
+
+    topic: str | None
+    partition: int | None
+    offset: int | None
+    timestamp: float | None
+
+    def matches(self, entry: dict[str, Any]) -> bool:
+        return ((self.topic is None or entry.get("topic") in (None, self.topic))
+                and (self.partition is None or entry.get("partition") in (None, self.partition)))
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def wire_id(envelope: Envelope) -> str:
+    """The SSE id sent for an envelope: the recorded raw id, or one made from `seq`."""
+    raw = envelope.get("id")
+    if isinstance(raw, str):
+        return raw
+    return f'[{{"topic":"{TOPIC}","partition":0,"offset":{envelope["seq"]}}}]'
+
+
+def _id_entries(raw: str) -> list[dict[str, Any]]:
+    """The JSON objects of an EventStreams id; empty for anything else."""
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return []
+    return [e for e in value if isinstance(e, dict)] if isinstance(value, list) else []
+
+
+def parse_resume(raw: str) -> list[_Position] | None:
+    """Positions of a `Last-Event-ID`, or None if it is not an EventStreams id.
+
+    Entries with a negative offset and no timestamp mean "no position" and
+    are dropped, so the result may be empty.
+    """
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(value, list):
+        return None
+    positions = []
+    for entry in value:
+        if not isinstance(entry, dict):
+            return None
+        topic, partition = entry.get("topic"), entry.get("partition")
+        offset, timestamp = entry.get("offset"), entry.get("timestamp")
+        if (topic is not None and not isinstance(topic, str)) or (
+                partition is not None and not _is_int(partition)):
+            return None
+        if (offset is None and timestamp is None) or (
+                offset is not None and not _is_int(offset)) or (
+                timestamp is not None and not _is_number(timestamp)):
+            return None
+        if offset is not None and offset >= 0:
+            positions.append(_Position(topic, partition, offset, None))
+        elif timestamp is not None and timestamp >= 0:
+            positions.append(_Position(topic, partition, None, timestamp))
+    return positions
+
+
+def parse_since(text: str) -> float:
+    """`since` as epoch milliseconds: a number of ms or an ISO-8601 time (UTC if naive)."""
+    text = text.strip()
+    try:
+        ms = float(text)
+    except ValueError:
+        try:
+            when = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"since={text!r} is neither epoch milliseconds nor ISO-8601") from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return when.timestamp() * 1000.0
+    if not math.isfinite(ms):
+        raise ValueError(f"since={text!r} is not a finite number")
+    return ms
+
+
+def _data_ms(envelope: Envelope) -> float | None:
+    """Event time in ms from the payload: `meta.dt`, else `timestamp` (seconds)."""
+    data = envelope.get("data")
+    if not isinstance(data, dict):
+        return None
+    meta = data.get("meta")
+    if isinstance(meta, dict) and isinstance(meta.get("dt"), str):
+        with contextlib.suppress(ValueError):
+            when = datetime.fromisoformat(meta["dt"])
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            return when.timestamp() * 1000.0
+    ts = data.get("timestamp")
+    return ts * 1000.0 if _is_number(ts) else None
+
+
+def event_ms(envelope: Envelope) -> float | None:
+    """Event time in ms: the id's timestamp, else `meta.dt`, else `timestamp` seconds."""
+    for entry in _id_entries(wire_id(envelope)):
+        ts = entry.get("timestamp")
+        if _is_number(ts) and ts >= 0:
+            return float(ts)
+    return _data_ms(envelope)
+
+
+def _resume_hit(positions: list[_Position], envelope: Envelope) -> int | None:
+    """0 to start at this envelope, 1 to start after it, None if no position reached."""
+    entries = _id_entries(wire_id(envelope))
+    best: int | None = None
+    for pos in positions:
+        matching = [e for e in entries if pos.matches(e)]
+        if pos.offset is not None:
+            for e in matching:
+                off = e.get("offset")
+                if _is_int(off) and off >= 0 and off >= pos.offset:
+                    hit = 1 if off == pos.offset else 0
+                    best = hit if best is None else min(best, hit)
+        else:
+            assert pos.timestamp is not None
+            stamps = [e["timestamp"] for e in matching
+                      if _is_number(e.get("timestamp")) and e["timestamp"] >= 0]
+            ms = min(stamps) if stamps else _data_ms(envelope)
+            if ms is not None and ms >= pos.timestamp:
+                best = 0
+    return best
+
+
+# ------------------------------------------------------------------- frames
+
+
+def _id_line(sse_id: str) -> bytes:
+    return b"id: " + sse_id.replace("\r", "").replace("\n", "").encode("utf-8", "surrogatepass")
+
+
+def _data_lines(text: str) -> bytes:
+    return b"".join(b"data: " + line.encode("utf-8", "surrogatepass") + b"\n"
+                    for line in _LINE_BREAK.split(text))
+
+
+def event_frame(envelope: Envelope) -> bytes:
+    """The wire bytes of one recording event, as stream.wikimedia.org sends them."""
+    if "data" in envelope:
+        data = b"data: " + orjson.dumps(envelope["data"]) + b"\n"
+    else:
+        data = _data_lines(str(envelope.get("raw", "")))
+    return b"event: message\n" + _id_line(wire_id(envelope)) + b"\n" + data + b"\n"
+
+
+def _canary_frame(envelope: Envelope, position: int) -> bytes:
+    ms = event_ms(envelope)
+    seconds = int(ms // 1000) if ms is not None else int(time.time())
+    dt = datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
+    ident = str(uuid.uuid5(uuid.NAMESPACE_URL, f"harness-canary/{position}"))
+    event = {
+        "$schema": "/mediawiki/recentchange/1.0.0",
+        "meta": {"uri": "https://canary/wiki/Canary", "request_id": ident, "id": ident, "dt": dt,
+                 "domain": "canary", "stream": "mediawiki.recentchange", "topic": TOPIC,
+                 "partition": 0, "offset": -1},
+        "id": 0, "type": "edit", "namespace": 0, "title": "Canary", "comment": "canary event",
+        "timestamp": seconds, "bot": False, "server_url": "https://canary",
+        "server_name": "canary", "server_script_path": "/w", "parsedcomment": "canary event",
+    }
+    return b"event: message\ndata: " + orjson.dumps(event) + b"\n\n"
+
+
+def _error_frame(position: int) -> bytes:
+    body = {"type": "error", "message": "injected error before event", "position": position}
+    return b"event: error\ndata: " + orjson.dumps(body) + b"\n\n"
+
+
+# ------------------------------------------------------------------- server
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, owner: EventStreamServer, address: tuple[str, int]) -> None:
+        self.owner = owner
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        owner = self.owner
+        if owner._stopping.is_set():
+            self.shutdown_request(request)
+            return
+        thread = threading.Thread(target=self.process_request_thread,
+                                  args=(request, client_address), daemon=True,
+                                  name=f"{owner._name}-conn")
+        with owner._lock:
+            owner._connections[thread] = request
+        thread.start()
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self.owner._lock:
+                self.owner._connections.pop(threading.current_thread(), None)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, _DISCONNECTED) or self.owner._stopping.is_set():
+            return
+        super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "harness-eventstreams/1"
+    server: _HTTPServer
+
+    def do_GET(self) -> None:
+        self.close_connection = True
+        owner = self.server.owner
+        try:
+            owner._serve_request(self)
+        except _Reject as reject:
+            owner._reject(self, reject)
+        except OSError as exc:
+            if not (isinstance(exc, _DISCONNECTED) or owner._stopping.is_set()):
+                raise
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.server.owner.verbose:
+            super().log_message(format, *args)
+
+
+class EventStreamServer:
+    """Serves a recording over HTTP the way stream.wikimedia.org serves `recentchange`.
+
+    `GET /v2/stream/<streams>` plays the recording from the start, from the
+    `Last-Event-ID` header (or `last_event_id` query parameter), or from the
+    `since` query parameter; fault names are also accepted as query
+    parameters and override `faults` for that connection. `speed` 0 sends as
+    fast as possible, otherwise at the recorded receive-time spacing divided
+    by `speed`. At the end of the recording the connection is closed
+    (`end="close"`) or kept open with a `:` keepalive every `keepalive`
+    seconds (`end="hold"`). The port is bound on construction, so `url` is
+    valid before `start()`.
+
+    A request is checked in this order: path (404), query parameters (400),
+    User-Agent (403), `fail_first` (its status), then `Last-Event-ID` (400).
+    """
+
+    def __init__(
+        self,
+        recording: str | os.PathLike[str],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        speed: float = 0.0,
+        faults: Faults = Faults(),
+        end: Literal["close", "hold"] = "close",
+        keepalive: float = 1.0,
+        verbose: bool = False,
+    ) -> None:
+        if not (math.isfinite(speed) and speed >= 0):
+            raise ValueError(f"speed must be finite and >= 0, got {speed}")
+        if end not in ("close", "hold"):
+            raise ValueError(f"end must be 'close' or 'hold', got {end!r}")
+        if not (math.isfinite(keepalive) and keepalive > 0):
+            raise ValueError(f"keepalive must be > 0 seconds, got {keepalive}")
+        self.recording = os.fspath(recording)
+        Recording(self.recording)  # fail early (RecordingError) on a bad directory
+        self.speed = speed
+        self.faults = faults
+        self.end = end
+        self.keepalive = keepalive
+        self.verbose = verbose
+        self.stats = ServerStats()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._connections: dict[threading.Thread, socket.socket] = {}
+        self._failed = 0
+        self._stall_claimed = False
+        self._thread: threading.Thread | None = None
+        self._loop_entered = False
+        self._stopped = False
+        self._httpd = _HTTPServer(self, (host, port))
+        self.host, self.port = self._httpd.server_name, self._httpd.server_port
+        self._name = f"EventStreamServer:{self.port}"
+        shown = f"[{self.host}]" if ":" in self.host else self.host
+        self.url = f"http://{shown}:{self.port}{STREAM_PATH}recentchange"
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> EventStreamServer:
+        """Serve in a background thread; returns self."""
+        with self._lock:
+            if self._stopped or self._loop_entered:
+                raise RuntimeError("server already started or stopped")
+            self._loop_entered = True
+            self._thread = threading.Thread(target=self._httpd.serve_forever,
+                                            kwargs={"poll_interval": _POLL},
+                                            name=self._name, daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve in the calling thread until `stop()` or Ctrl-C."""
+        with self._lock:
+            if self._stopped or self._loop_entered:
+                raise RuntimeError("server already started or stopped")
+            self._loop_entered = True
+        try:
+            self._httpd.serve_forever(poll_interval=_POLL)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        """Stop serving, end open streams, close the sockets and join the threads."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            entered = self._loop_entered
+        self._stopping.set()
+        if entered:
+            self._httpd.shutdown()
+        self._httpd.server_close()
+        with self._lock:
+            connections = list(self._connections.items())
+        for _, sock in connections:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        deadline = time.monotonic() + 5.0
+        for thread, _ in connections:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(max(0.0, deadline - time.monotonic()))
+
+    def __enter__(self) -> EventStreamServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------- requests
+
+    def _serve_request(self, handler: _Handler) -> None:
+        self.stats.add(requests=1)
+        url = urlsplit(handler.path)
+        if not url.path.startswith(STREAM_PATH) or len(url.path) == len(STREAM_PATH):
+            self.stats.add(not_found=1)
+            raise _Reject(404, f"not found: {url.path} (streams are at {STREAM_PATH}<name>)")
+        params = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        try:
+            faults = self.faults.overridden(params)
+            since = parse_since(params["since"]) if "since" in params else None
+        except ValueError as exc:
+            raise _Reject(400, str(exc)) from None
+        if faults.require_user_agent and not (handler.headers.get("User-Agent") or "").strip():
+            self.stats.add(forbidden=1)
+            raise _Reject(403, "forbidden: send a descriptive User-Agent with contact"
+                               " information (Wikimedia User-Agent policy)")
+        with self._lock:
+            fail = self._failed < self.faults.fail_first
+            self._failed += fail
+        if fail:
+            self.stats.add(failed=1)
+            retry = faults.retry_after
+            raise _Reject(faults.fail_status, f"injected failure ({faults.fail_status})",
+                          {"Retry-After": _seconds(retry)})
+        last_id = _header_text(handler.headers.get("Last-Event-ID"))
+        if not last_id:
+            last_id = params.get("last_event_id", "").strip()
+        try:
+            events = self._positioned(last_id, since)
+        except RecordingError as exc:
+            raise _Reject(500, f"recording unreadable: {exc}") from None
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        handler.send_header("Cache-Control", "no-cache")
+        handler.send_header("Access-Control-Allow-Origin", "*")
+        handler.send_header("Connection", "close")
+        handler.end_headers()
+        self.stats.add(connections=1, active=1)
+        try:
+            _Stream(self, handler, faults).run(events)
+        except OSError as exc:
+            if isinstance(exc, _DISCONNECTED) or self._stopping.is_set():
+                self.stats.add(disconnects=1)
+                return
+            raise
+        except RecordingError as exc:
+            sys.stderr.write(f"harness serve: {exc}\n")
+        finally:
+            self.stats.add(active=-1)
+
+    def _reject(self, handler: _Handler, reject: _Reject) -> None:
+        if reject.status == 400:
+            self.stats.add(bad_requests=1)
+        body = (reject.reason.replace("\n", " ") + "\n").encode()
+        with contextlib.suppress(OSError):
+            handler.send_response(reject.status)
+            handler.send_header("Content-Type", "text/plain; charset=utf-8")
+            handler.send_header("Content-Length", str(len(body)))
+            handler.send_header("Connection", "close")
+            for name, value in reject.headers.items():
+                handler.send_header(name, value)
+            handler.end_headers()
+            handler.wfile.write(body)
+
+    def _positioned(self, last_id: str, since: float | None) -> Seeking:
+        """The recording's (global position, envelope) pairs from where this client starts.
+
+        An unparseable `Last-Event-ID` is looked up eagerly (so it can still
+        become a 400); everything else is resolved lazily while streaming,
+        with a None about every `keepalive` seconds of seeking so that the
+        client can be sent a keepalive and its idle watchdog stays calm.
+        """
+        envelopes: Positioned = enumerate(Recording(self.recording).envelopes(), 1)
+        if last_id:
+            positions = parse_resume(last_id)
+            if positions is None:
+                for _, envelope in envelopes:
+                    if wire_id(envelope) == last_id or self._stopping.is_set():
+                        return envelopes
+                raise _Reject(400, f"Last-Event-ID {last_id[:200]!r}: not an id of this stream"
+                                   " nor a JSON array of {offset|timestamp} objects")
+            if positions:
+                return self._resume(envelopes, last_id, positions)
+        if since is not None:
+            return self._seek(envelopes, lambda _, envelope: _at_or_after(envelope, since))
+        return envelopes
+
+    def _resume(
+        self, envelopes: Positioned, last_id: str, positions: list[_Position]
+    ) -> Seeking:
+        """Continue after the first event sent with exactly `last_id`, else by position.
+
+        Ids repeat when several events share a millisecond; resuming after the
+        first of them re-sends the rest, which clients de-duplicate. Without an
+        exact match the whole recording is scanned once, then read again from
+        the first event the positions reach.
+        """
+        start: int | None = None
+        beat = time.monotonic() + self.keepalive
+        for index, envelope in envelopes:
+            if wire_id(envelope) == last_id:
+                yield from envelopes
+                return
+            if start is None:
+                hit = _resume_hit(positions, envelope)
+                if hit is not None:
+                    start = index + hit
+            if index % 256 == 0:
+                if self._stopping.is_set():
+                    return
+                if time.monotonic() >= beat:
+                    yield None
+                    beat = time.monotonic() + self.keepalive
+        if start is not None:
+            again = enumerate(Recording(self.recording).envelopes(), 1)
+            yield from self._seek(again, lambda index, _: index >= start)
+
+    def _seek(self, envelopes: Positioned, reached: Callable[[int, Envelope], bool]) -> Seeking:
+        """The envelopes from the first that `reached` accepts, with keepalive Nones."""
+        beat = time.monotonic() + self.keepalive
+        for index, envelope in envelopes:
+            if reached(index, envelope):
+                yield index, envelope
+                yield from envelopes
+                return
+            if index % 256 == 0:
+                if self._stopping.is_set():
+                    return
+                if time.monotonic() >= beat:
+                    yield None
+                    beat = time.monotonic() + self.keepalive
+
+    # --------------------------------------------------------- global faults
+
+    def _claim_stall(self, position: int) -> bool:
+        if position != self.faults.stall_at:
+            return False
+        with self._lock:
+            claimed, self._stall_claimed = self._stall_claimed, True
+        return not claimed
+
+
+def _at_or_after(envelope: Envelope, since: float) -> bool:
+    ms = event_ms(envelope)
+    return ms is not None and ms >= since
+
+
+def _seconds(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _header_text(value: str | None) -> str:
+    """A header value as UTF-8 text (http.server decodes headers as Latin-1)."""
+    if not value:
+        return ""
+    with contextlib.suppress(UnicodeError):
+        value = value.encode("latin-1").decode("utf-8")
+    return value.strip()
+
+
+class _Stream:
+    """Writes one connection's events, applying pacing and per-connection faults."""
+
+    def __init__(self, owner: EventStreamServer, handler: _Handler, faults: Faults) -> None:
+        self.owner = owner
+        self.faults = faults
+        self.sock: socket.socket = handler.connection
+        self.write = handler.wfile.write
+        opened = time.monotonic()
+        self.deadline = opened + faults.close_after if faults.close_after > 0 else math.inf
+
+    def run(self, events: Seeking) -> None:
+        owner, f, stats, write = self.owner, self.faults, self.owner.stats, self.write
+        stopping = owner._stopping
+        speed = owner.speed
+        paced = speed > 0
+        timed = self.deadline < math.inf
+        write(b":ok\n\n")
+        started = first_recv = 0.0
+        sent = 0
+        for item in events:
+            if stopping.is_set():
+                return
+            if timed and time.monotonic() >= self.deadline:
+                stats.add(closed_after=1)
+                return
+            if item is None:
+                write(b":\n\n")
+                continue
+            position, envelope = item
+            if f.close_every and sent >= f.close_every:
+                stats.add(closed_every=1)
+                return
+            if position == f.stall_at and owner._claim_stall(position):
+                stats.add(stalls=1)
+                self.idle(time.monotonic() + f.stall_seconds if f.stall_seconds > 0 else None)
+                return
+            sent += 1
+            if paced:
+                if sent == 1:
+                    started, first_recv = time.monotonic(), float(envelope.get("recv", 0.0))
+                due = started + (float(envelope.get("recv", 0.0)) - first_recv) / speed
+                if due > time.monotonic() and not self.idle(min(due, self.deadline)):
+                    return
+            if timed and time.monotonic() >= self.deadline:
+                stats.add(closed_after=1)
+                return
+            if f.error_every and sent % f.error_every == 0:
+                write(_error_frame(position))
+                stats.add(errors=1)
+            if f.malformed_every and sent % f.malformed_every == 0:
+                write(b"event: message\ndata: " + _MALFORMED + b"\n\n")
+                stats.add(malformed=1)
+            if f.canary_every and sent % f.canary_every == 0:
+                write(_canary_frame(envelope, position))
+                stats.add(canaries=1)
+            frame = event_frame(envelope)
+            write(frame)
+            if f.duplicate_every and sent % f.duplicate_every == 0:
+                write(frame)
+                stats.add(events_sent=2, duplicates=1)
+            else:
+                stats.add(events_sent=1)
+        stats.add(exhausted=1)
+        if owner.end == "hold":
+            self.hold()
+
+    def hold(self) -> None:
+        """Keep the exhausted stream open with `:` keepalives until the client leaves."""
+        beat = time.monotonic()
+        while True:
+            beat += self.owner.keepalive
+            if not self.idle(min(beat, self.deadline)):
+                return
+            if time.monotonic() >= self.deadline:
+                self.owner.stats.add(closed_after=1)
+                return
+            self.write(b":\n\n")
+
+    def idle(self, until: float | None) -> bool:
+        """Send nothing until `until` (monotonic; None: forever) or `close_after`.
+
+        Returns False if the client left, the server is stopping or the
+        connection's `close_after` deadline passed (counted).
+        """
+        limit = self.deadline if until is None else min(until, self.deadline)
+        while not self.owner._stopping.is_set():
+            remaining = limit - time.monotonic()
+            if remaining <= 0:
+                if limit >= self.deadline:
+                    self.owner.stats.add(closed_after=1)
+                    return False
+                return True
+            readable, _, _ = select.select([self.sock], [], [], min(remaining, _POLL))
+            if readable:
+                try:
+                    peeked = self.sock.recv(1, socket.MSG_PEEK)
+                except OSError:
+                    peeked = b""
+                if not peeked:
+                    self.owner.stats.add(disconnects=1)
+                    return False
+                self.owner._stopping.wait(min(remaining, _POLL))
+        return False
