@@ -112,6 +112,7 @@ class Connection:
             self.close()
             raise RetryableError(f"{url}: wrong content type {content_type!r}"
                                  " (expected text/event-stream)")
+        self.last_bytes = time.monotonic()  # any bytes, comments included: for the watchdog
 
     def _chunks(self) -> Iterator[bytes]:
         read = self._response.read1 if hasattr(self._response, "read1") else self._response.read
