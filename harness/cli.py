@@ -7,6 +7,7 @@ argument), 1 unexpected failure.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -84,6 +85,14 @@ def _new_output(path: Path | None, force: bool, what: str) -> None:
         raise UsageError(f"{what} {path}: directory {path.parent} does not exist")
 
 
+def _outputs_of(recovery_dir: Path | None) -> set[Path]:
+    """Output files a replay with this recovery state has written before."""
+    record = recovery_dir / "outputs.json" if recovery_dir is not None else None
+    if record is None or not record.is_file():
+        return set()
+    return {Path(p) for p in json.loads(record.read_text())}
+
+
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     """Write atomically: a killed run never leaves half a file under the final name."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -116,12 +125,16 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from harness.runner import ReplayConfig, replay
 
     directory = args.recording or bundled_sample()
-    _new_output(args.out, args.force, "--out")
-    _new_output(args.dead_letters, args.force, "--dead-letters")
+    # A resumed run may rewrite the outputs an interrupted run of the same state wrote.
+    rewrites = _outputs_of(args.recovery_dir)
+    for path, what in ((args.out, "--out"), (args.dead_letters, "--dead-letters")):
+        _new_output(path, args.force or (path is not None and path.resolve() in rewrites), what)
     try:
         config = ReplayConfig(directory, _params(args), workers=args.workers,
                               processes=args.processes, speed=args.speed,
-                              batch_size=args.batch_size, console=not args.quiet)
+                              batch_size=args.batch_size, console=not args.quiet,
+                              recovery_dir=args.recovery_dir,
+                              snapshot_interval=args.snapshot_interval)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if args.addresses and args.process_id is None:
@@ -131,6 +144,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     output, wall, truncated = result.output, result.wall_seconds, result.truncated
     for note in truncated:
         print(f"warning: {note} (dropped; recording unfinished)", file=sys.stderr)
+    if args.recovery_dir is not None:
+        (args.recovery_dir / "outputs.json").write_text(
+            json.dumps([str(p.resolve()) for p in (args.out, args.dead_letters) if p]))
     if args.out:
         _write_jsonl(args.out, output.summaries)
     if args.dead_letters:
@@ -292,6 +308,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="at most N lines per source batch (default: one recorded frame)")
     p.add_argument("--quiet", action="store_true", help="do not print malicious windows")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    p.add_argument("--recovery-dir", type=Path,
+                   help="keep Bytewax recovery state here; rerun the same command after a"
+                        " crash to resume (outputs exactly once)")
+    p.add_argument("--snapshot-interval", type=_positive_float, default=1.0,
+                   help="seconds between recovery snapshots (1.0)")
     p.add_argument("--addresses", help="run one member of a multi-machine cluster:"
                    " 'host:port;host:port;...' (with --process-id)")
     p.add_argument("--process-id", type=int, help="this member's index in --addresses")

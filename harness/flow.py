@@ -26,6 +26,7 @@ from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 from msgspec import UNSET, UnsetType
 
+from harness.recording import lane_name
 from harness.semantics import (
     CANARY,
     MAX_TIMESTAMP,
@@ -222,12 +223,12 @@ class DetectLogic(StatefulBatchLogic[EventBatch, Output, dict]):
 
 
 def lane_key(batch: EventBatch) -> str:
-    return f"lane-{batch.lane:05d}"
+    return lane_name(batch.lane)
 
 
 def build_flow(
     source: Source[Chunk],
-    sink: Sink[Output],
+    sink: Sink[tuple[str, Output]],
     params: DetectionParams | None = None,
     *,
     clock: Callable[[], float] | None = None,
@@ -242,5 +243,5 @@ def build_flow(
     keyed = op.key_on("by_lane", batches, lane_key)
     detected = op.stateful_batch(
         "detect", keyed, lambda resume: DetectLogic(params, clock, resume))
-    op.output("sink", op.key_rm("unkey", detected), sink)
+    op.output("sink", detected, sink)
     return flow

@@ -23,7 +23,7 @@ from harness.flow import Chunk, build_flow
 from harness.recording import DEFAULT_LANES, RecordingWriter, encode_envelope, lane_of
 from harness.runner import ReplayResult, execute
 from harness.semantics import DetectionParams
-from harness.sinks import PartFileSink, collect
+from harness.sinks import LaneFileSink, collect
 from harness.sse import EventStream, ReceivedEvent
 
 _POLL = 0.05
@@ -132,7 +132,7 @@ def run_live(
     try:
         with tempfile.TemporaryDirectory(prefix="harness-live-") as tmp:
             run_dir = Path(tmp)
-            flow = build_flow(source, PartFileSink(run_dir, console), params, clock=clock)
+            flow = build_flow(source, LaneFileSink(run_dir, lanes, console), params, clock=clock)
             execute(flow, run_dir, workers)
             output = collect(run_dir)
         clean = True

@@ -71,6 +71,11 @@ def event_key(value: Any, sse_id: str | None) -> str | None:
     return f"sse:{sse_id}" if sse_id else None
 
 
+def lane_name(lane: int) -> str:
+    """The partition and key name of a lane in the flow."""
+    return f"lane-{lane:05d}"
+
+
 def lane_of(user: str, lanes: int) -> int:
     """The lane of a user's events; stable across runs and machines."""
     return zlib.crc32(user.encode("utf-8", "surrogatepass")) % lanes

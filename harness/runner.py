@@ -9,6 +9,7 @@ waits for them, and merges their part files.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import re
@@ -21,15 +22,17 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from bytewax._bytewax import cli_main
 from bytewax.dataflow import Dataflow
+from bytewax.recovery import RecoveryConfig, init_db_dir
 
 from harness.flow import build_flow
 from harness.recording import Recording, RecordingError
 from harness.semantics import DetectionParams, Tally
-from harness.sinks import PartFileSink, RunOutput, collect
+from harness.sinks import LaneFileSink, RunOutput, collect
 from harness.source import RecordingSource
 
 ERRORS = "errors.txt"
@@ -57,8 +60,12 @@ class ReplayConfig:
     speed: float | None = None
     batch_size: int | None = None
     console: bool = False
+    recovery_dir: Path | None = None
+    snapshot_interval: float = 1.0
 
     def __post_init__(self) -> None:
+        if not self.snapshot_interval > 0:
+            raise ValueError(f"--snapshot-interval must be > 0, got {self.snapshot_interval}")
         for name in ("workers", "processes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
@@ -68,15 +75,15 @@ class ReplayConfig:
             raise ValueError(f"--speed must be >= 0, got {self.speed}")
 
     def to_json(self) -> str:
-        raw = asdict(self)
-        raw["recording"] = str(self.recording)
-        return json.dumps(raw)
+        return json.dumps(asdict(self), default=str)
 
     @classmethod
     def from_json(cls, text: str) -> ReplayConfig:
         raw = json.loads(text)
         raw["recording"] = Path(raw["recording"])
         raw["params"] = DetectionParams(**raw["params"])
+        if raw["recovery_dir"] is not None:
+            raw["recovery_dir"] = Path(raw["recovery_dir"])
         return cls(**raw)
 
 
@@ -97,10 +104,11 @@ class ReplayResult:
         return self.tally.events / self.wall_seconds if self.wall_seconds > 0 else 0.0
 
 
-def _flow(config: ReplayConfig, run_dir: Path):
+def _flow(config: ReplayConfig, run_dir: Path) -> Dataflow:
     source = RecordingSource(config.recording, config.speed, config.batch_size,
                              error_log=run_dir / ERRORS)
-    return build_flow(source, PartFileSink(run_dir, config.console), config.params)
+    sink = LaneFileSink(run_dir, Recording(config.recording).lanes, config.console)
+    return build_flow(source, sink, config.params)
 
 
 def free_addresses(count: int) -> list[str]:
@@ -147,7 +155,8 @@ _CONNECT_RETRY = re.compile(r"error connecting to worker \d+: .*retrying")
 
 
 def execute(flow: Dataflow, run_dir: Path, workers: int, addresses: list[str] | None = None,
-            process_id: int | None = None) -> None:
+            process_id: int | None = None, recovery: RecoveryConfig | None = None,
+            epoch_interval: float | None = None) -> None:
     """Run a flow's share in this process with Bytewax's own cluster entry point.
 
     A damaged recording surfaces as the `RecordingError` that names the
@@ -157,7 +166,9 @@ def execute(flow: Dataflow, run_dir: Path, workers: int, addresses: list[str] | 
     try:
         with _stderr_into(log):
             cli_main(flow, workers_per_process=workers, process_id=process_id,
-                     addresses=addresses)
+                     addresses=addresses, recovery_config=recovery,
+                     epoch_interval=timedelta(seconds=epoch_interval) if epoch_interval
+                     else None)
     except BaseException as exc:  # Bytewax raises PanicException, a BaseException
         cause = _recording_error(exc) or _first_error(run_dir)
         if cause is not None:
@@ -170,7 +181,10 @@ def execute(flow: Dataflow, run_dir: Path, workers: int, addresses: list[str] | 
 def run_member(config: ReplayConfig, run_dir: Path, addresses: list[str] | None = None,
                process_id: int | None = None) -> None:
     """Run this process's part of the cluster (all of it when no addresses)."""
-    execute(_flow(config, run_dir), run_dir, config.workers, addresses, process_id)
+    recovery = (RecoveryConfig(config.recovery_dir / "db") if config.recovery_dir is not None
+                else None)
+    execute(_flow(config, run_dir), run_dir, config.workers, addresses, process_id, recovery,
+            config.snapshot_interval if recovery is not None else None)
 
 
 def _run_cluster(config: ReplayConfig, run_dir: Path) -> None:
@@ -181,7 +195,7 @@ def _run_cluster(config: ReplayConfig, run_dir: Path) -> None:
         with log.open("wb") as err:
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "harness.runner", config.to_json(), str(run_dir),
-                 ";".join(addresses), str(pid)], stderr=err))
+                 ";".join(addresses), str(pid)], stderr=err, preexec_fn=_die_with_parent))
     try:
         # One failed member makes its peers fail too; wait for all, then explain.
         while any(p.poll() is None for p in procs):
@@ -199,6 +213,15 @@ def _run_cluster(config: ReplayConfig, run_dir: Path) -> None:
     for pid, p in enumerate(procs):
         if p.returncode != 0:
             raise ClusterError(f"cluster process {pid} exited with {p.returncode}")
+
+
+def _die_with_parent() -> None:
+    """Linux: a member gets SIGKILL when the replay that started it dies."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _wait_all(procs: list[subprocess.Popen[bytes]], grace: float) -> None:
@@ -225,8 +248,7 @@ def replay(config: ReplayConfig, *, addresses: list[str] | None = None,
     """
     recording = Recording(config.recording)  # fail early, with a clear error
     truncated = _scan_unfinished(recording)
-    with tempfile.TemporaryDirectory(prefix="harness-run-") as tmp:
-        run_dir = Path(tmp)
+    with _run_directory(config, recording) as run_dir:
         start = time.perf_counter()
         if addresses is not None or config.processes == 1:
             run_member(config, run_dir, addresses, process_id)
@@ -235,6 +257,43 @@ def replay(config: ReplayConfig, *, addresses: list[str] | None = None,
         wall = time.perf_counter() - start
         output = collect(run_dir)
     return ReplayResult(output, wall, truncated)
+
+
+RECOVERY_PARTITIONS = 4
+
+
+@contextmanager
+def _run_directory(config: ReplayConfig, recording: Recording) -> Iterator[Path]:
+    """Where the sinks write: a temporary directory, or the recovery state's.
+
+    A recovery directory remembers which replay made it; resuming with a
+    different recording or detection parameters would mix two answers, so
+    it is refused. Worker and process counts may change between runs.
+    """
+    if config.recovery_dir is None:
+        with tempfile.TemporaryDirectory(prefix="harness-run-") as tmp:
+            yield Path(tmp)
+        return
+    state = config.recovery_dir
+    identity = {"recording": str(recording.directory.resolve()),
+                "created": recording.manifest.created, "events": recording.manifest.events,
+                "params": asdict(config.params)}
+    marker = state / "replay.json"
+    if marker.is_file():
+        made_by = json.loads(marker.read_text())
+        if made_by != identity:
+            changed = sorted(k for k in identity if made_by.get(k) != identity[k])
+            raise RecordingError(f"--recovery-dir {state}: made by a different replay"
+                                 f" ({', '.join(changed)} differ); use a new directory")
+    else:
+        if state.exists() and any(state.iterdir()):
+            raise RecordingError(f"--recovery-dir {state}: exists, not empty, and not a"
+                                 " replay's recovery state; refusing to use it")
+        (state / "db").mkdir(parents=True, exist_ok=True)
+        (state / "parts").mkdir(exist_ok=True)
+        init_db_dir(state / "db", RECOVERY_PARTITIONS)
+        marker.write_text(json.dumps(identity))
+    yield state / "parts"
 
 
 def _scan_unfinished(recording: Recording) -> list[str]:

@@ -1,26 +1,28 @@
 """Where the flow's outputs go: per-worker part files, merged into one result.
 
-Every worker (in every process) appends to its own files in a run
-directory, so no two writers share a file and a multi-process run needs no
-coordination; `collect` merges the parts once the cluster has finished.
+Every lane's outputs go to that lane's own files in a run directory, so no
+two writers share a file and a multi-process run needs no coordination;
+`collect` merges the parts once the cluster has finished.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 import orjson
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from harness.flow import Output
+from harness.recording import lane_name
 from harness.semantics import DeadLetter, Tally, WindowSummary
 
-SUMMARIES = "summaries-{:04d}.jsonl"
-DEAD_LETTERS = "deadletters-{:04d}.jsonl"
-TALLY = "tally-{:04d}.json"
+SUMMARIES = "summaries-{}.jsonl"
+DEAD_LETTERS = "deadletters-{}.jsonl"
+TALLY = "tally-{}.json"
 
 
 def alert_line(summary: WindowSummary) -> str:
@@ -31,25 +33,53 @@ def alert_line(summary: WindowSummary) -> str:
 
 
 @dataclass(frozen=True)
-class PartFileSink(DynamicSink[Output]):
-    """Writes summaries, dead letters and a tally per worker into `run_dir`.
+class SinkPosition:
+    """Resume state of one lane's output: file sizes and counts at the last snapshot."""
 
-    With `console`, malicious windows are printed as they close.
+    summaries: int = 0
+    dead_letters: int = 0
+    tally: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class LaneFileSink(FixedPartitionedSink[Output, SinkPosition]):
+    """One partition per lane, each appending to its own files in `run_dir`.
+
+    Exactly once under Bytewax recovery: a resumed partition cuts its files
+    back to the sizes of the last snapshot, so whatever the crashed run wrote
+    after it (and the resumed run writes again) appears once. With
+    `console`, malicious windows are printed as they close.
     """
 
     run_dir: Path
+    lanes: int
     console: bool = False
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _PartWriter:
-        return _PartWriter(self.run_dir, worker_index, sys.stdout if self.console else None)
+    def list_parts(self) -> list[str]:
+        return [lane_name(lane) for lane in range(self.lanes)]
+
+    def part_fn(self, item_key: str) -> int:
+        return int(item_key.removeprefix("lane-"))
+
+    def build_part(self, step_id: str, for_part: str,
+                   resume_state: SinkPosition | None) -> _LaneWriter:
+        return _LaneWriter(self.run_dir, for_part, resume_state or SinkPosition(),
+                           sys.stdout if self.console else None)
 
 
-class _PartWriter(StatelessSinkPartition[Output]):
-    def __init__(self, run_dir: Path, worker: int, console: TextIO | None) -> None:
-        self._summaries = (run_dir / SUMMARIES.format(worker)).open("xb")
-        self._dead = (run_dir / DEAD_LETTERS.format(worker)).open("xb")
-        self._tally_path = run_dir / TALLY.format(worker)
-        self._tally = Tally()
+def _reopen(path: Path, size: int) -> BinaryIO:
+    f = path.open("ab")
+    f.truncate(size)
+    return f
+
+
+class _LaneWriter(StatefulSinkPartition[Output, SinkPosition]):
+    def __init__(self, run_dir: Path, part: str, start: SinkPosition,
+                 console: TextIO | None) -> None:
+        self._summaries = _reopen(run_dir / SUMMARIES.format(part), start.summaries)
+        self._dead = _reopen(run_dir / DEAD_LETTERS.format(part), start.dead_letters)
+        self._tally_path = run_dir / TALLY.format(part)
+        self._tally = Tally(**dict(start.tally))
         self._console = console
 
     def write_batch(self, items: list[Output]) -> None:
@@ -68,10 +98,22 @@ class _PartWriter(StatelessSinkPartition[Output]):
         if dead:
             self._dead.write(b"\n".join(dead) + b"\n")
 
+    def snapshot(self) -> SinkPosition:
+        self._summaries.flush()
+        self._dead.flush()
+        self._write_tally()
+        return SinkPosition(self._summaries.tell(), self._dead.tell(),
+                            tuple(self._tally.to_json().items()))
+
+    def _write_tally(self) -> None:
+        tmp = self._tally_path.with_suffix(".tmp")
+        tmp.write_bytes(orjson.dumps(self._tally.to_json()))
+        os.replace(tmp, self._tally_path)
+
     def close(self) -> None:
         self._summaries.close()
         self._dead.close()
-        self._tally_path.write_bytes(orjson.dumps(self._tally.to_json()))
+        self._write_tally()
 
 
 @dataclass
@@ -81,7 +123,7 @@ class RunOutput:
     summaries: list[dict[str, Any]] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     tally: Tally = field(default_factory=Tally)
-    workers: int = 0
+    parts: int = 0
 
 
 def _lines(path: Path) -> list[dict[str, Any]]:
@@ -97,7 +139,7 @@ def collect(run_dir: Path) -> RunOutput:
     out = RunOutput()
     for path in sorted(run_dir.glob("tally-*.json")):
         out.tally.add(Tally(**orjson.loads(path.read_bytes())))
-        out.workers += 1
+        out.parts += 1
     for path in sorted(run_dir.glob("summaries-*.jsonl")):
         out.summaries.extend(_lines(path))
     for path in sorted(run_dir.glob("deadletters-*.jsonl")):

@@ -22,11 +22,7 @@ from pathlib import Path
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from harness.flow import Chunk
-from harness.recording import LanePosition, Recording, RecordingError
-
-
-def _part_name(lane: int) -> str:
-    return f"lane-{lane:05d}"
+from harness.recording import LanePosition, Recording, RecordingError, lane_name
 
 
 @dataclass(frozen=True)
@@ -47,7 +43,7 @@ class RecordingSource(FixedPartitionedSource[Chunk, LanePosition]):
     error_log: Path | None = None
 
     def list_parts(self) -> list[str]:
-        return [_part_name(lane) for lane in range(Recording(self.path).lanes)]
+        return [lane_name(lane) for lane in range(Recording(self.path).lanes)]
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: LanePosition | None
@@ -71,7 +67,8 @@ class _LanePartition(StatefulSourcePartition[Chunk, LanePosition]):
         self._after_block = start
         self._batch_size = batch_size
         self._speed = speed or None
-        self._origin = recording.first_received() or 0.0
+        # Pace from the recording's start, or from where a resumed lane picks up.
+        self._origin = (recording.first_received() or 0.0) if start == LanePosition() else None
         self._started = time.time()
         self._due: float | None = None
 
@@ -95,6 +92,8 @@ class _LanePartition(StatefulSourcePartition[Chunk, LanePosition]):
             self._after_block = LanePosition(segment, block.end)
             self._skip = 0
             if self._speed:
+                if self._origin is None:
+                    self._origin = block.header.first_recv
                 self._due = self._started + (block.header.first_recv - self._origin) / self._speed
         if self._due is not None and time.time() < self._due:
             return []

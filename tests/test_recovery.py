@@ -1,0 +1,96 @@
+"""Crash and resume: a killed replay, rerun alike, gives the uninterrupted answer."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from harness.cli import bundled_sample
+
+SAMPLE = bundled_sample()
+SPEED = 300.0  # the sample spans ~9 min of receive time: ~1.8 s per run at this pace
+
+
+def harness(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+def counts(stdout: str) -> str:
+    """The summary line without the timing fields."""
+    line = stdout.strip().splitlines()[-1]
+    return " ".join(p for p in line.split() if not p.startswith(("events/s=", "wall=",
+                                                                 "workers=", "processes=")))
+
+
+@pytest.fixture(scope="module")
+def expected(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, str]:
+    out = tmp_path_factory.mktemp("expected") / "alerts.jsonl"
+    proc = harness("replay", str(SAMPLE), "--quiet", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    return out.read_bytes(), counts(proc.stdout)
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(c) for c in path.read_text().split()] if path.exists() else []
+
+
+@settings(max_examples=6)
+@given(delay=st.floats(0.3, 2.0), shape=st.sampled_from([(1, 1), (2, 1), (1, 2), (2, 2)]),
+       target=st.sampled_from(["replay", "member"]))
+def test_killed_replay_resumes_to_the_uninterrupted_output(tmp_path_factory, expected,
+                                                           delay: float,
+                                                           shape: tuple[int, int],
+                                                           target: str) -> None:
+    workers, processes = shape
+    tmp = tmp_path_factory.mktemp("crash")
+    state, out = tmp / "state", tmp / "alerts.jsonl"
+    args = ["replay", str(SAMPLE), "--quiet", "--recovery-dir", str(state), "--out", str(out),
+            "--workers", str(workers), "--processes", str(processes),
+            "--snapshot-interval", "0.2"]
+    proc = subprocess.Popen([sys.executable, "-m", "harness", *args, "--speed", str(SPEED)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    time.sleep(delay)
+    members = _children(proc.pid)
+    if target == "member" and members:
+        os.kill(members[-1], signal.SIGKILL)  # one cluster process dies; the replay fails
+    else:
+        os.killpg(proc.pid, signal.SIGKILL)  # the whole replay dies at once
+    proc.communicate(timeout=60)
+    assert proc.returncode != 0 or out.exists()  # it really was interrupted (or had finished)
+    resumed = harness(*args)
+    assert resumed.returncode == 0, resumed.stderr
+    assert out.read_bytes() == expected[0]  # no window missing, none duplicated
+    assert counts(resumed.stdout) == expected[1]
+    for pid in members:  # no orphaned cluster member survives its replay
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(
+            f"/proc/{pid}/status").read_text()
+
+
+def test_recovery_state_belongs_to_one_replay(tmp_path: Path, expected) -> None:
+    state = tmp_path / "state"
+    first = harness("replay", str(SAMPLE), "--quiet", "--recovery-dir", str(state))
+    assert first.returncode == 0, first.stderr
+    again = harness("replay", str(SAMPLE), "--quiet", "--recovery-dir", str(state),
+                    "--out", str(tmp_path / "o.jsonl"))
+    assert again.returncode == 0 and counts(again.stdout) == expected[1]
+    assert (tmp_path / "o.jsonl").read_bytes() == expected[0]
+    other = harness("replay", str(SAMPLE), "--quiet", "--recovery-dir", str(state),
+                    "--threshold", "3")
+    assert other.returncode == 2 and "different replay" in other.stderr
+    assert len(other.stderr.strip().splitlines()) == 1
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "precious.txt").write_text("keep")
+    refused = harness("replay", str(SAMPLE), "--quiet", "--recovery-dir", str(junk))
+    assert refused.returncode == 2 and (junk / "precious.txt").read_text() == "keep"
