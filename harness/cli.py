@@ -134,16 +134,22 @@ def _cmd_replay(args: argparse.Namespace) -> int:
                               processes=args.processes, speed=args.speed,
                               batch_size=args.batch_size, console=not args.quiet,
                               recovery_dir=args.recovery_dir,
-                              snapshot_interval=args.snapshot_interval)
+                              snapshot_interval=args.snapshot_interval,
+                              skip_damaged=args.skip_damaged)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if args.addresses and args.process_id is None:
         raise UsageError("--addresses needs --process-id")
     result = replay(config, addresses=args.addresses.split(";") if args.addresses else None,
                     process_id=args.process_id)
-    output, wall, truncated = result.output, result.wall_seconds, result.truncated
-    for note in truncated:
-        print(f"warning: {note} (dropped; recording unfinished)", file=sys.stderr)
+    output, wall = result.output, result.wall_seconds
+    for note in result.notes:
+        print(f"warning: {note}", file=sys.stderr)
+    damaged = [d for d in output.dead_letters if d["reason"] == "damaged"]
+    if damaged:
+        print(f"warning: skipped {output.tally.skipped} damaged line(s) in {len(damaged)}"
+              f" place(s): " + "; ".join(d["where"] for d in damaged[:5])
+              + (" ..." if len(damaged) > 5 else ""), file=sys.stderr)
     if args.recovery_dir is not None:
         (args.recovery_dir / "outputs.json").write_text(
             json.dumps([str(p.resolve()) for p in (args.out, args.dead_letters) if p]))
@@ -158,8 +164,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 def _print_tally(t: Tally, wall: float, extra: str) -> None:
     """The summary line; conservation (SPEC 2 item 6) is checked, not assumed."""
     rate = t.events / wall if wall > 0 else 0.0
+    skipped = f" skipped={t.skipped}" if t.skipped else ""
     print(f"events={t.events} windows={t.windows} malicious={t.malicious} late={t.late}"
-          f" invalid={t.invalid} canary={t.canary} counted={t.counted}"
+          f" invalid={t.invalid} canary={t.canary} counted={t.counted}{skipped}"
           f" events/s={rate:.0f} wall={wall:.3f}s{extra}")
     if not t.conserved():
         raise RuntimeError("conservation violated: events != canary+invalid+late+counted")
@@ -308,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="at most N lines per source batch (default: one recorded frame)")
     p.add_argument("--quiet", action="store_true", help="do not print malicious windows")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    p.add_argument("--skip-damaged", action="store_true",
+                   help="replay what is readable of a damaged recording and report what was"
+                        " skipped (default: stop with an error naming the place)")
     p.add_argument("--recovery-dir", type=Path,
                    help="keep Bytewax recovery state here; rerun the same command after a"
                         " crash to resume (outputs exactly once)")

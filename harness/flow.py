@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import bytewax.operators as op
@@ -26,9 +27,10 @@ from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 from msgspec import UNSET, UnsetType
 
-from harness.recording import lane_name
+from harness.recording import RecordingError, lane_name
 from harness.semantics import (
     CANARY,
+    DAMAGED,
     MAX_TIMESTAMP,
     MIN_TIMESTAMP,
     NOT_JSON,
@@ -40,17 +42,25 @@ from harness.semantics import (
     classify,
 )
 
-BAD_ENVELOPE = "bad-envelope"
-
 Output = WindowSummary | DeadLetter | Tally
 
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """Newline-separated envelope lines of one lane, in stream order."""
+    """Newline-separated envelope lines of one lane, in stream order.
+
+    `where` names the place in the recording, for errors. A line that is
+    not an envelope is damage: an error naming the place, or with `strict`
+    off, skipped and reported. `damage` carries damage the source skipped.
+    """
 
     lane: int
     lines: bytes
+    where: str = ""
+    first_line: int = 1
+    strict: bool = True
+    damage: DeadLetter | None = None
+    damaged_lines: int = 0
 
 
 @dataclass(slots=True)
@@ -64,6 +74,8 @@ class EventBatch:
     events: int = 0
     canary: int = 0
     invalid: list[DeadLetter] = field(default_factory=list)
+    damage: list[DeadLetter] = field(default_factory=list)
+    skipped: int = 0
 
 
 class _Meta(msgspec.Struct):
@@ -99,13 +111,21 @@ def decode(chunk: Chunk) -> EventBatch:
     """
     lines = chunk.lines.rstrip(b"\n")
     batch = EventBatch(chunk.lane)
+    if chunk.damage is not None:
+        batch.damage.append(chunk.damage)
+        batch.skipped += chunk.damaged_lines
     if not lines:
         return batch
     try:
         envelopes = _decode_all(b"[" + lines.replace(b"\n", b",") + b"]")
     except (msgspec.ValidationError, msgspec.DecodeError):
-        for line in lines.split(b"\n"):
-            _decode_line(line, batch)
+        for number, line in enumerate(lines.split(b"\n"), start=chunk.first_line):
+            if not _decode_line(line, batch):
+                where = f"{chunk.where} line {number}"
+                if chunk.strict:
+                    raise RecordingError(f"{where}: not a recording envelope") from None
+                batch.damage.append(DeadLetter(-1, DAMAGED, where=where))
+                batch.skipped += 1
     else:
         batch.events = len(envelopes)
         _add_envelopes(envelopes, batch)
@@ -142,25 +162,26 @@ def _add_unusual(env: _Envelope, batch: EventBatch) -> None:
     _add_slow(env.seq, fields, batch)
 
 
-def _decode_line(line: bytes, batch: EventBatch) -> None:
-    batch.events += 1
+def _decode_line(line: bytes, batch: EventBatch) -> bool:
+    """Add one line; False if it is not an envelope at all (damage, not an event)."""
     try:
         _add_envelopes([_decode_one(line)], batch)
-        return
+        batch.events += 1
+        return True
     except (msgspec.ValidationError, msgspec.DecodeError):
         pass
     try:
         envelope = orjson.loads(line)
     except orjson.JSONDecodeError:
-        batch.invalid.append(DeadLetter(-1, BAD_ENVELOPE))
-        return
+        return False
     if not isinstance(envelope, dict) or type(envelope.get("seq")) is not int:
-        batch.invalid.append(DeadLetter(-1, BAD_ENVELOPE))
-        return
+        return False
+    batch.events += 1
     if "data" not in envelope:
         batch.invalid.append(DeadLetter(envelope["seq"], NOT_JSON))
-        return
+        return True
     _add_slow(envelope["seq"], envelope["data"], batch)
+    return True
 
 
 def _add_slow(seq: int, payload: Any, batch: EventBatch) -> None:
@@ -192,7 +213,9 @@ class DetectLogic(StatefulBatchLogic[EventBatch, Output, dict]):
             tally.events += batch.events
             tally.canary += batch.canary
             tally.invalid += len(batch.invalid)
+            tally.skipped += batch.skipped
             emit.extend(batch.invalid)
+            emit.extend(batch.damage)
             self.detector.process(batch.users, batch.timestamps, batch.seqs, tally, emit)
         self.detector.advance(tally, emit)
         emit.append(tally)
@@ -222,6 +245,22 @@ class DetectLogic(StatefulBatchLogic[EventBatch, Output, dict]):
         return copy.deepcopy(self.detector.users)
 
 
+def _logging_errors(fn: Callable[[Chunk], EventBatch], error_log: Path | None
+                    ) -> Callable[[Chunk], EventBatch]:
+    if error_log is None:
+        return fn
+
+    def logged(chunk: Chunk) -> EventBatch:
+        try:
+            return fn(chunk)
+        except RecordingError as exc:
+            with error_log.open("a") as log:
+                log.write(f"{exc}\n")
+            raise
+
+    return logged
+
+
 def lane_key(batch: EventBatch) -> str:
     return lane_name(batch.lane)
 
@@ -233,13 +272,15 @@ def build_flow(
     *,
     clock: Callable[[], float] | None = None,
     flow_id: str = "wikistream_bots",
+    error_log: Path | None = None,
 ) -> Dataflow:
     """The detection dataflow. `clock=None` is event time only (replay);
-    pass `time.time` for live wall-clock watermarks."""
+    pass `time.time` for live wall-clock watermarks. Damage found while
+    decoding is also appended to `error_log` (see `RecordingSource`)."""
     params = params or DetectionParams()
     flow = Dataflow(flow_id)
     chunks = op.input("events", flow, source)
-    batches = op.map("decode", chunks, decode)
+    batches = op.map("decode", chunks, _logging_errors(decode, error_log))
     keyed = op.key_on("by_lane", batches, lane_key)
     detected = op.stateful_batch(
         "detect", keyed, lambda resume: DetectLogic(params, clock, resume))

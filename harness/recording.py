@@ -162,12 +162,28 @@ class Block:
         return self.offset + self.header_size + sum(r.size for r in self.header.lanes[:index])
 
 
-def scan_blocks(path: Path, start: int = 0) -> Iterator[Block | str]:
+@dataclass(frozen=True, slots=True)
+class Damage:
+    """A part of a recording that cannot be read.
+
+    `lines` is how many event lines it held, when known (0 if unknown);
+    `lane` is None when it concerns a whole block or segment.
+    """
+
+    where: str
+    lines: int = 0
+    lane: int | None = None
+    cut: bool = False  # the file simply ends here (normal for an unfinished segment)
+
+
+def scan_blocks(path: Path, start: int = 0, *, resync: bool = False
+                ) -> Iterator[Block | Damage]:
     """Locate the blocks of a segment file from byte `start` on.
 
-    Yields `Block`s; if the file ends inside a block, yields instead one
-    string describing the cut and stops. Raises `RecordingError` for bytes
-    that are not a block.
+    Yields `Block`s. If the file ends inside a block, yields one cut
+    `Damage` and stops. Bytes that are not a block raise `RecordingError`,
+    or with `resync` are reported as `Damage` and skipped up to the next
+    valid block header.
     """
     name = path.name.removesuffix(PARTIAL)
     size = path.stat().st_size
@@ -178,21 +194,49 @@ def scan_blocks(path: Path, start: int = 0) -> Iterator[Block | str]:
             try:
                 got = BlockHeader.read(f)
             except EOFError:
-                yield f"{name}: last block cut short at byte {offset} (header)"
+                yield Damage(f"{name}: last block cut short at byte {offset} (header)", cut=True)
                 return
             except ValueError as exc:
-                raise RecordingError(f"{name}: byte {offset}: {exc}") from None
+                if not resync:
+                    raise RecordingError(f"{name}: byte {offset}: {exc}") from None
+                found = _next_header(f, offset + 1, size)
+                yield Damage(f"{name}: bytes {offset}..{found if found is not None else size}"
+                             f" are not blocks ({exc}); skipped")
+                if found is None:
+                    return
+                offset = found
+                f.seek(offset)
+                continue
             if got is None:
                 return
             header, header_size = got
             block = Block(name, offset, header, header_size)
             if block.end > size:
-                yield (f"{name}: last block cut short at byte {offset}"
-                       f" ({size - offset} of {block.end - offset} bytes)")
+                yield Damage(f"{name}: last block cut short at byte {offset}"
+                             f" ({size - offset} of {block.end - offset} bytes)",
+                             header.events, cut=True)
                 return
             yield block
             offset = block.end
             f.seek(offset)
+
+
+def _next_header(f: BinaryIO, start: int, size: int) -> int | None:
+    """The offset of the next parseable block header that fits in the file."""
+    magic = _FRAME_HEAD.pack(_SKIPPABLE_MAGIC, 0)[:4]
+    f.seek(start)
+    data = f.read()
+    at = data.find(magic)
+    while at >= 0:
+        f.seek(start + at)
+        try:
+            got = BlockHeader.read(f)
+        except (EOFError, ValueError):
+            got = None
+        if got is not None and start + at + got[1] + got[0].data_size <= size:
+            return start + at
+        at = data.find(magic, at + 1)
+    return None
 
 
 # ------------------------------------------------------------------- manifest
@@ -541,8 +585,8 @@ def _recover(directory: Path) -> tuple[Manifest, ResumePoint]:
             fresh = Segment(file=segment.file)
             end = 0
             for item in scan_blocks(path):
-                if isinstance(item, str):
-                    dropped = item
+                if isinstance(item, Damage):
+                    dropped = item.where
                     break
                 end = item.end
                 fresh.blocks += 1
@@ -606,13 +650,19 @@ class Recording:
     dropped and described in `truncated`; anywhere else it is an error.
     """
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    def __init__(self, directory: str | os.PathLike[str], *, skip_damaged: bool = False
+                 ) -> None:
         self.directory = Path(directory)
         self.manifest = Manifest.load(self.directory)
+        self.skip_damaged = skip_damaged
         self.truncated: list[str] = []
+        self.missing: set[int] = set()
         for index, seg in enumerate(self.manifest.segments):
             path = self.segment_path(index)
             if not path.is_file():
+                if skip_damaged:
+                    self.missing.add(index)
+                    continue
                 raise RecordingError(f"{self.directory / seg.file}: segment listed in the"
                                      " manifest is missing")
             if path.resolve().parent != self.directory.resolve():
@@ -629,25 +679,42 @@ class Recording:
         # leaves a finished file that the manifest still calls partial.
         return final if seg.complete or final.exists() else final.with_name(seg.file + PARTIAL)
 
-    def segment_blocks(self, index: int, start: int = 0) -> Iterator[Block]:
-        """The blocks of one segment; a cut-short tail is reported or raised."""
+    def segment_blocks(self, index: int, start: int = 0) -> Iterator[Block | Damage]:
+        """The blocks of one segment.
+
+        A cut-short tail of an unfinished segment is noted in `truncated`.
+        Other damage raises `RecordingError`, or is yielded as `Damage` when
+        the recording was opened with `skip_damaged`.
+        """
         seg = self.manifest.segments[index]
-        for item in scan_blocks(self.segment_path(index), start):
-            if isinstance(item, str):
-                if seg.complete:
-                    raise RecordingError(item)
-                if item not in self.truncated:
-                    self.truncated.append(item)
-                return
+        if index in self.missing:
+            yield Damage(f"{seg.file}: missing", seg.events)
+            return
+        for item in scan_blocks(self.segment_path(index), start, resync=self.skip_damaged):
+            if isinstance(item, Damage):
+                if item.cut and not seg.complete:
+                    if item.where not in self.truncated:
+                        self.truncated.append(item.where)
+                    return
+                if not self.skip_damaged:
+                    raise RecordingError(item.where)
             yield item
 
     def blocks(self) -> Iterator[Block]:
+        """Every readable block; with `skip_damaged`, damage is passed over silently."""
         for index in range(len(self.manifest.segments)):
-            yield from self.segment_blocks(index)
+            for item in self.segment_blocks(index):
+                if isinstance(item, Block):
+                    yield item
 
     def read_frames(self, block: Block, lanes: set[int] | None = None,
-                    dctx: zstandard.ZstdDecompressor | None = None) -> list[tuple[int, bytes]]:
-        """Decompressed `(lane, lines)` of a block, for all or the given lanes."""
+                    dctx: zstandard.ZstdDecompressor | None = None
+                    ) -> list[tuple[int, bytes | Damage]]:
+        """Decompressed `(lane, lines)` of a block, for all or the given lanes.
+
+        A frame that does not decompress raises, or with `skip_damaged` comes
+        back as `Damage` in place of its lines.
+        """
         dctx = dctx or zstandard.ZstdDecompressor()
         out = []
         path = self.directory / block.segment
@@ -662,22 +729,32 @@ class Recording:
                     try:
                         out.append((ref.lane, dctx.decompress(raw)))
                     except zstandard.ZstdError as exc:
-                        raise RecordingError(
-                            f"{block.segment}: byte {offset}: lane {ref.lane} frame does not"
-                            f" decompress ({exc})") from None
+                        where = (f"{block.segment}: byte {offset}: lane {ref.lane} frame does"
+                                 f" not decompress ({exc})")
+                        if not self.skip_damaged:
+                            raise RecordingError(where) from None
+                        out.append((ref.lane, Damage(where, ref.events, ref.lane)))
                 offset += ref.size
         return out
 
     def lane_frames(
         self, lane: int, start: LanePosition = LanePosition()
-    ) -> Iterator[tuple[int, Block, bytes]]:
-        """This lane's frames from block position `start`: (segment index, block, lines)."""
+    ) -> Iterator[tuple[int, Block | None, bytes | Damage]]:
+        """This lane's frames from block position `start`: (segment index, block, lines).
+
+        With `skip_damaged`, damage comes as `(index, None or block, Damage)`:
+        a lane's own unreadable frames to that lane, damage to whole blocks
+        or segments to lane 0 only, so every loss is reported exactly once.
+        """
         dctx = zstandard.ZstdDecompressor()
         only = {lane}
         for index in range(start.segment, len(self.manifest.segments)):
             offset = start.offset if index == start.segment else 0
             for block in self.segment_blocks(index, offset):
-                if any(ref.lane == lane for ref in block.header.lanes):
+                if isinstance(block, Damage):
+                    if lane == 0:
+                        yield index, None, block
+                elif any(ref.lane == lane for ref in block.header.lanes):
                     ((_, data),) = self.read_frames(block, only, dctx)
                     yield index, block, data
 
@@ -685,7 +762,7 @@ class Recording:
                         ) -> list[dict[str, Any]]:
         """A block's envelopes, parsed, in arrival (seq) order."""
         envelopes = [orjson.loads(line) for _, data in self.read_frames(block, None, dctx)
-                     for line in data.splitlines()]
+                     if isinstance(data, bytes) for line in data.splitlines()]
         envelopes.sort(key=_seq_of)
         return envelopes
 
@@ -699,7 +776,7 @@ class Recording:
         for seg in self.manifest.segments:
             if seg.first_received is not None:
                 return seg.first_received
-        with contextlib.suppress(StopIteration):
+        with contextlib.suppress(StopIteration, RecordingError):
             return next(self.blocks()).header.first_recv
         return None
 

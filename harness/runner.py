@@ -30,7 +30,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
 
 from harness.flow import build_flow
-from harness.recording import Recording, RecordingError
+from harness.recording import Recording, RecordingError, sha256_file
 from harness.semantics import DetectionParams, Tally
 from harness.sinks import LaneFileSink, RunOutput, collect
 from harness.source import RecordingSource
@@ -62,6 +62,7 @@ class ReplayConfig:
     console: bool = False
     recovery_dir: Path | None = None
     snapshot_interval: float = 1.0
+    skip_damaged: bool = False
 
     def __post_init__(self) -> None:
         if not self.snapshot_interval > 0:
@@ -93,7 +94,7 @@ class ReplayResult:
 
     output: RunOutput
     wall_seconds: float
-    truncated: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # cut-short tails, hash mismatches
 
     @property
     def tally(self) -> Tally:
@@ -106,9 +107,9 @@ class ReplayResult:
 
 def _flow(config: ReplayConfig, run_dir: Path) -> Dataflow:
     source = RecordingSource(config.recording, config.speed, config.batch_size,
-                             error_log=run_dir / ERRORS)
+                             error_log=run_dir / ERRORS, skip_damaged=config.skip_damaged)
     sink = LaneFileSink(run_dir, Recording(config.recording).lanes, config.console)
-    return build_flow(source, sink, config.params)
+    return build_flow(source, sink, config.params, error_log=run_dir / ERRORS)
 
 
 def free_addresses(count: int) -> list[str]:
@@ -198,9 +199,9 @@ def _run_cluster(config: ReplayConfig, run_dir: Path) -> None:
                  ";".join(addresses), str(pid)], stderr=err, preexec_fn=_die_with_parent))
     try:
         # One failed member makes its peers fail too; wait for all, then explain.
-        while any(p.poll() is None for p in procs):
-            if any(p.returncode not in (None, 0) for p in procs):
-                _wait_all(procs, grace=10.0)
+        while None in (codes := [p.poll() for p in procs]):  # poll every member
+            if any(code not in (None, 0) for code in codes):
+                _wait_all(procs, grace=3.0)
                 break
             time.sleep(0.02)
     finally:
@@ -246,8 +247,9 @@ def replay(config: ReplayConfig, *, addresses: list[str] | None = None,
     With `addresses`, this process is member `process_id` of a cluster whose
     other members run elsewhere; the result then holds this member's share.
     """
-    recording = Recording(config.recording)  # fail early, with a clear error
-    truncated = _scan_unfinished(recording)
+    # fail early, with a clear error
+    recording = Recording(config.recording, skip_damaged=config.skip_damaged)
+    notes = _check_hashes(recording) + _scan_unfinished(recording)
     with _run_directory(config, recording) as run_dir:
         start = time.perf_counter()
         if addresses is not None or config.processes == 1:
@@ -256,7 +258,25 @@ def replay(config: ReplayConfig, *, addresses: list[str] | None = None,
             _run_cluster(config, run_dir)
         wall = time.perf_counter() - start
         output = collect(run_dir)
-    return ReplayResult(output, wall, truncated)
+    listed = recording.manifest.events
+    if (recording.manifest.complete and addresses is None and not config.skip_damaged
+            and output.tally.events != listed):
+        raise RecordingError(f"{recording.directory}: the manifest lists {listed} events,"
+                             f" the segments hold {output.tally.events}")
+    return ReplayResult(output, wall, notes)
+
+
+def _check_hashes(recording: Recording) -> list[str]:
+    """sha256 of every finished segment against the manifest (cheap next to a replay)."""
+    notes = []
+    for index, segment in enumerate(recording.manifest.segments):
+        if (segment.complete and index not in recording.missing
+                and sha256_file(recording.segment_path(index)) != segment.sha256):
+            note = f"{segment.file}: sha256 does not match the manifest"
+            if not recording.skip_damaged:
+                raise RecordingError(note)
+            notes.append(note)
+    return notes
 
 
 RECOVERY_PARTITIONS = 4
@@ -286,13 +306,20 @@ def _run_directory(config: ReplayConfig, recording: Recording) -> Iterator[Path]
             raise RecordingError(f"--recovery-dir {state}: made by a different replay"
                                  f" ({', '.join(changed)} differ); use a new directory")
     else:
-        if state.exists() and any(state.iterdir()):
+        if state.exists() and (not state.is_dir() or any(state.iterdir())):
             raise RecordingError(f"--recovery-dir {state}: exists, not empty, and not a"
                                  " replay's recovery state; refusing to use it")
-        (state / "db").mkdir(parents=True, exist_ok=True)
-        (state / "parts").mkdir(exist_ok=True)
-        init_db_dir(state / "db", RECOVERY_PARTITIONS)
-        marker.write_text(json.dumps(identity))
+        # Built aside and renamed into place: a run killed while creating it
+        # leaves no half-made state that the rerun would refuse.
+        state.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{state.name}.", dir=state.parent))
+        (staging / "db").mkdir()
+        (staging / "parts").mkdir()
+        init_db_dir(staging / "db", RECOVERY_PARTITIONS)
+        (staging / "replay.json").write_text(json.dumps(identity))
+        if state.exists():
+            state.rmdir()  # empty, checked above
+        os.rename(staging, state)
     yield state / "parts"
 
 

@@ -25,6 +25,7 @@ BAD_USER: Final = "bad-user"
 BAD_TIMESTAMP: Final = "bad-timestamp"
 TIMESTAMP_RANGE: Final = "timestamp-out-of-range"
 LATE: Final = "late"
+DAMAGED: Final = "damaged"
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,15 +134,23 @@ class DeadLetter:
     reason: str
     user: str | None = None
     timestamp: int | None = None
+    where: str | None = None  # for damaged recording lines: the place
 
     def to_json(self) -> dict[str, Any]:
-        return {"seq": self.seq, "reason": self.reason, "user": self.user,
-                "timestamp": self.timestamp}
+        row = {"seq": self.seq, "reason": self.reason, "user": self.user,
+               "timestamp": self.timestamp}
+        if self.where is not None:
+            row["where"] = self.where
+        return row
 
 
 @dataclass(slots=True)
 class Tally:
-    """Conservation counts (SPEC 2 item 6): events = canary+invalid+late+counted."""
+    """Conservation counts (SPEC 2 item 6): events = canary+invalid+late+counted.
+
+    `skipped` counts lines of a damaged recording passed over under
+    `--skip-damaged`; they are not events.
+    """
 
     events: int = 0
     canary: int = 0
@@ -150,6 +159,7 @@ class Tally:
     counted: int = 0
     windows: int = 0
     malicious: int = 0
+    skipped: int = 0
 
     def add(self, other: Tally) -> None:
         for name in self.__slots__:

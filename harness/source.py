@@ -22,7 +22,8 @@ from pathlib import Path
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from harness.flow import Chunk
-from harness.recording import LanePosition, Recording, RecordingError, lane_name
+from harness.recording import Damage, LanePosition, Recording, RecordingError, lane_name
+from harness.semantics import DAMAGED, DeadLetter
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class RecordingSource(FixedPartitionedSource[Chunk, LanePosition]):
     speed: float | None = None
     batch_size: int | None = None
     error_log: Path | None = None
+    skip_damaged: bool = False
 
     def list_parts(self) -> list[str]:
         return [lane_name(lane) for lane in range(Recording(self.path).lanes)]
@@ -48,7 +50,7 @@ class RecordingSource(FixedPartitionedSource[Chunk, LanePosition]):
     def build_part(
         self, step_id: str, for_part: str, resume_state: LanePosition | None
     ) -> _LanePartition:
-        recording = Recording(self.path)
+        recording = Recording(self.path, skip_damaged=self.skip_damaged)
         return _LanePartition(recording, int(for_part.removeprefix("lane-")),
                               resume_state or LanePosition(), self.speed, self.batch_size,
                               self.error_log)
@@ -63,6 +65,8 @@ class _LanePartition(StatefulSourcePartition[Chunk, LanePosition]):
         self._position = start
         self._skip = start.skip
         self._lines: list[bytes] = []
+        self._where = ""
+        self._strict = not recording.skip_damaged
         self._block_position = start
         self._after_block = start
         self._batch_size = batch_size
@@ -84,6 +88,16 @@ class _LanePartition(StatefulSourcePartition[Chunk, LanePosition]):
     def _next_batch(self) -> list[Chunk]:
         if not self._lines:
             segment, block, data = next(self._frames)  # StopIteration ends the lane
+            if isinstance(data, Damage):
+                # A damaged frame is passed like a read one; damage between blocks
+                # leaves the position where it was, so a resume reports it again
+                # (and the exactly-once sink has cut the first report away).
+                if block is not None:
+                    self._position = LanePosition(segment, block.end)
+                return [Chunk(self._lane, b"", strict=False, damaged_lines=data.lines,
+                              damage=DeadLetter(-1, DAMAGED, where=data.where))]
+            assert block is not None
+            self._where = f"{block.segment}: block at byte {block.offset}: lane {self._lane}"
             if self._batch_size is None and not self._skip:
                 self._lines = [data]  # the whole frame is one chunk: no need to split
             else:
@@ -98,6 +112,7 @@ class _LanePartition(StatefulSourcePartition[Chunk, LanePosition]):
         if self._due is not None and time.time() < self._due:
             return []
         take = self._batch_size or len(self._lines)
+        first_line = self._block_position.skip + 1
         lines, self._lines = self._lines[:take], self._lines[take:]
         if self._lines:
             done = self._block_position.skip + take
@@ -106,7 +121,7 @@ class _LanePartition(StatefulSourcePartition[Chunk, LanePosition]):
             self._position = self._block_position
         else:
             self._position = self._after_block
-        return [Chunk(self._lane, b"".join(lines))]
+        return [Chunk(self._lane, b"".join(lines), self._where, first_line, self._strict)]
 
     def next_awake(self) -> datetime | None:
         if self._due is None or self._due <= time.time():
