@@ -42,7 +42,15 @@ from harness.semantics import (
     classify,
 )
 
-Output = WindowSummary | DeadLetter | Tally
+
+@dataclass(slots=True)
+class Report:
+    """What detect produced for one batch: window summaries and dead letters, in
+    order, and the counts. One item per batch, so the hop to the sink pickles
+    one object rather than one per window."""
+
+    items: list[WindowSummary | DeadLetter] = field(default_factory=list)
+    tally: Tally = field(default_factory=Tally)
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,8 +205,8 @@ def _add_slow(seq: int, payload: Any, batch: EventBatch) -> None:
         batch.seqs.append(seq)
 
 
-class DetectLogic(StatefulBatchLogic[EventBatch, Output, dict]):
-    """Runs a `Detector` over one lane's batches; emits summaries, dead letters, tallies."""
+class DetectLogic(StatefulBatchLogic[EventBatch, Report, dict]):
+    """Runs a `Detector` over one lane's batches; emits a `Report` per batch."""
 
     def __init__(self, params: DetectionParams, clock: Callable[[], float] | None,
                  resume: dict | None) -> None:
@@ -206,9 +214,9 @@ class DetectLogic(StatefulBatchLogic[EventBatch, Output, dict]):
         if resume is not None:
             self.detector.users = resume
 
-    def on_batch(self, values: list[EventBatch]) -> tuple[list[Output], bool]:
-        tally = Tally()
-        emit: list[Any] = []
+    def on_batch(self, values: list[EventBatch]) -> tuple[list[Report], bool]:
+        report = Report()
+        tally, emit = report.tally, report.items
         for batch in values:
             tally.events += batch.events
             tally.canary += batch.canary
@@ -218,23 +226,17 @@ class DetectLogic(StatefulBatchLogic[EventBatch, Output, dict]):
             emit.extend(batch.damage)
             self.detector.process(batch.users, batch.timestamps, batch.seqs, tally, emit)
         self.detector.advance(tally, emit)
-        emit.append(tally)
-        return emit, StatefulBatchLogic.RETAIN
+        return [report], StatefulBatchLogic.RETAIN
 
-    def on_notify(self) -> tuple[list[Output], bool]:
-        tally = Tally()
-        emit: list[Any] = []
-        self.detector.advance(tally, emit)
-        if emit:
-            emit.append(tally)
-        return emit, StatefulBatchLogic.RETAIN
+    def on_notify(self) -> tuple[list[Report], bool]:
+        report = Report()
+        self.detector.advance(report.tally, report.items)
+        return ([report] if report.items else []), StatefulBatchLogic.RETAIN
 
-    def on_eof(self) -> tuple[list[Output], bool]:
-        tally = Tally()
-        emit: list[Any] = []
-        self.detector.finish(tally, emit)
-        emit.append(tally)
-        return emit, StatefulBatchLogic.RETAIN
+    def on_eof(self) -> tuple[list[Report], bool]:
+        report = Report()
+        self.detector.finish(report.tally, report.items)
+        return [report], StatefulBatchLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
         if self.detector.clock is None or not self.detector.has_open_windows():
@@ -267,7 +269,7 @@ def lane_key(batch: EventBatch) -> str:
 
 def build_flow(
     source: Source[Chunk],
-    sink: Sink[tuple[str, Output]],
+    sink: Sink[tuple[str, Report]],
     params: DetectionParams | None = None,
     *,
     clock: Callable[[], float] | None = None,

@@ -193,6 +193,8 @@ def _run_cluster(config: ReplayConfig, run_dir: Path) -> None:
     logs = [run_dir / f"process-{pid}.err" for pid in range(config.processes)]
     procs = []
     for pid, log in enumerate(logs):
+        if pid:  # members connect to lower ones; started early, Bytewax retries after 1 s
+            _await_listening(int(addresses[pid - 1].rsplit(":", 1)[1]), procs[-1])
         with log.open("wb") as err:
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "harness.runner", config.to_json(), str(run_dir),
@@ -214,6 +216,22 @@ def _run_cluster(config: ReplayConfig, run_dir: Path) -> None:
     for pid, p in enumerate(procs):
         if p.returncode != 0:
             raise ClusterError(f"cluster process {pid} exited with {p.returncode}")
+
+
+def _await_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """Wait until a local TCP port is in LISTEN state (Linux /proc; else a short pause)."""
+    table = Path("/proc/net/tcp")
+    if not table.exists():
+        time.sleep(0.5)
+        return
+    wanted = f":{port:04X} "
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        for line in table.read_text().splitlines()[1:]:
+            fields = line.split()
+            if (fields[1] + " ").endswith(wanted) and fields[3] == "0A":
+                return
+        time.sleep(0.01)
 
 
 def _die_with_parent() -> None:

@@ -16,9 +16,9 @@ from typing import Any, BinaryIO, TextIO
 import orjson
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
-from harness.flow import Output
+from harness.flow import Report
 from harness.recording import lane_name
-from harness.semantics import DeadLetter, Tally, WindowSummary
+from harness.semantics import Tally, WindowSummary
 
 SUMMARIES = "summaries-{}.jsonl"
 DEAD_LETTERS = "deadletters-{}.jsonl"
@@ -42,7 +42,7 @@ class SinkPosition:
 
 
 @dataclass(frozen=True)
-class LaneFileSink(FixedPartitionedSink[Output, SinkPosition]):
+class LaneFileSink(FixedPartitionedSink[Report, SinkPosition]):
     """One partition per lane, each appending to its own files in `run_dir`.
 
     Exactly once under Bytewax recovery: a resumed partition cuts its files
@@ -73,7 +73,7 @@ def _reopen(path: Path, size: int) -> BinaryIO:
     return f
 
 
-class _LaneWriter(StatefulSinkPartition[Output, SinkPosition]):
+class _LaneWriter(StatefulSinkPartition[Report, SinkPosition]):
     def __init__(self, run_dir: Path, part: str, start: SinkPosition,
                  console: TextIO | None) -> None:
         self._summaries = _reopen(run_dir / SUMMARIES.format(part), start.summaries)
@@ -82,17 +82,17 @@ class _LaneWriter(StatefulSinkPartition[Output, SinkPosition]):
         self._tally = Tally(**dict(start.tally))
         self._console = console
 
-    def write_batch(self, items: list[Output]) -> None:
+    def write_batch(self, reports: list[Report]) -> None:
         summaries, dead = [], []
-        for item in items:
-            if isinstance(item, WindowSummary):
-                summaries.append(orjson.dumps(item.to_json()))
-                if item.malicious and self._console is not None:
-                    print(alert_line(item), file=self._console, flush=True)
-            elif isinstance(item, DeadLetter):
-                dead.append(orjson.dumps(item.to_json()))
-            else:
-                self._tally.add(item)
+        for report in reports:
+            self._tally.add(report.tally)
+            for item in report.items:
+                if isinstance(item, WindowSummary):
+                    summaries.append(orjson.dumps(item.to_json()))
+                    if item.malicious and self._console is not None:
+                        print(alert_line(item), file=self._console, flush=True)
+                else:
+                    dead.append(orjson.dumps(item.to_json()))
         if summaries:
             self._summaries.write(b"\n".join(summaries) + b"\n")
         if dead:
