@@ -101,6 +101,8 @@ class _Envelope(msgspec.Struct):
     data: _Event | UnsetType = UNSET  # unset: a kept non-JSON payload
 
 
+# RecursionError: msgspec gives up on deep nesting sooner than orjson does.
+_NOT_FAST = (msgspec.ValidationError, msgspec.DecodeError, RecursionError)
 _decode_all = msgspec.json.Decoder(list[_Envelope]).decode
 _decode_one = msgspec.json.Decoder(_Envelope).decode
 
@@ -126,7 +128,7 @@ def decode(chunk: Chunk) -> EventBatch:
         return batch
     try:
         envelopes = _decode_all(b"[" + lines.replace(b"\n", b",") + b"]")
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except _NOT_FAST:
         for number, line in enumerate(lines.split(b"\n"), start=chunk.first_line):
             if not _decode_line(line, batch):
                 where = f"{chunk.where} line {number}"
@@ -176,7 +178,7 @@ def _decode_line(line: bytes, batch: EventBatch) -> bool:
         _add_envelopes([_decode_one(line)], batch)
         batch.events += 1
         return True
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except _NOT_FAST:
         pass
     try:
         envelope = orjson.loads(line)

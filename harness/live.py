@@ -24,7 +24,7 @@ from harness.recording import DEFAULT_LANES, RecordingWriter, encode_envelope, l
 from harness.runner import ReplayResult, execute
 from harness.semantics import DetectionParams
 from harness.sinks import LaneFileSink, collect
-from harness.sse import EventStream, ReceivedEvent
+from harness.sse import EventStream, ReceivedEvent, public_url
 
 _POLL = 0.05
 
@@ -124,7 +124,7 @@ def run_live(
     lanes: int = DEFAULT_LANES,
 ) -> ReplayResult:
     """Run the detection flow on a live stream; optionally record what it sees."""
-    writer = (RecordingWriter(record_to, source=stream.url, lanes=lanes)
+    writer = (RecordingWriter(record_to, source=public_url(stream.url), lanes=lanes)
               if record_to is not None else None)
     source = LiveSource(stream, lanes, writer, max_events, duration)
     started = time.perf_counter()

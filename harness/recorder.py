@@ -22,7 +22,7 @@ from typing import Any
 
 from harness.progress import Progress
 from harness.recording import DEFAULT_LANES, MANIFEST, RecordingWriter
-from harness.sse import DEFAULT_URL, USER_AGENT, EventStream, StreamStats
+from harness.sse import DEFAULT_URL, USER_AGENT, EventStream, StreamStats, public_url
 
 
 @dataclass
@@ -90,7 +90,7 @@ def record(
     """
     directory = Path(out)
     resume = (directory / MANIFEST).is_file()  # the writer refuses a complete one
-    writer = RecordingWriter(directory, source=url, lanes=lanes, resume=resume,
+    writer = RecordingWriter(directory, source=public_url(url), lanes=lanes, resume=resume,
                              segment_seconds=segment_seconds)
     point = writer.resume_point
     stream = EventStream(url=url, user_agent=user_agent, since=None if resume else since,

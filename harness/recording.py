@@ -367,7 +367,26 @@ def encode_envelope(
         return line, None
     raw = payload.encode() if isinstance(payload, str) else payload
     data = value if b"\n" in raw or b"\r" in raw else orjson.Fragment(raw)
-    return orjson.dumps({"seq": seq, "id": sse_id, "recv": received, "data": data}), value
+    line = orjson.dumps({"seq": seq, "id": sse_id, "recv": received, "data": data})
+    if raw.count(b"[") + raw.count(b"{") > _DEEP and not _loads_ok(line):
+        # Nested so deeply that wrapping it in the envelope passes orjson's depth
+        # limit: keep it as text, or the line could never be read back.
+        line = orjson.dumps({"seq": seq, "id": sse_id, "recv": received,
+                             "raw": raw.decode("utf-8", "backslashreplace"), "error": TOO_DEEP})
+        return line, None
+    return line, value
+
+
+_DEEP = 500
+TOO_DEEP: Final = "too-deep"
+
+
+def _loads_ok(line: bytes) -> bool:
+    try:
+        orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return False
+    return True
 
 
 @dataclass(slots=True)
@@ -691,6 +710,9 @@ class Recording:
             yield Damage(f"{seg.file}: missing", seg.events)
             return
         for item in scan_blocks(self.segment_path(index), start, resync=self.skip_damaged):
+            if isinstance(item, Block) and any(r.lane >= self.lanes for r in item.header.lanes):
+                item = Damage(f"{seg.file}: block at byte {item.offset} names a lane beyond"
+                              f" the recording's {self.lanes}", item.header.events)
             if isinstance(item, Damage):
                 if item.cut and not seg.complete:
                     if item.where not in self.truncated:

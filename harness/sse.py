@@ -58,6 +58,16 @@ class ReceivedEvent:
     received: float
 
 
+def public_url(url: str) -> str:
+    """The URL without user:password, fit to store in a recording's manifest."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl()
+
+
 def check_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:

@@ -96,6 +96,15 @@ def test_a_server_closing_after_every_event_cannot_stall_the_recorder(tmp_path: 
     assert report.stream.reconnects >= 59
 
 
+def test_credentials_never_reach_the_recording(short: Path, tmp_path: Path) -> None:
+    with EventStreamServer(short) as server:
+        url = server.url.replace("http://", "http://alice:s3cret@")
+        record(tmp_path / "copy", url=url, max_events=50, progress=False, stream_options=FAST)
+    stored = b"".join(p.read_bytes() for p in (tmp_path / "copy").iterdir())
+    assert b"s3cret" not in stored and b"alice" not in stored
+    assert Manifest.load(tmp_path / "copy").source == server.url
+
+
 def test_resume_id_rewinds_timestamps_and_fills_missing_offsets() -> None:
     raw = ('[{"topic":"eqiad.mediawiki.recentchange","partition":0,"timestamp":1700000000123},'
            '{"topic":"codfw.mediawiki.recentchange","partition":0,"offset":-1}]')
