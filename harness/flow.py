@@ -28,6 +28,7 @@ from bytewax.outputs import Sink
 from msgspec import UNSET, UnsetType
 
 from harness.recording import RecordingError, lane_name
+from harness.routing import lane_keys
 from harness.semantics import (
     CANARY,
     DAMAGED,
@@ -265,10 +266,6 @@ def _logging_errors(fn: Callable[[Chunk], EventBatch], error_log: Path | None
     return logged
 
 
-def lane_key(batch: EventBatch) -> str:
-    return lane_name(batch.lane)
-
-
 def build_flow(
     source: Source[Chunk],
     sink: Sink[tuple[str, Report]],
@@ -277,15 +274,21 @@ def build_flow(
     clock: Callable[[], float] | None = None,
     flow_id: str = "wikistream_bots",
     error_log: Path | None = None,
+    lanes: int = 1,
+    workers: int = 1,
 ) -> Dataflow:
     """The detection dataflow. `clock=None` is event time only (replay);
     pass `time.time` for live wall-clock watermarks. Damage found while
-    decoding is also appended to `error_log` (see `RecordingSource`)."""
+    decoding is also appended to `error_log` (see `RecordingSource`).
+    `lanes` and `workers` (the cluster's total) only spread the lanes'
+    detect state evenly over the workers; any values give the same output."""
     params = params or DetectionParams()
     flow = Dataflow(flow_id)
     chunks = op.input("events", flow, source)
     batches = op.map("decode", chunks, _logging_errors(decode, error_log))
-    keyed = op.key_on("by_lane", batches, lane_key)
+    keys = lane_keys(lanes, workers)  # lane -> a key owned by worker lane % workers
+    keyed = op.key_on("by_lane", batches,
+                      lambda b: keys[b.lane] if b.lane < len(keys) else lane_name(b.lane))
     detected = op.stateful_batch(
         "detect", keyed, lambda resume: DetectLogic(params, clock, resume))
     op.output("sink", detected, sink)

@@ -132,7 +132,8 @@ def run_live(
     try:
         with tempfile.TemporaryDirectory(prefix="harness-live-") as tmp:
             run_dir = Path(tmp)
-            flow = build_flow(source, LaneFileSink(run_dir, lanes, console), params, clock=clock)
+            flow = build_flow(source, LaneFileSink(run_dir, lanes, console), params, clock=clock,
+                              lanes=lanes, workers=workers)
             execute(flow, run_dir, workers)
             output = collect(run_dir)
         clean = True

@@ -108,8 +108,10 @@ class ReplayResult:
 def _flow(config: ReplayConfig, run_dir: Path) -> Dataflow:
     source = RecordingSource(config.recording, config.speed, config.batch_size,
                              error_log=run_dir / ERRORS, skip_damaged=config.skip_damaged)
-    sink = LaneFileSink(run_dir, Recording(config.recording).lanes, config.console)
-    return build_flow(source, sink, config.params, error_log=run_dir / ERRORS)
+    lanes = Recording(config.recording).lanes
+    sink = LaneFileSink(run_dir, lanes, config.console)
+    return build_flow(source, sink, config.params, error_log=run_dir / ERRORS, lanes=lanes,
+                      workers=config.workers * config.processes)
 
 
 def free_addresses(count: int) -> list[str]:

@@ -18,6 +18,7 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from harness.flow import Report
 from harness.recording import lane_name
+from harness.routing import lane_of_key
 from harness.semantics import Tally, WindowSummary
 
 SUMMARIES = "summaries-{}.jsonl"
@@ -59,7 +60,7 @@ class LaneFileSink(FixedPartitionedSink[Report, SinkPosition]):
         return [lane_name(lane) for lane in range(self.lanes)]
 
     def part_fn(self, item_key: str) -> int:
-        return int(item_key.removeprefix("lane-"))
+        return lane_of_key(item_key)
 
     def build_part(self, step_id: str, for_part: str,
                    resume_state: SinkPosition | None) -> _LaneWriter:
