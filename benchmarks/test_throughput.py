@@ -8,8 +8,6 @@ this noisy machine. No wall-clock thresholds: rows only check they did the work.
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,7 +26,7 @@ from bytewax.testing import run_main
 from harness.flow import Chunk, decode
 from harness.recording import Recording
 from harness.reference import replay_reference
-from harness.runner import ReplayConfig, replay
+from harness.runner import ReplayConfig, replay, terminate
 from harness.semantics import DetectionParams, Tally
 from harness.source import RecordingSource
 
@@ -150,12 +148,7 @@ def event_server(recording: Path) -> Iterator[str]:
                 pytest.fail(f"harness serve did not start: {line} {err.read().decode()[-2000:]}")
             yield line[0].split()[1]
         finally:
-            os.kill(server.pid, signal.SIGTERM)
-            try:
-                server.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(server.pid, signal.SIGKILL)
-                server.wait()
+            terminate(server, grace=10)
             if server.stdout is not None:
                 server.stdout.close()
 

@@ -24,6 +24,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from bytewax._bytewax import cli_main
 from bytewax.dataflow import Dataflow
@@ -252,12 +253,19 @@ def _wait_all(procs: list[subprocess.Popen[bytes]], grace: float) -> None:
         try:
             p.wait(max(deadline - time.monotonic(), 0.0))
         except subprocess.TimeoutExpired:
-            os.kill(p.pid, signal.SIGTERM)
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                os.kill(p.pid, signal.SIGKILL)
-                p.wait()
+            terminate(p)
+
+
+def terminate(proc: subprocess.Popen[Any], grace: float = 5.0) -> None:
+    """End a child by its PID: SIGTERM, then SIGKILL if it is still there after `grace` s."""
+    if proc.poll() is not None:
+        return
+    os.kill(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def replay(config: ReplayConfig, *, addresses: list[str] | None = None,

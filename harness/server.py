@@ -623,8 +623,11 @@ class EventStreamServer:
         the first event the positions reach.
         """
         start: int | None = None
-        beat = time.monotonic() + self.keepalive
-        for index, envelope in envelopes:
+        for item in self._scanning(envelopes):
+            if item is None:
+                yield None  # keepalive while scanning
+                continue
+            index, envelope = item
             if wire_id(envelope) == last_id:
                 yield from envelopes
                 return
@@ -632,24 +635,26 @@ class EventStreamServer:
                 hit = _resume_hit(positions, envelope)
                 if hit is not None:
                     start = index + hit
-            if index % 256 == 0:
-                if self._stopping.is_set():
-                    return
-                if time.monotonic() >= beat:
-                    yield None
-                    beat = time.monotonic() + self.keepalive
         if start is not None:
             again = enumerate(Recording(self.recording).envelopes(), 1)
             yield from self._seek(again, lambda index, _: index >= start)
 
     def _seek(self, envelopes: Positioned, reached: Callable[[int, Envelope], bool]) -> Seeking:
         """The envelopes from the first that `reached` accepts, with keepalive Nones."""
-        beat = time.monotonic() + self.keepalive
-        for index, envelope in envelopes:
-            if reached(index, envelope):
-                yield index, envelope
+        for item in self._scanning(envelopes):
+            if item is None:
+                yield None
+            elif reached(*item):
+                yield item
                 yield from envelopes
                 return
+
+    def _scanning(self, envelopes: Positioned) -> Seeking:
+        """Envelopes as a scan passes them, a None about every `keepalive` seconds;
+        ends early when the server stops."""
+        beat = time.monotonic() + self.keepalive
+        for index, envelope in envelopes:
+            yield index, envelope
             if index % 256 == 0:
                 if self._stopping.is_set():
                     return
