@@ -128,11 +128,14 @@ class _SegmentChecker:
                 if seq is not None:
                     previous = seq[0]
                     seen[seq[0]] = seq[1:]
-        wanted = range(header.first_seq, header.last_seq + 1)
-        if sorted(seen) != list(wanted):
-            missing = len(set(wanted) - set(seen))
-            self.error(where, f"seqs are not exactly {header.first_seq}..{header.last_seq}"
-                              f" ({missing} missing, {len(set(seen) - set(wanted))} extra)")
+        # Distinct ints fill first..last exactly iff count, min and max agree. (Never
+        # build the range: a damaged header can claim half a billion seqs.)
+        first, last = header.first_seq, header.last_seq
+        inside = sum(1 for seq in seen if first <= seq <= last)
+        if inside != len(seen) or inside != last - first + 1:
+            self.error(where, f"seqs are not exactly {first}..{last}"
+                              f" ({last - first + 1 - inside} missing, {len(seen) - inside}"
+                              " extra)")
         self.next_seq = header.last_seq + 1
         for seq in sorted(seen):
             sse_id, received = seen[seq]
