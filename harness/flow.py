@@ -58,18 +58,26 @@ class Report:
 class Chunk:
     """Newline-separated envelope lines of one lane, in stream order.
 
-    `where` names the place in the recording, for errors. A line that is
-    not an envelope is damage: an error naming the place, or with `strict`
-    off, skipped and reported. `damage` carries damage the source skipped.
+    `origin` says which recorded frames the lines came from, for errors. A
+    line that is not an envelope is damage: an error naming the place, or
+    with `strict` off, skipped and reported. `damage` carries damage the
+    source skipped.
     """
 
     lane: int
     lines: bytes
-    where: str = ""
-    first_line: int = 1
+    origin: tuple[tuple[str, int, int], ...] = ()  # (place, first line there, lines)
     strict: bool = True
     damage: DeadLetter | None = None
     damaged_lines: int = 0
+
+    def place(self, line: int) -> str:
+        """Where the chunk's `line` (1-based) is in the recording."""
+        for where, first, count in self.origin:
+            if line <= count:
+                return f"{where} line {first + line - 1}"
+            line -= count
+        return f"lane {self.lane} line {line}"
 
 
 @dataclass(slots=True)
@@ -130,9 +138,9 @@ def decode(chunk: Chunk) -> EventBatch:
     try:
         envelopes = _decode_all(b"[" + lines.replace(b"\n", b",") + b"]")
     except _NOT_FAST:
-        for number, line in enumerate(lines.split(b"\n"), start=chunk.first_line):
+        for number, line in enumerate(lines.split(b"\n"), start=1):
             if not _decode_line(line, batch):
-                where = f"{chunk.where} line {number}"
+                where = chunk.place(number)
                 if chunk.strict:
                     raise RecordingError(f"{where}: not a recording envelope") from None
                 batch.damage.append(DeadLetter(-1, DAMAGED, where=where))

@@ -138,10 +138,7 @@ class BlockHeader:
         tag, first, last, first_recv, last_recv, n = _BLOCK_HEAD.unpack_from(payload)
         if tag != _BLOCK_TAG or size != _BLOCK_HEAD.size + n * _LANE_REF.size:
             raise ValueError("not a block header (bad tag or lane table)")
-        refs = tuple(
-            LaneRef(*_LANE_REF.unpack_from(payload, _BLOCK_HEAD.size + i * _LANE_REF.size))
-            for i in range(n)
-        )
+        refs = tuple(LaneRef(*ref) for ref in _LANE_REF.iter_unpack(payload[_BLOCK_HEAD.size:]))
         return cls(first, last, first_recv, last_recv, refs), _FRAME_HEAD.size + size
 
 
@@ -730,7 +727,7 @@ class Recording:
                     yield item
 
     def read_frames(self, block: Block, lanes: set[int] | None = None,
-                    dctx: zstandard.ZstdDecompressor | None = None
+                    dctx: zstandard.ZstdDecompressor | None = None, f: BinaryIO | None = None
                     ) -> list[tuple[int, bytes | Damage]]:
         """Decompressed `(lane, lines)` of a block, for all or the given lanes.
 
@@ -738,25 +735,27 @@ class Recording:
         back as `Damage` in place of its lines.
         """
         dctx = dctx or zstandard.ZstdDecompressor()
-        out = []
-        path = self.directory / block.segment
-        if not path.exists():
-            path = path.with_name(path.name + PARTIAL)
-        with path.open("rb") as f:
-            offset = block.offset + block.header_size
-            for ref in block.header.lanes:
-                if lanes is None or ref.lane in lanes:
-                    f.seek(offset)
-                    raw = f.read(ref.size)
-                    try:
-                        out.append((ref.lane, dctx.decompress(raw)))
-                    except zstandard.ZstdError as exc:
-                        where = (f"{block.segment}: byte {offset}: lane {ref.lane} frame does"
-                                 f" not decompress ({exc})")
-                        if not self.skip_damaged:
-                            raise RecordingError(where) from None
-                        out.append((ref.lane, Damage(where, ref.events, ref.lane)))
-                offset += ref.size
+        if f is None:
+            path = self.directory / block.segment
+            if not path.exists():
+                path = path.with_name(path.name + PARTIAL)
+            with path.open("rb") as opened:
+                return self.read_frames(block, lanes, dctx, opened)
+        out: list[tuple[int, bytes | Damage]] = []
+        offset = block.offset + block.header_size
+        for ref in block.header.lanes:
+            if lanes is None or ref.lane in lanes:
+                f.seek(offset)
+                raw = f.read(ref.size)
+                try:
+                    out.append((ref.lane, dctx.decompress(raw)))
+                except zstandard.ZstdError as exc:
+                    where = (f"{block.segment}: byte {offset}: lane {ref.lane} frame does"
+                             f" not decompress ({exc})")
+                    if not self.skip_damaged:
+                        raise RecordingError(where) from None
+                    out.append((ref.lane, Damage(where, ref.events, ref.lane)))
+            offset += ref.size
         return out
 
     def lane_frames(
@@ -772,13 +771,16 @@ class Recording:
         only = {lane}
         for index in range(start.segment, len(self.manifest.segments)):
             offset = start.offset if index == start.segment else 0
-            for block in self.segment_blocks(index, offset):
-                if isinstance(block, Damage):
-                    if lane == 0:
-                        yield index, None, block
-                elif any(ref.lane == lane for ref in block.header.lanes):
-                    ((_, data),) = self.read_frames(block, only, dctx)
-                    yield index, block, data
+            with contextlib.ExitStack() as stack:
+                f = (None if index in self.missing
+                     else stack.enter_context(self.segment_path(index).open("rb")))
+                for block in self.segment_blocks(index, offset):
+                    if isinstance(block, Damage):
+                        if lane == 0:
+                            yield index, None, block
+                    elif any(ref.lane == lane for ref in block.header.lanes):
+                        ((_, data),) = self.read_frames(block, only, dctx, f)
+                        yield index, block, data
 
     def block_envelopes(self, block: Block, dctx: zstandard.ZstdDecompressor | None = None
                         ) -> list[dict[str, Any]]:

@@ -22,8 +22,17 @@ from pathlib import Path
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from harness.flow import Chunk
-from harness.recording import Damage, LanePosition, Recording, RecordingError, lane_name
+from harness.recording import (
+    Block,
+    Damage,
+    LanePosition,
+    Recording,
+    RecordingError,
+    lane_name,
+)
 from harness.semantics import DAMAGED, DeadLetter
+
+COALESCE_BYTES = 512 << 10  # bigger chunks only cost cache misses in the decode copies
 
 
 @dataclass(frozen=True)
@@ -65,7 +74,8 @@ class _LanePartition(StatefulSourcePartition[Chunk, LanePosition]):
         self._position = start
         self._skip = start.skip
         self._lines: list[bytes] = []
-        self._where = ""
+        self._frame_where = ""
+        self._pending: tuple[int, Block | None, bytes | Damage] | None = None
         self._strict = not recording.skip_damaged
         self._block_position = start
         self._after_block = start
@@ -85,23 +95,67 @@ class _LanePartition(StatefulSourcePartition[Chunk, LanePosition]):
                     log.write(f"{exc}\n")
             raise
 
-    def _next_batch(self) -> list[Chunk]:
-        if not self._lines:
-            segment, block, data = next(self._frames)  # StopIteration ends the lane
+    def _next_frame(self) -> tuple[int, Block | None, bytes | Damage] | None:
+        if self._pending is not None:
+            frame, self._pending = self._pending, None
+            return frame
+        return next(self._frames, None)
+
+    def _damage(self, segment: int, block: Block | None, damage: Damage) -> list[Chunk]:
+        # A damaged frame is passed like a read one; damage between blocks
+        # leaves the position where it was, so a resume reports it again
+        # (and the exactly-once sink has cut the first report away).
+        if block is not None:
+            self._position = LanePosition(segment, block.end)
+        return [Chunk(self._lane, b"", strict=False, damaged_lines=damage.lines,
+                      damage=DeadLetter(-1, DAMAGED, where=damage.where))]
+
+    def _where(self, block: Block) -> str:
+        return f"{block.segment}: block at byte {block.offset}: lane {self._lane}"
+
+    def _whole_frames(self) -> list[Chunk]:
+        """Consecutive frames joined into one chunk of up to about `COALESCE_BYTES`.
+
+        A recorder flushes every second, so a live recording's frames hold a
+        few events each; one Bytewax item per frame would cost more than
+        the events themselves.
+        """
+        parts: list[bytes] = []
+        origin: list[tuple[str, int, int]] = []
+        size = 0
+        while size < COALESCE_BYTES:
+            frame = self._next_frame()
+            if frame is None:
+                break
+            segment, block, data = frame
             if isinstance(data, Damage):
-                # A damaged frame is passed like a read one; damage between blocks
-                # leaves the position where it was, so a resume reports it again
-                # (and the exactly-once sink has cut the first report away).
-                if block is not None:
-                    self._position = LanePosition(segment, block.end)
-                return [Chunk(self._lane, b"", strict=False, damaged_lines=data.lines,
-                              damage=DeadLetter(-1, DAMAGED, where=data.where))]
+                if parts:
+                    self._pending = frame
+                    break
+                return self._damage(segment, block, data)
             assert block is not None
-            self._where = f"{block.segment}: block at byte {block.offset}: lane {self._lane}"
-            if self._batch_size is None and not self._skip:
-                self._lines = [data]  # the whole frame is one chunk: no need to split
-            else:
-                self._lines = data.splitlines(keepends=True)[self._skip:]
+            lines = next(ref.events for ref in block.header.lanes if ref.lane == self._lane)
+            parts.append(data)
+            origin.append((self._where(block), 1, lines))
+            size += len(data)
+            self._position = LanePosition(segment, block.end)
+        if not parts:
+            raise StopIteration
+        return [Chunk(self._lane, b"".join(parts), tuple(origin), self._strict)]
+
+    def _next_batch(self) -> list[Chunk]:
+        if not self._lines and not self._skip and self._batch_size is None and not self._speed:
+            return self._whole_frames()
+        if not self._lines:
+            frame = self._next_frame()
+            if frame is None:
+                raise StopIteration
+            segment, block, data = frame
+            if isinstance(data, Damage):
+                return self._damage(segment, block, data)
+            assert block is not None
+            self._frame_where = self._where(block)
+            self._lines = data.splitlines(keepends=True)[self._skip:]
             self._block_position = LanePosition(segment, block.offset, self._skip)
             self._after_block = LanePosition(segment, block.end)
             self._skip = 0
@@ -121,7 +175,8 @@ class _LanePartition(StatefulSourcePartition[Chunk, LanePosition]):
             self._position = self._block_position
         else:
             self._position = self._after_block
-        return [Chunk(self._lane, b"".join(lines), self._where, first_line, self._strict)]
+        return [Chunk(self._lane, b"".join(lines), ((self._frame_where, first_line, len(lines)),),
+                      self._strict)]
 
     def next_awake(self) -> datetime | None:
         if self._due is None or self._due <= time.time():

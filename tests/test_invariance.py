@@ -38,3 +38,19 @@ def test_paced_replay_gives_the_same_output(tmp_path: Path, expected) -> None:
     paced = run_flow(path, speed=100.0, workers=2)
     assert flow_outcome(paced) == flow_outcome(fast)
     assert paced.wall_seconds >= span / 100.0 * 0.9
+
+
+def test_live_sized_frames_are_joined_without_changing_the_output(tmp_path: Path) -> None:
+    """A recorder flushes every second: frames of a few events, joined into chunks on replay."""
+    from harness.recording import Recording
+    from harness.source import COALESCE_BYTES
+    from harness.synth import synthetic_events
+    from tests.conftest import write_recording
+
+    path = write_recording(tmp_path / "r", (e.payload for e in synthetic_events(3000, seed=4)),
+                           lanes=4, block_events=40)
+    frames = sum(len(b.header.lanes) for b in Recording(path).blocks())
+    assert frames > 250 and 3000 * 1300 / frames < COALESCE_BYTES  # many small frames
+    expected = reference_outcome(replay_reference(path, DetectionParams()))
+    for shape in [{}, {"workers": 2}, {"processes": 2}, {"batch_size": 7}]:
+        assert flow_outcome(run_flow(path, **shape)) == expected

@@ -94,3 +94,32 @@ def test_recovery_state_belongs_to_one_replay(tmp_path: Path, expected) -> None:
     (junk / "precious.txt").write_text("keep")
     refused = harness("replay", str(SAMPLE), "--quiet", "--recovery-dir", str(junk))
     assert refused.returncode == 2 and (junk / "precious.txt").read_text() == "keep"
+
+
+def test_resume_mid_joined_frames(tmp_path: Path) -> None:
+    """Unpaced replay of a live-sized recording: snapshots fall between joined frames."""
+    from harness.synth import synthetic_events
+    from tests.conftest import write_recording
+
+    rec = write_recording(tmp_path / "rec", (e.payload for e in synthetic_events(40_000, 6)),
+                          lanes=4, block_events=40)
+    whole = harness("replay", str(rec), "--quiet", "--out", str(tmp_path / "whole.jsonl"))
+    assert whole.returncode == 0, whole.stderr
+    out = tmp_path / "alerts.jsonl"
+    args = ["replay", str(rec), "--quiet", "--recovery-dir", str(tmp_path / "state"),
+            "--out", str(out), "--snapshot-interval", "0.05"]
+    proc = subprocess.Popen([sys.executable, "-m", "harness", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    # kill once the replay has written something, well before it can finish
+    parts = tmp_path / "state" / "parts"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.poll() is None and not any(
+            p.stat().st_size for p in parts.glob("summaries-*")):
+        time.sleep(0.005)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL and not out.exists()  # really interrupted
+    resumed = harness(*args)
+    assert resumed.returncode == 0, resumed.stderr
+    assert out.read_bytes() == (tmp_path / "whole.jsonl").read_bytes()
+    assert counts(resumed.stdout) == counts(whole.stdout)
