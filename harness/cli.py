@@ -312,7 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", type=_non_negative_float, default=0.0,
                    help="replay at X times the recorded pace (0: as fast as possible)")
     p.add_argument("--batch-size", type=_positive_int,
-                   help="at most N lines per source batch (default: one recorded frame)")
+                   help="at most N lines per source batch (default: whole frames,"
+                        " small ones joined)")
     p.add_argument("--quiet", action="store_true", help="do not print malicious windows")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
     p.add_argument("--skip-damaged", action="store_true",
