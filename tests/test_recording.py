@@ -225,3 +225,20 @@ def test_resume_collects_recent_event_ids_for_deduplication(tmp_path: Path) -> N
     resumed = RecordingWriter(path, source="t", resume=True)
     assert resumed.resume_point.recent_event_ids == tuple(f"uuid-{i}" for i in range(12))
     resumed.close()
+
+
+def test_symlinks_cannot_lead_reads_or_writes_out_of_a_recording(tmp_path: Path) -> None:
+    path = tmp_path / "r"
+    with RecordingWriter(path, source="t", lanes=1) as w:
+        w.append(b'{"user":"a","timestamp":1}', "0", 0.0)
+    segment = path / Manifest.load(path).segments[0].file
+    outside = tmp_path / "elsewhere.zst"
+    segment.rename(outside)
+    segment.symlink_to(outside)
+    with pytest.raises(RecordingError, match="outside the recording"):
+        Recording(path)
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with pytest.raises(RecordingError, match="symlink"):
+        RecordingWriter(tmp_path / "link", source="t")
+    assert not any((tmp_path / "real").iterdir())
