@@ -26,9 +26,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from bytewax._bytewax import cli_main
 from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.run import cli_main
 
 from harness.flow import build_flow
 from harness.recording import Recording, RecordingError, sha256_file
