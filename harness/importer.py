@@ -14,7 +14,13 @@ import orjson
 import zstandard
 
 from harness.progress import Progress
-from harness.recording import DEFAULT_LANES, Manifest, RecordingError, RecordingWriter
+from harness.recording import (
+    DEFAULT_LANES,
+    UNPARSED,
+    Manifest,
+    RecordingError,
+    RecordingWriter,
+)
 
 
 @contextmanager
@@ -77,7 +83,8 @@ def import_dumps(
                     ts = value.get("timestamp") if isinstance(value, dict) else None
                     if type(ts) is int:
                         received = max(received, float(ts))
-                    writer.append(payload, _sse_id(value), received)
+                    writer.append(payload, _sse_id(value), received,
+                                  value if value is not None else UNPARSED)
                     report.update(writer.events)
         report.done()
         return writer.manifest

@@ -20,7 +20,7 @@ from pathlib import Path
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from harness.flow import Chunk, build_flow
-from harness.recording import DEFAULT_LANES, RecordingWriter, encode_envelope, lane_of
+from harness.recording import DEFAULT_LANES, RecordingWriter, encode_envelope, lane_for
 from harness.runner import ReplayResult, execute
 from harness.semantics import DetectionParams
 from harness.sinks import LaneFileSink, collect
@@ -56,7 +56,7 @@ class _LivePartition(StatefulSourcePartition[Chunk, None]):
         self._inbox: queue.Queue[ReceivedEvent | None] = queue.Queue()
         self._deadline = (time.monotonic() + source.duration
                           if source.duration is not None else None)
-        self._seq = 0
+        self._received = 0
         self._reader = threading.Thread(target=self._read, daemon=True, name="live-stream")
         self._reader.start()
 
@@ -83,16 +83,16 @@ class _LivePartition(StatefulSourcePartition[Chunk, None]):
                     raise StopIteration
                 self._inbox.put(None)  # end after this batch
                 break
-            if src.max_events is not None and self._seq >= src.max_events:
+            if src.max_events is not None and self._received >= src.max_events:
                 continue
-            self._seq += 1
-            if src.writer is not None:
-                src.writer.append(item.data, item.sse_id, item.received)
-            line, value = encode_envelope(self._seq, item.sse_id, item.received, item.data)
-            user = value.get("user") if isinstance(value, dict) else None
-            lane = lane_of(user, src.lanes) if isinstance(user, str) else self._seq % src.lanes
-            by_lane.setdefault(lane, []).append(line)
-            if src.max_events is not None and self._seq >= src.max_events:
+            self._received += 1
+            if src.writer is not None:  # recording: the flow sees the very lines written
+                seq, line, value = src.writer.append(item.data, item.sse_id, item.received)
+            else:
+                seq = self._received
+                line, value = encode_envelope(seq, item.sse_id, item.received, item.data)
+            by_lane.setdefault(lane_for(value, seq, src.lanes), []).append(line)
+            if src.max_events is not None and self._received >= src.max_events:
                 src.stream.stop()
         if src.writer is not None:
             src.writer.flush_if_due()

@@ -76,6 +76,12 @@ def lane_name(lane: int) -> str:
     return f"lane-{lane:05d}"
 
 
+def lane_for(value: Any, seq: int, lanes: int) -> int:
+    """The lane of an event: its user's, or spread by `seq` when it has no string user."""
+    user = value.get("user") if isinstance(value, dict) else None
+    return lane_of(user, lanes) if isinstance(user, str) else seq % lanes
+
+
 def lane_of(user: str, lanes: int) -> int:
     """The lane of a user's events; stable across runs and machines."""
     return zlib.crc32(user.encode("utf-8", "surrogatepass")) % lanes
@@ -345,17 +351,22 @@ def _note_event(segment: Segment, seq: int, sse_id: str | None, received: float,
             segment.max_timestamp = ts
 
 
+UNPARSED: Final = object()
+
+
 def encode_envelope(
-    seq: int, sse_id: str | None, received: float, payload: bytes | str
+    seq: int, sse_id: str | None, received: float, payload: bytes | str,
+    parsed: Any = UNPARSED,
 ) -> tuple[bytes, Any]:
     """One recording line for a received payload, and the parsed payload.
 
     Valid JSON is embedded as sent (value-faithful, and no re-encoding cost);
     anything else is kept as text and flagged, never dropped. The parsed
-    payload is `None` for non-JSON.
+    payload is `None` for non-JSON. A caller that has parsed the payload
+    already passes it as `parsed`.
     """
     try:
-        value = orjson.loads(payload)
+        value = orjson.loads(payload) if parsed is UNPARSED else parsed
     except orjson.JSONDecodeError:
         text = (payload.decode("utf-8", "backslashreplace") if isinstance(payload, bytes)
                 else payload)
@@ -463,16 +474,15 @@ class RecordingWriter:
         done = sum(s.bytes for s in self.manifest.segments if s.complete)
         return done + (self._segment.bytes if self._segment and not self._segment.complete else 0)
 
-    def append(self, payload: bytes | str, sse_id: str | None, received: float) -> int:
-        """Buffer one event; return its sequence number."""
+    def append(self, payload: bytes | str, sse_id: str | None, received: float,
+               parsed: Any = UNPARSED) -> tuple[int, bytes, Any]:
+        """Buffer one event; return its sequence number, recording line and parsed payload."""
         if self.closed:
             raise RecordingError(f"{self.directory}: recording already closed")
         self._seq += 1
         seq = self._seq
-        line, value = encode_envelope(seq, sse_id, received, payload)
-        user = value.get("user") if isinstance(value, dict) else None
-        lanes = self.manifest.lanes
-        lane = lane_of(user, lanes) if isinstance(user, str) else seq % lanes
+        line, value = encode_envelope(seq, sse_id, received, payload, parsed)
+        lane = lane_for(value, seq, self.manifest.lanes)
         pending = self._pending
         if pending.count == 0:
             pending.first_seq, pending.first_recv = seq, received
@@ -484,7 +494,7 @@ class RecordingWriter:
             self.flush()
         else:
             self.flush_if_due()
-        return seq
+        return seq, line, value
 
     def flush_if_due(self) -> None:
         if self._clock() - self._last_flush >= self.flush_interval:
