@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +17,7 @@ from typing import Any, NoReturn
 import orjson
 
 from harness import __version__
-from harness.recording import DEFAULT_LANES, RecordingError
+from harness.recording import DEFAULT_LANES, RecordingError, write_atomically
 from harness.semantics import ALIGN_2023, DetectionParams, Tally
 from harness.sse import StreamError
 
@@ -94,11 +92,8 @@ def _outputs_of(recovery_dir: Path | None) -> set[Path]:
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Write atomically: a killed run never leaves half a file under the final name."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as f:
-        f.writelines(orjson.dumps(row) + b"\n" for row in rows)
-    os.replace(tmp, path)
+    """A killed run never leaves half a file under the final name."""
+    write_atomically(path, (orjson.dumps(row) + b"\n" for row in rows))
 
 
 def _add_detection_options(p: argparse.ArgumentParser) -> None:

@@ -31,7 +31,7 @@ import os
 import struct
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -316,14 +316,25 @@ class Manifest:
         return manifest
 
     def save(self, directory: Path) -> None:
-        """Replace the manifest atomically (write, fsync, rename)."""
-        tmp = directory / (MANIFEST + ".tmp")
+        """Replace the manifest atomically and durably."""
+        write_atomically(directory / MANIFEST, [self.to_json()], durable=True)
+
+
+def write_atomically(path: Path, chunks: Iterable[bytes], *, durable: bool = False) -> None:
+    """Write under a temporary name, then rename into place, so that neither a reader
+    nor a killed writer ever sees half a file. `durable` also fsyncs file and directory."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
         with tmp.open("wb") as f:
-            f.write(self.to_json())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, directory / MANIFEST)
-        _fsync_dir(directory)
+            f.writelines(chunks)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    if durable:
+        _fsync_dir(path.parent)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -337,7 +348,7 @@ def _fsync_dir(directory: Path) -> None:
 # --------------------------------------------------------------------- writer
 
 
-def _note_event(segment: Segment, seq: int, sse_id: str | None, received: float,
+def note_event(segment: Segment, seq: int, sse_id: str | None, received: float,
                 value: Any) -> None:
     """Update a segment's manifest entry for one event (not its counts)."""
     if segment.first_seq is None:
@@ -489,7 +500,7 @@ class RecordingWriter:
         pending.lines[lane].append(line)
         pending.count += 1
         pending.last_recv = received
-        _note_event(self._open_segment(), seq, sse_id, received, value)
+        note_event(self._open_segment(), seq, sse_id, received, value)
         if pending.count >= self.block_events:
             self.flush()
         else:
@@ -618,7 +629,7 @@ def _recover(directory: Path) -> tuple[Manifest, ResumePoint]:
                 fresh.blocks += 1
                 for env in recording.block_envelopes(item):
                     fresh.events += 1
-                    _note_event(fresh, env["seq"], env.get("id"), env["recv"], env.get("data"))
+                    note_event(fresh, env["seq"], env.get("id"), env["recv"], env.get("data"))
             with path.open("r+b") as f:
                 f.truncate(end)
                 f.flush()

@@ -7,7 +7,6 @@ two writers share a file and a multi-process run needs no coordination;
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,7 @@ import orjson
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from harness.flow import Report
-from harness.recording import lane_name
+from harness.recording import lane_name, write_atomically
 from harness.routing import lane_of_key
 from harness.semantics import Tally, WindowSummary
 
@@ -107,9 +106,7 @@ class _LaneWriter(StatefulSinkPartition[Report, SinkPosition]):
                             tuple(self._tally.to_json().items()))
 
     def _write_tally(self) -> None:
-        tmp = self._tally_path.with_suffix(".tmp")
-        tmp.write_bytes(orjson.dumps(self._tally.to_json()))
-        os.replace(tmp, self._tally_path)
+        write_atomically(self._tally_path, [orjson.dumps(self._tally.to_json())])
 
     def close(self) -> None:
         self._summaries.close()

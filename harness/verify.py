@@ -5,11 +5,20 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 import zstandard
 
-from harness.recording import Block, Recording, RecordingError, lane_of, sha256_file
+from harness.recording import (
+    Block,
+    Recording,
+    RecordingError,
+    Segment,
+    lane_of,
+    note_event,
+    sha256_file,
+)
 
 
 @dataclass
@@ -78,14 +87,15 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
             return report
         expected_seq = checker.next_seq
         if segment.complete:
-            stats = (checker.events, checker.first_seq, checker.last_seq, checker.first_id,
-                     checker.last_id)
-            listed = (segment.events, segment.first_seq, segment.last_seq, segment.first_id,
-                      segment.last_id)
-            if stats != listed:
-                report.errors.append(
-                    f"{segment.file}: holds events/first/last seq/ids {stats}, manifest says"
-                    f" {listed}")
+            # The entry the writer would have made for what the file holds.
+            held = checker.entry
+            held.bytes, held.sha256, held.complete = segment.bytes, segment.sha256, True
+            if held != segment:
+                differ = [f"{name} {getattr(held, name)!r}, manifest says"
+                          f" {getattr(segment, name)!r}"
+                          for name in Segment.__slots__
+                          if getattr(held, name) != getattr(segment, name)]
+                report.errors.append(f"{segment.file}: holds {'; '.join(differ)}")
     report.truncated = list(recording.truncated)
     if manifest.complete and report.truncated:
         report.errors.extend(report.truncated)
@@ -98,11 +108,7 @@ class _SegmentChecker:
     def __init__(self, name: str, lanes: int, next_seq: int, report: VerifyReport) -> None:
         self.name, self.lanes, self.next_seq, self.report = name, lanes, next_seq, report
         self.line = 0
-        self.events = 0
-        self.first_seq: int | None = None
-        self.last_seq: int | None = None
-        self.first_id: str | None = None
-        self.last_id: str | None = None
+        self.entry = Segment(file=name)
 
     def error(self, where: str, message: str) -> None:
         self.report.errors.append(f"{self.name}: {where}: {message}")
@@ -113,7 +119,7 @@ class _SegmentChecker:
         where = f"block at byte {block.offset}"
         if header.first_seq != self.next_seq:
             self.error(where, f"starts at seq {header.first_seq}, expected {self.next_seq}")
-        seen: dict[int, tuple[str | None, float]] = {}
+        seen: dict[int, tuple[str | None, float, Any]] = {}
         for lane, data in recording.read_frames(block, None, dctx):
             report.raw_bytes += len(data)
             lines = data.splitlines()
@@ -137,19 +143,18 @@ class _SegmentChecker:
                               f" ({last - first + 1 - inside} missing, {len(seen) - inside}"
                               " extra)")
         self.next_seq = header.last_seq + 1
+        entry = self.entry
         for seq in sorted(seen):
-            sse_id, received = seen[seq]
-            if self.first_seq is None:
-                self.first_seq, self.first_id = seq, sse_id
-            self.last_seq, self.last_id = seq, sse_id
+            note_event(entry, seq, *seen[seq])
             if report.first_received is None:
-                report.first_received = received
-            report.last_received = received
-        self.events += len(seen)
+                report.first_received = entry.first_received
+            report.last_received = entry.last_received
+        entry.events += len(seen)
+        entry.blocks += 1
         report.events += len(seen)
 
     def _line(self, raw: bytes, lane: int, previous: int
-              ) -> tuple[int, str | None, float] | None:
+              ) -> tuple[int, str | None, float, Any] | None:
         where = f"line {self.line}"
         try:
             env = orjson.loads(raw)
@@ -176,4 +181,4 @@ class _SegmentChecker:
             self.error(where, f"seq {seq}: recv is not a number")
             received = 0.0
         sse_id = env.get("id")
-        return seq, sse_id if isinstance(sse_id, str) else None, float(received)
+        return seq, sse_id if isinstance(sse_id, str) else None, float(received), env.get("data")
