@@ -27,7 +27,7 @@ from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 from msgspec import UNSET, UnsetType
 
-from harness.recording import RecordingError, lane_name
+from harness.recording import RecordingError, lane_name, logging_errors
 from harness.routing import lane_keys
 from harness.semantics import (
     CANARY,
@@ -258,22 +258,6 @@ class DetectLogic(StatefulBatchLogic[EventBatch, Report, dict]):
         return copy.deepcopy(self.detector.users)
 
 
-def _logging_errors(fn: Callable[[Chunk], EventBatch], error_log: Path | None
-                    ) -> Callable[[Chunk], EventBatch]:
-    if error_log is None:
-        return fn
-
-    def logged(chunk: Chunk) -> EventBatch:
-        try:
-            return fn(chunk)
-        except RecordingError as exc:
-            with error_log.open("a") as log:
-                log.write(f"{exc}\n")
-            raise
-
-    return logged
-
-
 def build_flow(
     source: Source[Chunk],
     sink: Sink[tuple[str, Report]],
@@ -293,7 +277,7 @@ def build_flow(
     params = params or DetectionParams()
     flow = Dataflow(flow_id)
     chunks = op.input("events", flow, source)
-    batches = op.map("decode", chunks, _logging_errors(decode, error_log))
+    batches = op.map("decode", chunks, logging_errors(decode, error_log))
     keys = lane_keys(lanes, workers)  # lane -> a key owned by worker lane % workers
     keyed = op.key_on("by_lane", batches,
                       lambda b: keys[b.lane] if b.lane < len(keys) else lane_name(b.lane))

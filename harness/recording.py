@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Final
+from typing import Any, BinaryIO, Final, ParamSpec, TypeVar
 
 import orjson
 import zstandard
@@ -47,6 +47,9 @@ PARTIAL: Final = ".partial"
 DEFAULT_LANES: Final = 8
 NOT_JSON: Final = "not-json"
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
 _SKIPPABLE_MAGIC: Final = 0x184D2A5E
 _FRAME_HEAD = struct.Struct("<II")  # magic, payload size
 _BLOCK_HEAD = struct.Struct("<4sQQddH")  # tag, first/last seq, first/last recv, n frames
@@ -56,6 +59,26 @@ _BLOCK_TAG: Final = b"WSB1"
 
 class RecordingError(Exception):
     """A recording is missing, damaged or inconsistent; the message says where."""
+
+
+def logging_errors(fn: Callable[P, R], error_log: Path | None) -> Callable[P, R]:
+    """`fn`, also appending any `RecordingError` it raises to `error_log`.
+
+    Bytewax may lose an exception on its way out of a multi-process cluster;
+    the runner reads the log to report the place instead.
+    """
+    if error_log is None:
+        return fn
+
+    def logged(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except RecordingError as exc:
+            with error_log.open("a") as log:
+                log.write(f"{exc}\n")
+            raise
+
+    return logged
 
 
 def utc_now() -> str:

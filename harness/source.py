@@ -27,8 +27,8 @@ from harness.recording import (
     Damage,
     LanePosition,
     Recording,
-    RecordingError,
     lane_name,
+    logging_errors,
 )
 from harness.semantics import DAMAGED, DeadLetter
 
@@ -41,10 +41,9 @@ class RecordingSource(FixedPartitionedSource[Chunk, LanePosition]):
 
     `speed`: None or 0 reads as fast as possible; X replays at X times the
     recorded pace (by receive time). `batch_size` caps the lines per
-    emitted chunk (default: one recorded frame per chunk). A damaged
-    recording raises `RecordingError`; with `error_log` its message is also
-    appended there, because Bytewax may lose the exception on the way out
-    of a multi-process cluster.
+    emitted chunk (default: whole frames, small ones joined). A damaged
+    recording raises `RecordingError`, also appended to `error_log` if given
+    (see `logging_errors`).
     """
 
     path: Path
@@ -69,7 +68,7 @@ class _LanePartition(StatefulSourcePartition[Chunk, LanePosition]):
     def __init__(self, recording: Recording, lane: int, start: LanePosition,
                  speed: float | None, batch_size: int | None, error_log: Path | None) -> None:
         self._lane = lane
-        self._error_log = error_log
+        self._logged_next_batch = logging_errors(self._next_batch, error_log)
         self._frames = recording.lane_frames(lane, LanePosition(start.segment, start.offset))
         self._position = start
         self._skip = start.skip
@@ -87,13 +86,7 @@ class _LanePartition(StatefulSourcePartition[Chunk, LanePosition]):
         self._due: float | None = None
 
     def next_batch(self) -> list[Chunk]:
-        try:
-            return self._next_batch()
-        except RecordingError as exc:
-            if self._error_log is not None:
-                with self._error_log.open("a") as log:
-                    log.write(f"{exc}\n")
-            raise
+        return self._logged_next_batch()
 
     def _next_frame(self) -> tuple[int, Block | None, bytes | Damage] | None:
         if self._pending is not None:
