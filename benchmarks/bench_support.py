@@ -14,11 +14,11 @@ from typing import Any
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-import harness.synth
-from harness.importer import synthesize
+import harness.recording.synth
+from harness.flows.bots.reference import replay_reference
+from harness.flows.bots.semantics import DetectionParams
 from harness.recording import Recording, RecordingError
-from harness.reference import replay_reference
-from harness.semantics import DetectionParams
+from harness.recording.importer import synthesize
 
 HERE = Path(__file__).resolve().parent
 DATA_DIR = Path(os.environ.get("BENCH_DATA") or HERE / ".bench-data")
@@ -31,7 +31,7 @@ TINY_EVENTS = 500  # for the fixed (start-up) cost of each flow configuration
 
 def _generator_tag() -> str:
     """Short hash of the synthesiser's source: a changed generator invalidates the cache."""
-    source = Path(harness.synth.__file__).read_bytes()
+    source = Path(harness.recording.synth.__file__).read_bytes()
     return hashlib.sha256(source).hexdigest()[:10]
 
 

@@ -22,9 +22,9 @@ from bench_support import (
     format_table,
 )
 
+from harness.flows.bots.reference import replay_reference
+from harness.flows.bots.semantics import DetectionParams, Tally
 from harness.recording import Recording
-from harness.reference import replay_reference
-from harness.semantics import DetectionParams, Tally
 
 ROWS = pytest.StashKey[dict[str, Row]]()
 NOTES = pytest.StashKey[list[str]]()

@@ -8,7 +8,7 @@
 What is counted: the gate synthesises a small recording itself (fixed events,
 seed and lanes; no data is committed), replays it once natively as a sanity
 check, then replays it under `valgrind --tool=callgrind` with
-PYTHONHASHSEED=0 through `harness.runner.replay(ReplayConfig(rec, workers=1))`.
+PYTHONHASHSEED=0 through `harness.flows.bots.replay.replay(ReplayConfig(rec, workers=1))`.
 Collection is off at start and toggled on only inside Bytewax's
 `bytewax::run::run_main` (the dataflow execution: reading the lanes, decode,
 detect, writing part files), so interpreter start-up, imports and bytecode
@@ -74,8 +74,8 @@ class Measurement:
 
 def make_recording(directory: Path, events: int = EVENTS, seed: int = SEED) -> str:
     """Write the gate's synthetic recording; return a digest of its decompressed lines."""
-    from harness.importer import synthesize
     from harness.recording import Recording
+    from harness.recording.importer import synthesize
 
     synthesize(directory, events=events, seed=seed, lanes=LANES, progress=False)
     digest = hashlib.sha256()
@@ -89,7 +89,7 @@ def make_recording(directory: Path, events: int = EVENTS, seed: int = SEED) -> s
 
 def _workload(recording: Path) -> None:
     """The measured program: one in-process, single-worker replay; prints the tally."""
-    from harness.runner import ReplayConfig, replay
+    from harness.flows.bots.replay import ReplayConfig, replay
 
     result = replay(ReplayConfig(recording, workers=WORKERS, processes=1))
     print(json.dumps(result.tally.to_json()))
@@ -199,7 +199,8 @@ def mismatches(baseline: dict[str, Any], current: dict[str, Any]) -> list[str]:
     rec_old, rec_new = baseline.get("recording", {}), current["recording"]
     for key in ("events", "seed", "lanes", "digest"):
         if rec_old.get(key) != rec_new.get(key):
-            what = ("the synthetic recording's content (harness/synth.py or the writer changed)"
+            what = ("the synthetic recording's content (harness/recording/synth.py or the"
+                    " writer changed)"
                     if key == "digest" else f"recording {key}")
             notes.append(f"{what} differs from the baseline's")
     tally_old, tally_new = baseline.get("tally", {}), current.get("tally", {})

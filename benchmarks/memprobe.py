@@ -4,7 +4,7 @@ Modes:
   idle    import everything a replay imports, replay nothing (the interpreter's floor)
   flow    the streaming part of a replay: source -> flow -> per-worker part files
           (what every cluster member does), without merging the outputs
-  replay  `harness.runner.replay()`, which also merges all outputs into memory
+  replay  `harness.flows.bots.replay.replay()`, which also merges all outputs into memory
 
 Prints one JSON object: mode, events, peak RSS of this process in MiB.
 
@@ -23,7 +23,8 @@ from pathlib import Path
 
 
 def main(mode: str, recording: Path) -> None:
-    from harness.runner import ReplayConfig, replay, run_member
+    from harness.flows.bots.replay import ReplayConfig, replay
+    from harness.replay.cluster import run_member
 
     events = 0
     config = ReplayConfig(recording)

@@ -23,12 +23,14 @@ from bench_support import TINY_EVENTS, NullSink, Row, fixed_cost_samples, measur
 from bytewax.dataflow import Dataflow
 from bytewax.testing import run_main
 
-from harness.flow import Chunk, decode
+from harness.flows.bots.decode import decode
+from harness.flows.bots.reference import replay_reference
+from harness.flows.bots.replay import ReplayConfig, replay
+from harness.flows.bots.semantics import DetectionParams, Tally
 from harness.recording import Recording
-from harness.reference import replay_reference
-from harness.runner import ReplayConfig, replay, terminate
-from harness.semantics import DetectionParams, Tally
-from harness.source import RecordingSource
+from harness.recording.lanes import Chunk
+from harness.replay.cluster import terminate
+from harness.replay.lanes import LaneSource
 
 RECORD_TIMEOUT = 600.0  # seconds; a safety stop for the recorder row, not a threshold
 
@@ -79,7 +81,7 @@ def test_decode_only(benchmark, rows, recording: Path, events: int) -> None:
 
 def _source_only(recording: Path, with_decode: bool) -> int:
     flow = Dataflow("bench_source")
-    stream = op.input("in", flow, RecordingSource(recording))
+    stream = op.input("in", flow, LaneSource(recording))
     if with_decode:
         stream = op.map("decode", stream, decode)
     sink = NullSink()
@@ -90,7 +92,7 @@ def _source_only(recording: Path, with_decode: bool) -> int:
 
 @pytest.mark.benchmark(group="stages")
 def test_source_to_null_sink(benchmark, rows, recording: Path, events: int) -> None:
-    """Bytewax input only: RecordingSource (reads + decompresses lanes) -> no-op sink."""
+    """Bytewax input only: LaneSource (reads + decompresses lanes) -> no-op sink."""
     results = measure_row(benchmark, rows, Row("bytewax source -> no-op sink", events),
                           lambda: _source_only(recording, False), recording)
     assert results[0] > 0  # chunks

@@ -19,12 +19,15 @@ from pathlib import Path
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from harness.flow import Chunk, build_flow
-from harness.recording import DEFAULT_LANES, RecordingWriter, encode_envelope, lane_for
-from harness.runner import ReplayResult, execute
-from harness.semantics import DetectionParams
-from harness.sinks import LaneFileSink, collect
-from harness.sse import EventStream, ReceivedEvent, public_url
+from harness.eventstreams.client import EventStream, ReceivedEvent, public_url
+from harness.flows.bots.flow import build_flow
+from harness.flows.bots.replay import ReplayResult
+from harness.flows.bots.semantics import DetectionParams
+from harness.flows.bots.sinks import LaneFileSink, collect
+from harness.recording.envelope import encode_envelope
+from harness.recording.lanes import DEFAULT_LANES, Chunk, lane_for
+from harness.recording.writer import RecordingWriter
+from harness.replay.cluster import execute
 
 _POLL = 0.05
 

@@ -12,9 +12,9 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, settings
 
+from harness.flows.bots.reference import ReferenceResult
+from harness.flows.bots.replay import ReplayConfig, ReplayResult, replay
 from harness.recording import RecordingWriter
-from harness.reference import ReferenceResult
-from harness.runner import ReplayConfig, ReplayResult, replay
 
 settings.register_profile(
     "default", deadline=None, suppress_health_check=[HealthCheck.too_slow,
@@ -62,7 +62,7 @@ def run_flow(path: Path, **config: Any) -> ReplayResult:
 @pytest.fixture(scope="session")
 def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 20k-event synthetic recording shared by the slower tests."""
-    from harness.importer import synthesize
+    from harness.recording.importer import synthesize
 
     path = tmp_path_factory.mktemp("synth") / "rec"
     synthesize(path, events=20_000, seed=7, lanes=8, progress=False)

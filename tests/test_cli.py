@@ -82,10 +82,10 @@ def test_import_plain_zst_gz_keeps_order_and_flags_non_json(tmp_path: Path) -> N
     assert proc.returncode == 0, proc.stderr
     envs = list(Recording(rec).envelopes())
     assert len(envs) == 31
-    users = [e["data"]["user"] for e in envs if "data" in e]
+    users = [e.data["user"] for e in envs if e.is_json]
     assert users == [f"u{i}" for i in range(30)]
-    assert envs[10]["error"] == "not-json" and envs[10]["raw"] == "this is not json"
-    assert envs[0]["id"] == '[{"topic":"t","partition":0,"offset":0}]'
+    assert envs[10].error == "not-json" and envs[10].raw == "this is not json"
+    assert envs[0].id == '[{"topic":"t","partition":0,"offset":0}]'
     assert harness("verify", str(rec)).returncode == 0
 
 

@@ -13,8 +13,9 @@ from bytewax.testing import TestingSink, TestingSource, run_main
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.reference import detect
-from harness.semantics import ALIGN_2023, DetectionParams, classify, summarize
+from harness.flows.bots.reference import detect
+from harness.flows.bots.semantics import ALIGN_2023, DetectionParams, classify, summarize
+from harness.recording.envelope import Envelope
 from tests.conftest import (
     flow_outcome,
     reference_outcome,
@@ -109,7 +110,8 @@ def _bytewax_windows(events: list[Any], p: DetectionParams) -> tuple[list[tuple]
 @given(events=streams, p=params)
 def test_detector_equals_bytewax_event_clock_windows(tmp_path_factory, events, p) -> None:
     """Our stateful operator decides lateness and windows exactly as Bytewax's EventClock."""
-    ours = detect([{"seq": i, "data": e} for i, e in enumerate(events) if isinstance(e, dict)], p)
+    ours = detect([Envelope(i, None, 0.0, e) for i, e in enumerate(events)
+                   if isinstance(e, dict)], p)
     theirs, late = _bytewax_windows([e for e in events if isinstance(e, dict)], p)
     assert sorted(summary_key(s.to_json()) for s in ours.summaries) == sorted(theirs)
     assert ours.tally.late == late

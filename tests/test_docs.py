@@ -45,7 +45,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.server import EventStreamServer
+from harness.eventstreams.server import EventStreamServer
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"

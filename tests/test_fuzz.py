@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from harness.flows.bots.reference import detect
+from harness.flows.bots.replay import ReplayConfig, replay
 from harness.recording import Manifest, Recording, RecordingError, RecordingWriter, scan_blocks
-from harness.reference import detect
-from harness.runner import ReplayConfig, replay
-from harness.verify import verify
+from harness.recording.verify import verify
 from tests.conftest import flow_outcome, reference_outcome, run_flow, write_recording
 
 T0 = 1_700_000_000
@@ -151,7 +151,7 @@ def test_a_line_that_is_not_an_envelope_is_named(tmp_path: Path) -> None:
     seg = path / Manifest.load(path).segments[0].file
     seg.write_bytes(header.encode() + frame)
     manifest = Manifest.load(path)
-    from harness.recording import sha256_file
+    from harness.files import sha256_file
 
     manifest.segments[0].sha256 = sha256_file(seg)
     manifest.segments[0].bytes = seg.stat().st_size

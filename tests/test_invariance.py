@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.reference import replay_reference
-from harness.semantics import DetectionParams
+from harness.flows.bots.reference import replay_reference
+from harness.flows.bots.semantics import DetectionParams
 from tests.conftest import flow_outcome, reference_outcome, run_flow
 
 
@@ -28,7 +28,7 @@ def test_same_output_for_every_cluster_shape(synthetic: Path, expected, workers:
 
 def test_paced_replay_gives_the_same_output(tmp_path: Path, expected) -> None:
     from harness.recording import Recording
-    from harness.synth import synthetic_events
+    from harness.recording.synth import synthetic_events
     from tests.conftest import write_recording
 
     # 400 events spanning ~10 s of receive time, replayed at 100x: ~0.1 s of pacing
@@ -43,8 +43,8 @@ def test_paced_replay_gives_the_same_output(tmp_path: Path, expected) -> None:
 def test_live_sized_frames_are_joined_without_changing_the_output(tmp_path: Path) -> None:
     """A recorder flushes every second: frames of a few events, joined into chunks on replay."""
     from harness.recording import Recording
-    from harness.source import COALESCE_BYTES
-    from harness.synth import synthetic_events
+    from harness.recording.synth import synthetic_events
+    from harness.replay.lanes import COALESCE_BYTES
     from tests.conftest import write_recording
 
     path = write_recording(tmp_path / "r", (e.payload for e in synthetic_events(3000, seed=4)),

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.importer import import_dumps
-from harness.reference import replay_reference
-from harness.semantics import DetectionParams
+from harness.flows.bots.reference import replay_reference
+from harness.flows.bots.semantics import DetectionParams
+from harness.recording.importer import import_dumps
 from tests.conftest import REALDATA, flow_outcome, reference_outcome, run_flow
 
 FILES = ["editgroups_one_qs_batch.jsonl", "editgroups_qs_batch_with_reverts.jsonl",

@@ -15,13 +15,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from harness.errors import StreamError
+from harness.eventstreams.client import EventStream
+from harness.eventstreams.ids import resume_id
+from harness.eventstreams.server import EventStreamServer, Faults
 from harness.live import run_live
-from harness.recorder import record
 from harness.recording import Manifest, Recording, RecordingError
-from harness.server import EventStreamServer, Faults
-from harness.sse import EventStream, StreamError, resume_id
-from harness.synth import synthetic_events
-from harness.verify import verify
+from harness.recording.recorder import record
+from harness.recording.synth import synthetic_events
+from harness.recording.verify import verify
 from tests.conftest import flow_outcome, run_flow, write_recording
 
 FAST = {"idle_timeout": 0.5, "backoff_base": 0.02, "backoff_cap": 0.2, "max_failures": 20,
@@ -30,7 +32,7 @@ FAST = {"idle_timeout": 0.5, "backoff_base": 0.02, "backoff_cap": 0.2, "max_fail
 
 def served(path: Path) -> list[tuple[str, Any]]:
     """What a recording says was sent, comparable across recordings: (id, data or raw)."""
-    return [(e["id"], e.get("data", e.get("raw"))) for e in Recording(path).envelopes()]
+    return [(e.id, e.data if e.is_json else e.raw) for e in Recording(path).envelopes()]
 
 
 @pytest.fixture(scope="module")
@@ -173,10 +175,10 @@ def test_bad_server_input_is_recorded_or_reported(original: Path, tmp_path: Path
         report = record(tmp_path / "copy", url=server.url, max_events=3000, progress=False,
                         stream_options=FAST)
     envs = list(Recording(tmp_path / "copy").envelopes())
-    raw = [e for e in envs if "raw" in e]
-    canaries = [e for e in envs if isinstance(e.get("data"), dict)
-                and e["data"].get("meta", {}).get("domain") == "canary"]
-    assert len(raw) >= 29 and all(e["error"] == "not-json" for e in raw)  # kept, flagged
+    raw = [e for e in envs if not e.is_json]
+    canaries = [e for e in envs if isinstance(e.data, dict)
+                and e.data.get("meta", {}).get("domain") == "canary"]
+    assert len(raw) >= 29 and all(e.error == "not-json" for e in raw)  # kept, flagged
     assert len(canaries) >= 9
     assert report.stream.errors >= 11  # `event: error` frames are reported, not recorded
     result = run_flow(tmp_path / "copy")

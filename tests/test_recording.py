@@ -20,7 +20,7 @@ from harness.recording import (
     RecordingWriter,
     lane_of,
 )
-from harness.verify import verify
+from harness.recording.verify import verify
 
 payloads = st.one_of(
     st.builds(lambda u, t: orjson.dumps({"user": u, "timestamp": t, "n": [1, {"x": None}]}),
@@ -42,17 +42,17 @@ def test_round_trip_across_frames_and_segments(tmp_path_factory, items, lanes, b
             w.append(p, f"id-{i}", 1000.0 + i)
     recording = Recording(path)
     envelopes = list(recording.envelopes())
-    assert [e["seq"] for e in envelopes] == list(range(1, len(items) + 1))
-    assert [e["id"] for e in envelopes] == [f"id-{i}" for i in range(len(items))]
+    assert [e.seq for e in envelopes] == list(range(1, len(items) + 1))
+    assert [e.id for e in envelopes] == [f"id-{i}" for i in range(len(items))]
     for env, original in zip(envelopes, items, strict=True):
         raw = original.encode() if isinstance(original, str) else original
         try:
             value = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            assert env["error"] == "not-json" and "data" not in env
-            assert env["raw"] == raw.decode("utf-8", "backslashreplace")
+            assert env.error == "not-json" and not env.is_json
+            assert env.raw == raw.decode("utf-8", "backslashreplace")
         else:
-            assert env["data"] == value  # value-faithful
+            assert env.data == value  # value-faithful
     lanes_seen = {}
     for lane in range(lanes):
         for _, _, data in recording.lane_frames(lane):
@@ -106,6 +106,7 @@ def _killed_writer(path: Path, n: int) -> RecordingWriter:
     for i, p in enumerate(_events(n)):
         w.append(p, str(i), float(i))
     w.flush()
+    w.abandon()  # what a kill leaves: files as they are, the lock released
     return w
 
 
@@ -116,7 +117,7 @@ def test_cut_short_last_block_is_reported_and_earlier_data_intact(tmp_path: Path
     data = partial.read_bytes()
     partial.write_bytes(data[:-7])  # the kill landed inside the last block's frames
     recording = Recording(path)
-    seqs = [e["seq"] for e in recording.envelopes()]
+    seqs = [e.seq for e in recording.envelopes()]
     assert seqs == list(range(1, 91))  # the 9 full blocks; no hole, nothing after a hole
     assert len(recording.truncated) == 1 and "seg-000001.jsonl.zst" in recording.truncated[0]
     report = verify(path)
@@ -208,8 +209,8 @@ def test_resume_after_kill_continues_without_gap_or_duplicate(tmp_path: Path) ->
         "seg-000001.jsonl.zst", "seg-000002.jsonl.zst"]
     assert manifest.segments[0].events == 90 and manifest.segments[1].first_seq == 91
     envs = list(Recording(path).envelopes())
-    assert [e["seq"] for e in envs] == list(range(1, 121))
-    assert [e["id"] for e in envs] == [str(i) for i in range(120)]
+    assert [e.seq for e in envs] == list(range(1, 121))
+    assert [e.id for e in envs] == [str(i) for i in range(120)]
     assert verify(path).ok
     with pytest.raises(RecordingError, match="complete"):
         RecordingWriter(path, source="t", resume=True)
@@ -222,6 +223,7 @@ def test_resume_collects_recent_event_ids_for_deduplication(tmp_path: Path) -> N
         w.append(orjson.dumps({"meta": {"id": f"uuid-{i}"}, "user": "u", "timestamp": i}),
                  str(i), float(i))
     w.flush()
+    w.abandon()
     resumed = RecordingWriter(path, source="t", resume=True)
     assert resumed.resume_point.recent_event_ids == tuple(f"uuid-{i}" for i in range(12))
     resumed.close()

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.cli import bundled_sample
+from harness.recording.sample import sample_recording
 
-SAMPLE = bundled_sample()
+SAMPLE = sample_recording()
 SPEED = 300.0  # the sample spans ~9 min of receive time: ~1.8 s per run at this pace
 
 
@@ -98,7 +98,7 @@ def test_recovery_state_belongs_to_one_replay(tmp_path: Path, expected) -> None:
 
 def test_resume_mid_joined_frames(tmp_path: Path) -> None:
     """Unpaced replay of a live-sized recording: snapshots fall between joined frames."""
-    from harness.synth import synthetic_events
+    from harness.recording.synth import synthetic_events
     from tests.conftest import write_recording
 
     rec = write_recording(tmp_path / "rec", (e.payload for e in synthetic_events(40_000, 6)),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.semantics import (
+from harness.flows.bots.semantics import (
     BAD_TIMESTAMP,
     BAD_USER,
     CANARY,

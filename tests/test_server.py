@@ -24,8 +24,8 @@ import pytest
 import requests
 import sseclient
 
+from harness.eventstreams.server import EventStreamServer, Faults
 from harness.recording import Recording, RecordingError, RecordingWriter
-from harness.server import EventStreamServer, Faults
 
 TOPIC = "eqiad.mediawiki.recentchange"
 CODFW = "codfw.mediawiki.recentchange"
@@ -269,12 +269,12 @@ def test_every_event_arrives_in_order_with_its_id_and_data(
     assert len(got) == len(envelopes) == 154
     for sse, env in zip(got, envelopes, strict=True):
         assert sse.event == "message"
-        if "data" in env:
-            assert sse.data == orjson.dumps(env["data"]).decode()
-            assert orjson.loads(sse.data) == env["data"]
+        if env.is_json:
+            assert sse.data == orjson.dumps(env.data).decode()
+            assert orjson.loads(sse.data) == env.data
         else:
-            assert sse.data == env["raw"].replace("\r\n", "\n")
-    assert [e.id for e in got[:151]] == [env["id"] for env in envelopes[:151]]
+            assert sse.data == env.raw.replace("\r\n", "\n")
+    assert [e.id for e in got[:151]] == [env.id for env in envelopes[:151]]
     assert got[151].id == f'[{{"topic":"{TOPIC}","partition":0,"offset":152}}]'
     assert orjson.loads(got[150].data)["title"] == "Ünïcødé ✓ 🦆"
 

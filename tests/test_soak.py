@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.importer import synthesize
+from harness.recording.importer import synthesize
 
 EVENTS = int(os.environ.get("SOAK_EVENTS", "2000000"))
 

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.synth import INVALID_KINDS, SynthEvent, synthetic_events
+from harness.recording.synth import INVALID_KINDS, SynthEvent, synthetic_events
 
 ALIGN = 1_672_531_200  # 2023-01-01T00:00:00Z
 START = 1_700_000_000

@@ -1,9 +1,9 @@
 """A local EventStreams-compatible SSE server that plays a recording (`harness serve`).
 
-It speaks the wire format of stream.wikimedia.org (SPEC section 5) so the
-recorder, the live flow and any SSE client can be exercised offline, and it
-injects the real service's misbehaviour on demand (`Faults`): periodic and
-timed closes, silent stalls, 429/5xx answers, 403 without a User-Agent,
+It speaks the wire format of stream.wikimedia.org (`wire`) so the recorder,
+the live flow and any SSE client can be exercised offline, and it injects
+the real service's misbehaviour on demand (`Faults`): periodic and timed
+closes, silent stalls, 429/5xx answers, 403 without a User-Agent,
 duplicates, malformed payloads, canaries and `event: error` frames.
 
 Each connection reads the recording lazily from disk, so memory does not
@@ -17,108 +17,47 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import re
 import select
 import socket
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, fields, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import TCPServer
 from typing import Any, Final, Literal
 from urllib.parse import parse_qs, urlsplit
 
-import orjson
-
-from harness.recording import Recording, RecordingError
+from harness.errors import RecordingError
+from harness.eventstreams.faults import Faults
+from harness.eventstreams.ids import (
+    Position,
+    event_ms,
+    parse_resume,
+    parse_since,
+    resume_hit,
+    wire_id,
+)
+from harness.eventstreams.wire import (
+    KEEPALIVE,
+    MALFORMED,
+    OPENING,
+    canary_frame,
+    error_frame,
+    event_frame,
+)
+from harness.recording.envelope import Envelope
+from harness.recording.reader import Recording
 
 __all__ = ["EventStreamServer", "Faults", "ServerStats"]
 
-TOPIC: Final = "eqiad.mediawiki.recentchange"
 STREAM_PATH: Final = "/v2/stream/"
-_GLOBAL_FAULTS: Final = frozenset({"fail_first", "stall_at"})
 _DISCONNECTED: Final = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
-_LINE_BREAK: Final = re.compile(r"\r\n|\r|\n")
-_TRUE: Final = frozenset({"1", "true", "yes", "on"})
-_FALSE: Final = frozenset({"0", "false", "no", "off", ""})
-_MALFORMED: Final = b'{"$schema":"/mediawiki/recentchange/1.0.0","meta":{"domain":"malformed'
 _POLL: Final = 0.1
 
-Envelope = dict[str, Any]
 Positioned = Iterator[tuple[int, Envelope]]
 Seeking = Iterator[tuple[int, Envelope] | None]  # None: still seeking, send a keepalive
-
-
-@dataclass(frozen=True)
-class Faults:
-    """Misbehaviour to inject, like the real service's. All off by default.
-
-    `*_every` positions count the recording events sent on one connection
-    (1-based; injected extras and duplicate copies do not count). Extra
-    frames (error, malformed, canary) go out just before the event that
-    triggers them and carry no `id:` line, so a client's resume position is
-    unaffected. `stall_at` is a global stream position: the stall happens
-    where event N would be sent (events 1..N-1 arrive). `stall_seconds` 0
-    stalls until the client leaves or the server stops.
-    """
-
-    close_every: int = 0  # close the connection after every N events sent on it
-    close_after: float = 0.0  # close a connection after T seconds
-    stall_at: int = 0  # the first connection to reach event N goes silent, staying open...
-    stall_seconds: float = 0.0  # ...for this long, then closes
-    fail_first: int = 0  # answer the first K stream requests with fail_status (server-wide)
-    fail_status: int = 429  # 429, 503 or 500
-    retry_after: float = 1.0  # Retry-After (seconds) on those answers
-    require_user_agent: bool = False  # 403 without a User-Agent header
-    duplicate_every: int = 0  # send every Nth event twice
-    malformed_every: int = 0  # before every Nth event, an event whose data is not JSON
-    canary_every: int = 0  # before every Nth event, a canary (meta.domain "canary", no user)
-    error_every: int = 0  # before every Nth event, an `event: error` frame with JSON data
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name == "require_user_agent":
-                continue
-            kind = int if isinstance(f.default, int) else (int, float)
-            if isinstance(value, bool) or not isinstance(value, kind):
-                raise ValueError(f"{f.name} must be {'an integer' if kind is int else 'a number'},"
-                                 f" got {value!r}")
-            if not math.isfinite(value) or value < 0:
-                raise ValueError(f"{f.name} must be finite and >= 0, got {value!r}")
-        if not 400 <= self.fail_status <= 599:
-            raise ValueError(f"fail_status must be an HTTP error status, got {self.fail_status}")
-
-    def overridden(self, params: Mapping[str, str]) -> Faults:
-        """These faults with per-connection overrides from query parameters.
-
-        Raises `ValueError` for bad values and for the server-wide one-shot
-        faults (`fail_first`, `stall_at`), which a request cannot set.
-        """
-        changes: dict[str, Any] = {}
-        for f in fields(self):
-            if f.name not in params:
-                continue
-            text = params[f.name].strip()
-            if f.name in _GLOBAL_FAULTS:
-                raise ValueError(f"{f.name} is a server-wide fault; set it on the server")
-            current = getattr(self, f.name)
-            try:
-                if isinstance(current, bool):
-                    if text.lower() not in _TRUE | _FALSE:
-                        raise ValueError
-                    changes[f.name] = text.lower() in _TRUE
-                elif isinstance(current, int):
-                    changes[f.name] = int(text)
-                else:
-                    changes[f.name] = float(text)
-            except ValueError:
-                raise ValueError(f"{f.name}={text!r} is not a valid value") from None
-        return replace(self, **changes) if changes else self
 
 
 @dataclass
@@ -163,187 +102,6 @@ class _Reject(Exception):
         self.reason = reason
         self.headers = dict(headers or {})
 
-
-# ------------------------------------------------------------ ids and times
-
-
-@dataclass(frozen=True, slots=True)
-class _Position:
-    """One entry of a resume id: an offset or a timestamp (ms) in a topic-partition."""
-
-    topic: str | None
-    partition: int | None
-    offset: int | None
-    timestamp: float | None
-
-    def matches(self, entry: dict[str, Any]) -> bool:
-        return ((self.topic is None or entry.get("topic") in (None, self.topic))
-                and (self.partition is None or entry.get("partition") in (None, self.partition)))
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def wire_id(envelope: Envelope) -> str:
-    """The SSE id sent for an envelope: the recorded raw id, or one made from `seq`."""
-    raw = envelope.get("id")
-    if isinstance(raw, str):
-        return raw
-    return f'[{{"topic":"{TOPIC}","partition":0,"offset":{envelope["seq"]}}}]'
-
-
-def _id_entries(raw: str) -> list[dict[str, Any]]:
-    """The JSON objects of an EventStreams id; empty for anything else."""
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return []
-    return [e for e in value if isinstance(e, dict)] if isinstance(value, list) else []
-
-
-def parse_resume(raw: str) -> list[_Position] | None:
-    """Positions of a `Last-Event-ID`, or None if it is not an EventStreams id.
-
-    Entries with a negative offset and no timestamp mean "no position" and
-    are dropped, so the result may be empty.
-    """
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(value, list):
-        return None
-    positions = []
-    for entry in value:
-        if not isinstance(entry, dict):
-            return None
-        topic, partition = entry.get("topic"), entry.get("partition")
-        offset, timestamp = entry.get("offset"), entry.get("timestamp")
-        if (topic is not None and not isinstance(topic, str)) or (
-                partition is not None and not _is_int(partition)):
-            return None
-        if (offset is None and timestamp is None) or (
-                offset is not None and not _is_int(offset)) or (
-                timestamp is not None and not _is_number(timestamp)):
-            return None
-        if offset is not None and offset >= 0:
-            positions.append(_Position(topic, partition, offset, None))
-        elif timestamp is not None and timestamp >= 0:
-            positions.append(_Position(topic, partition, None, timestamp))
-    return positions
-
-
-def parse_since(text: str) -> float:
-    """`since` as epoch milliseconds: a number of ms or an ISO-8601 time (UTC if naive)."""
-    text = text.strip()
-    try:
-        ms = float(text)
-    except ValueError:
-        try:
-            when = datetime.fromisoformat(text)
-        except ValueError:
-            raise ValueError(f"since={text!r} is neither epoch milliseconds nor ISO-8601") from None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        return when.timestamp() * 1000.0
-    if not math.isfinite(ms):
-        raise ValueError(f"since={text!r} is not a finite number")
-    return ms
-
-
-def _data_ms(envelope: Envelope) -> float | None:
-    """Event time in ms from the payload: `meta.dt`, else `timestamp` (seconds)."""
-    data = envelope.get("data")
-    if not isinstance(data, dict):
-        return None
-    meta = data.get("meta")
-    if isinstance(meta, dict) and isinstance(meta.get("dt"), str):
-        with contextlib.suppress(ValueError):
-            when = datetime.fromisoformat(meta["dt"])
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=UTC)
-            return when.timestamp() * 1000.0
-    ts = data.get("timestamp")
-    return ts * 1000.0 if _is_number(ts) else None
-
-
-def event_ms(envelope: Envelope) -> float | None:
-    """Event time in ms: the id's timestamp, else `meta.dt`, else `timestamp` seconds."""
-    for entry in _id_entries(wire_id(envelope)):
-        ts = entry.get("timestamp")
-        if _is_number(ts) and ts >= 0:
-            return float(ts)
-    return _data_ms(envelope)
-
-
-def _resume_hit(positions: list[_Position], envelope: Envelope) -> int | None:
-    """0 to start at this envelope, 1 to start after it, None if no position reached."""
-    entries = _id_entries(wire_id(envelope))
-    best: int | None = None
-    for pos in positions:
-        matching = [e for e in entries if pos.matches(e)]
-        if pos.offset is not None:
-            for e in matching:
-                off = e.get("offset")
-                if _is_int(off) and off >= 0 and off >= pos.offset:
-                    hit = 1 if off == pos.offset else 0
-                    best = hit if best is None else min(best, hit)
-        else:
-            assert pos.timestamp is not None
-            stamps = [e["timestamp"] for e in matching
-                      if _is_number(e.get("timestamp")) and e["timestamp"] >= 0]
-            ms = min(stamps) if stamps else _data_ms(envelope)
-            if ms is not None and ms >= pos.timestamp:
-                best = 0
-    return best
-
-
-# ------------------------------------------------------------------- frames
-
-
-def _id_line(sse_id: str) -> bytes:
-    return b"id: " + sse_id.replace("\r", "").replace("\n", "").encode("utf-8", "surrogatepass")
-
-
-def _data_lines(text: str) -> bytes:
-    return b"".join(b"data: " + line.encode("utf-8", "surrogatepass") + b"\n"
-                    for line in _LINE_BREAK.split(text))
-
-
-def event_frame(envelope: Envelope) -> bytes:
-    """The wire bytes of one recording event, as stream.wikimedia.org sends them."""
-    if "data" in envelope:
-        data = b"data: " + orjson.dumps(envelope["data"]) + b"\n"
-    else:
-        data = _data_lines(str(envelope.get("raw", "")))
-    return b"event: message\n" + _id_line(wire_id(envelope)) + b"\n" + data + b"\n"
-
-
-def _canary_frame(envelope: Envelope, position: int) -> bytes:
-    ms = event_ms(envelope)
-    seconds = int(ms // 1000) if ms is not None else int(time.time())
-    dt = datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
-    ident = str(uuid.uuid5(uuid.NAMESPACE_URL, f"harness-canary/{position}"))
-    event = {
-        "$schema": "/mediawiki/recentchange/1.0.0",
-        "meta": {"uri": "https://canary/wiki/Canary", "request_id": ident, "id": ident, "dt": dt,
-                 "domain": "canary", "stream": "mediawiki.recentchange", "topic": TOPIC,
-                 "partition": 0, "offset": -1},
-        "id": 0, "type": "edit", "namespace": 0, "title": "Canary", "comment": "canary event",
-        "timestamp": seconds, "bot": False, "server_url": "https://canary",
-        "server_name": "canary", "server_script_path": "/w", "parsedcomment": "canary event",
-    }
-    return b"event: message\ndata: " + orjson.dumps(event) + b"\n\n"
-
-
-def _error_frame(position: int) -> bytes:
-    body = {"type": "error", "message": "injected error before event", "position": position}
-    return b"event: error\ndata: " + orjson.dumps(body) + b"\n\n"
 
 
 # ------------------------------------------------------------------- server
@@ -435,7 +193,7 @@ class EventStreamServer:
         host: str = "127.0.0.1",
         port: int = 0,
         speed: float = 0.0,
-        faults: Faults = Faults(),
+        faults: Faults | None = None,
         end: Literal["close", "hold"] = "close",
         keepalive: float = 1.0,
         verbose: bool = False,
@@ -449,7 +207,7 @@ class EventStreamServer:
         self.recording = os.fspath(recording)
         Recording(self.recording)  # fail early (RecordingError) on a bad directory
         self.speed = speed
-        self.faults = faults
+        self.faults = faults or Faults()
         self.end = end
         self.keepalive = keepalive
         self.verbose = verbose
@@ -613,7 +371,7 @@ class EventStreamServer:
         return envelopes
 
     def _resume(
-        self, envelopes: Positioned, last_id: str, positions: list[_Position]
+        self, envelopes: Positioned, last_id: str, positions: list[Position]
     ) -> Seeking:
         """Continue after the first event sent with exactly `last_id`, else by position.
 
@@ -632,7 +390,7 @@ class EventStreamServer:
                 yield from envelopes
                 return
             if start is None:
-                hit = _resume_hit(positions, envelope)
+                hit = resume_hit(positions, envelope)
                 if hit is not None:
                     start = index + hit
         if start is not None:
@@ -695,7 +453,7 @@ class _Stream:
 
     def __init__(self, owner: EventStreamServer, handler: _Handler, faults: Faults) -> None:
         self.owner = owner
-        self.faults = faults
+        self.faults = faults or Faults()
         self.sock: socket.socket = handler.connection
         self.write = handler.wfile.write
         opened = time.monotonic()
@@ -707,7 +465,7 @@ class _Stream:
         speed = owner.speed
         paced = speed > 0
         timed = self.deadline < math.inf
-        write(b":ok\n\n")
+        write(OPENING)
         started = first_recv = 0.0
         sent = 0
         for item in events:
@@ -717,7 +475,7 @@ class _Stream:
                 stats.add(closed_after=1)
                 return
             if item is None:
-                write(b":\n\n")
+                write(KEEPALIVE)
                 continue
             position, envelope = item
             if f.close_every and sent >= f.close_every:
@@ -730,21 +488,21 @@ class _Stream:
             sent += 1
             if paced:
                 if sent == 1:
-                    started, first_recv = time.monotonic(), float(envelope.get("recv", 0.0))
-                due = started + (float(envelope.get("recv", 0.0)) - first_recv) / speed
+                    started, first_recv = time.monotonic(), envelope.recv
+                due = started + (envelope.recv - first_recv) / speed
                 if due > time.monotonic() and not self.idle(min(due, self.deadline)):
                     return
             if timed and time.monotonic() >= self.deadline:
                 stats.add(closed_after=1)
                 return
             if f.error_every and sent % f.error_every == 0:
-                write(_error_frame(position))
+                write(error_frame(position))
                 stats.add(errors=1)
             if f.malformed_every and sent % f.malformed_every == 0:
-                write(b"event: message\ndata: " + _MALFORMED + b"\n\n")
+                write(MALFORMED)
                 stats.add(malformed=1)
             if f.canary_every and sent % f.canary_every == 0:
-                write(_canary_frame(envelope, position))
+                write(canary_frame(envelope, position))
                 stats.add(canaries=1)
             frame = event_frame(envelope)
             write(frame)
@@ -767,7 +525,7 @@ class _Stream:
             if time.monotonic() >= self.deadline:
                 self.owner.stats.add(closed_after=1)
                 return
-            self.write(b":\n\n")
+            self.write(KEEPALIVE)
 
     def idle(self, until: float | None) -> bool:
         """Send nothing until `until` (monotonic; None: forever) or `close_after`.
@@ -794,3 +552,4 @@ class _Stream:
                     return False
                 self.owner._stopping.wait(min(remaining, _POLL))
         return False
+

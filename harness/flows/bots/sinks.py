@@ -15,10 +15,10 @@ from typing import Any, BinaryIO, TextIO
 import orjson
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
-from harness.flow import Report
-from harness.recording import lane_name, write_atomically
-from harness.routing import lane_of_key
-from harness.semantics import Tally, WindowSummary
+from harness.files import write_atomically
+from harness.flows.bots.flow import Report
+from harness.flows.bots.semantics import Tally, WindowSummary
+from harness.recording.lanes import lane_index, lane_name
 
 SUMMARIES = "summaries-{}.jsonl"
 DEAD_LETTERS = "deadletters-{}.jsonl"
@@ -59,7 +59,7 @@ class LaneFileSink(FixedPartitionedSink[Report, SinkPosition]):
         return [lane_name(lane) for lane in range(self.lanes)]
 
     def part_fn(self, item_key: str) -> int:
-        return lane_of_key(item_key)
+        return lane_index(item_key)
 
     def build_part(self, step_id: str, for_part: str,
                    resume_state: SinkPosition | None) -> _LaneWriter:

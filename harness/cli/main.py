@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
@@ -17,23 +18,11 @@ from typing import Any, NoReturn
 import orjson
 
 from harness import __version__
-from harness.recording import DEFAULT_LANES, RecordingError, write_atomically
-from harness.semantics import ALIGN_2023, DetectionParams, Tally
-from harness.sse import StreamError
-
-
-def bundled_sample() -> Path:
-    """The sample recording of a source checkout, else ./recordings/sample."""
-    for root in (Path(__file__).resolve().parent.parent, Path.cwd()):
-        candidate = root / "recordings" / "sample"
-        if (candidate / "manifest.json").is_file():
-            return candidate
-    raise UsageError("the bundled sample (recordings/sample) is not here: this is not a source"
-                     " checkout; pass a recording directory")
-
-
-class UsageError(Exception):
-    """Bad input from the user: reported in one line, exit code 2."""
+from harness.errors import HarnessError, UsageError
+from harness.files import write_atomically
+from harness.flows.bots.semantics import ALIGN_2023, DetectionParams, Tally
+from harness.recording.lanes import DEFAULT_LANES
+from harness.recording.sample import sample_recording
 
 
 class _Parser(argparse.ArgumentParser):
@@ -117,9 +106,9 @@ def _params(args: argparse.Namespace) -> DetectionParams:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from harness.runner import ReplayConfig, replay
+    from harness.flows.bots.replay import ReplayConfig, replay
 
-    directory = args.recording or bundled_sample()
+    directory = args.recording or sample_recording()
     # A resumed run may rewrite the outputs an interrupted run of the same state wrote.
     rewrites = _outputs_of(args.recovery_dir)
     for path, what in ((args.out, "--out"), (args.dead_letters, "--dead-letters")):
@@ -168,7 +157,7 @@ def _print_tally(t: Tally, wall: float, extra: str) -> None:
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from harness.importer import synthesize
+    from harness.recording.importer import synthesize
 
     manifest = synthesize(args.out, events=args.events, seed=args.seed, lanes=args.lanes)
     size = sum(s.bytes for s in manifest.segments)
@@ -178,7 +167,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
-    from harness.importer import import_dumps
+    from harness.recording.importer import import_dumps
 
     manifest = import_dumps(args.files, args.out, lanes=args.lanes)
     print(f"import: wrote {manifest.events} events from {len(args.files)} file(s) to {args.out}")
@@ -186,7 +175,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from harness.verify import verify
+    from harness.recording.verify import verify
 
     report = verify(args.recording)
     for note in report.truncated:
@@ -209,7 +198,7 @@ def _stream_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_record(args: argparse.Namespace) -> int:
-    from harness.recorder import record
+    from harness.recording.recorder import record
 
     report = record(args.out, url=args.url, duration=args.duration, max_events=args.max_events,
                     since=args.since, user_agent=args.user_agent, lanes=args.lanes,
@@ -224,8 +213,8 @@ def _cmd_record(args: argparse.Namespace) -> int:
 
 
 def _cmd_live(args: argparse.Namespace) -> int:
+    from harness.eventstreams.client import EventStream
     from harness.live import run_live
-    from harness.sse import EventStream
 
     _new_output(args.out, args.force, "--out")
     stream = EventStream(url=args.url, user_agent=args.user_agent, since=args.since,
@@ -241,37 +230,21 @@ def _cmd_live(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from harness.server import EventStreamServer, Faults
+    from harness.eventstreams.server import EventStreamServer, Faults
 
     try:
-        faults = Faults(require_user_agent=args.require_user_agent,
-                        **{name: getattr(args, name) for name in _FAULTS})
+        faults = Faults(**{f.name: getattr(args, f.name) for f in fields(Faults)})
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    server = EventStreamServer(args.recording or bundled_sample(), host=args.host,
+    server = EventStreamServer(args.recording or sample_recording(), host=args.host,
                                port=args.port, speed=args.speed, faults=faults, end=args.end)
     print(f"serve: {server.url}  (Ctrl-C stops)", flush=True)
     server.serve_forever()
     return 0
 
 
-_FAULTS = {
-    "close_every": (int, "close each connection after N events"),
-    "close_after": (float, "close each connection after T seconds"),
-    "stall_at": (int, "stall once (connection open, no bytes) at stream event N"),
-    "stall_seconds": (float, "how long the stall lasts"),
-    "fail_first": (int, "answer the first K requests with --fail-status"),
-    "fail_status": (int, "status for --fail-first (429, 503, 500)"),
-    "retry_after": (float, "Retry-After seconds sent with --fail-first answers"),
-    "duplicate_every": (int, "send every Nth event twice"),
-    "malformed_every": (int, "every Nth event, first send a data line that is not JSON"),
-    "canary_every": (int, "every Nth event, first send a canary event"),
-    "error_every": (int, "every Nth event, first send an `event: error` frame"),
-}
-
-
 def _add_stream_options(p: argparse.ArgumentParser, url_help: str) -> None:
-    from harness.sse import DEFAULT_URL, USER_AGENT
+    from harness.eventstreams.client import DEFAULT_URL, USER_AGENT
 
     p.add_argument("--url", default=DEFAULT_URL, help=url_help)
     p.add_argument("--since", help="start from this time: unix ms or ISO-8601 (history)")
@@ -289,7 +262,7 @@ def _add_stream_options(p: argparse.ArgumentParser, url_help: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from harness.server import Faults
+    from harness.eventstreams.faults import Faults
 
     parser = _Parser(prog="harness", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
@@ -349,13 +322,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="X times the recorded pace; 0 as fast as possible (1)")
     p.add_argument("--end", choices=["close", "hold"], default="close",
                    help="at the end of the recording: close, or hold the connection open")
-    p.add_argument("--require-user-agent", action="store_true",
-                   help="answer 403 to requests without a User-Agent, like Wikimedia")
     faults = p.add_argument_group("fault injection (also as query parameters)")
-    none = Faults()
-    for name, (kind, text) in _FAULTS.items():
-        faults.add_argument("--" + name.replace("_", "-"), type=kind,
-                            default=getattr(none, name), help=text)
+    for f in fields(Faults):
+        option = "--" + f.name.replace("_", "-")
+        if f.type == "bool":
+            faults.add_argument(option, action="store_true", help=f.metadata["help"])
+        else:
+            faults.add_argument(option, type=int if f.type == "int" else float,
+                                default=f.default, help=f.metadata["help"])
     p.set_defaults(run=_cmd_serve)
 
     p = sub.add_parser("synth", help="write a synthetic recording")
@@ -384,7 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)
-    except (UsageError, RecordingError, StreamError) as exc:
+    except HarnessError as exc:
         print(f"harness {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

@@ -7,18 +7,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
 import zstandard
 
-from harness.recording import (
-    Block,
-    Recording,
-    RecordingError,
-    Segment,
-    lane_of,
-    note_event,
-    sha256_file,
-)
+from harness.errors import RecordingError
+from harness.files import sha256_file
+from harness.recording.blocks import Block
+from harness.recording.envelope import Envelope, EnvelopeError
+from harness.recording.lanes import lane_of
+from harness.recording.manifest import Segment, note_event
+from harness.recording.reader import Recording
 
 
 @dataclass
@@ -38,6 +35,7 @@ class VerifyReport:
     complete: bool = False
     truncated: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    event_ids: dict[int, int] = field(default_factory=dict, repr=False)  # hash(meta.id) -> seq
 
     @property
     def ok(self) -> bool:
@@ -79,6 +77,7 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
         checker = _SegmentChecker(segment.file, manifest.lanes, expected_seq, report)
         try:
             for block in recording.segment_blocks(index):
+                assert isinstance(block, Block)  # a strict Recording raises on damage
                 checker.block(block, recording, dctx)
                 if len(report.errors) >= _MAX_ERRORS:
                     return report
@@ -121,6 +120,7 @@ class _SegmentChecker:
             self.error(where, f"starts at seq {header.first_seq}, expected {self.next_seq}")
         seen: dict[int, tuple[str | None, float, Any]] = {}
         for lane, data in recording.read_frames(block, None, dctx):
+            assert isinstance(data, bytes)  # a strict Recording raises on damage
             report.raw_bytes += len(data)
             lines = data.splitlines()
             ref = next(r for r in header.lanes if r.lane == lane)
@@ -130,10 +130,10 @@ class _SegmentChecker:
             previous = 0
             for raw in lines:
                 self.line += 1
-                seq = self._line(raw, lane, previous)
-                if seq is not None:
-                    previous = seq[0]
-                    seen[seq[0]] = seq[1:]
+                got = self._line(raw, lane, previous)
+                if got is not None:
+                    previous = got[0]
+                    seen[got[0]] = got[1:]
         # Distinct ints fill first..last exactly iff count, min and max agree. (Never
         # build the range: a damaged header can claim half a billion seqs.)
         first, last = header.first_seq, header.last_seq
@@ -157,28 +157,25 @@ class _SegmentChecker:
               ) -> tuple[int, str | None, float, Any] | None:
         where = f"line {self.line}"
         try:
-            env = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            self.error(where, f"not JSON ({exc})")
+            env = Envelope.decode(raw)
+        except EnvelopeError as exc:
+            self.error(where, str(exc))
             return None
-        if not isinstance(env, dict) or type(env.get("seq")) is not int:
-            self.error(where, "not an envelope (no integer seq)")
-            return None
-        seq = env["seq"]
+        seq = env.seq
         if seq <= previous:
             self.error(where, f"seq {seq} after {previous} in lane {lane}")
-        if "data" not in env:
-            if not isinstance(env.get("raw"), str):
-                self.error(where, f"seq {seq}: neither data nor raw")
+        if not env.is_json:
             self.report.not_json += 1
         else:
-            user = env["data"].get("user") if isinstance(env["data"], dict) else None
+            user = env.data.get("user") if isinstance(env.data, dict) else None
             if isinstance(user, str) and lane_of(user, self.lanes) != lane:
                 self.error(where, f"seq {seq}: user {user!r} is in lane {lane}, belongs in"
                                   f" {lane_of(user, self.lanes)}")
-        received = env.get("recv")
-        if not isinstance(received, int | float):
-            self.error(where, f"seq {seq}: recv is not a number")
-            received = 0.0
-        sse_id = env.get("id")
-        return seq, sse_id if isinstance(sse_id, str) else None, float(received), env.get("data")
+            meta = env.data.get("meta") if isinstance(env.data, dict) else None
+            uid = meta.get("id") if isinstance(meta, dict) else None
+            if isinstance(uid, str):
+                first = self.report.event_ids.setdefault(hash(uid), seq)
+                if first != seq:
+                    self.error(where, f"seq {seq}: meta.id {uid!r} repeats seq {first}'s"
+                                      " (the recording holds an event twice)")
+        return seq, env.id, env.recv, env.data

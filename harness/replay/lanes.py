@@ -1,4 +1,4 @@
-"""Deterministic replay input: one Bytewax partition per recording lane.
+"""Lane-by-lane replay input: one Bytewax partition per recording lane.
 
 Why lanes: per-user lateness depends on the order of that user's events.
 A recording's lanes are key shards fixed when it was written (every event
@@ -21,23 +21,19 @@ from pathlib import Path
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from harness.flow import Chunk
-from harness.recording import (
-    Block,
-    Damage,
-    LanePosition,
-    Recording,
-    lane_name,
-    logging_errors,
-)
-from harness.semantics import DAMAGED, DeadLetter
+from harness.errors import logging_errors
+from harness.recording.blocks import Block, Damage
+from harness.recording.lanes import Chunk, lane_index, lane_name
+from harness.recording.reader import LanePosition, Recording
+
+__all__ = ["COALESCE_BYTES", "LanePartition", "LaneSource"]
 
 COALESCE_BYTES = 512 << 10  # bigger chunks only cost cache misses in the decode copies
 
 
 @dataclass(frozen=True)
-class RecordingSource(FixedPartitionedSource[Chunk, LanePosition]):
-    """Replays a recording directory, lane by lane.
+class LaneSource(FixedPartitionedSource[Chunk, LanePosition]):
+    """Replays a recording directory lane by lane, as raw envelope lines (`Chunk`s).
 
     `speed`: None or 0 reads as fast as possible; X replays at X times the
     recorded pace (by receive time). `batch_size` caps the lines per
@@ -57,14 +53,13 @@ class RecordingSource(FixedPartitionedSource[Chunk, LanePosition]):
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: LanePosition | None
-    ) -> _LanePartition:
+    ) -> LanePartition:
         recording = Recording(self.path, skip_damaged=self.skip_damaged)
-        return _LanePartition(recording, int(for_part.removeprefix("lane-")),
-                              resume_state or LanePosition(), self.speed, self.batch_size,
-                              self.error_log)
+        return LanePartition(recording, lane_index(for_part), resume_state or LanePosition(),
+                             self.speed, self.batch_size, self.error_log)
 
 
-class _LanePartition(StatefulSourcePartition[Chunk, LanePosition]):
+class LanePartition(StatefulSourcePartition[Chunk, LanePosition]):
     def __init__(self, recording: Recording, lane: int, start: LanePosition,
                  speed: float | None, batch_size: int | None, error_log: Path | None) -> None:
         self._lane = lane
@@ -100,8 +95,7 @@ class _LanePartition(StatefulSourcePartition[Chunk, LanePosition]):
         # (and the exactly-once sink has cut the first report away).
         if block is not None:
             self._position = LanePosition(segment, block.end)
-        return [Chunk(self._lane, b"", strict=False, damaged_lines=damage.lines,
-                      damage=DeadLetter(-1, DAMAGED, where=damage.where))]
+        return [Chunk(self._lane, b"", strict=False, damage=damage)]
 
     def _where(self, block: Block) -> str:
         return f"{block.segment}: block at byte {block.offset}: lane {self._lane}"

@@ -483,7 +483,7 @@ class _World:
             if wiki.kind == "wikidata":
                 wiki.comments.append(_wikidata_comment(rng, users))
                 continue
-            pool = _COMMONS_SUMMARIES if wiki.kind == "commons" else _SUMMARIES
+            pool: tuple[str, ...] = _COMMONS_SUMMARIES if wiki.kind == "commons" else _SUMMARIES
             text = _fill(rng, rng.choice(pool), lang, users)
             wiki.comments.append((text, _parse(text)))
         for _ in range(16):

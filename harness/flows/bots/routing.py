@@ -20,7 +20,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import TestingSource, cluster_main
 
-from harness.recording import lane_name
+from harness.recording.lanes import lane_name
 
 _CANDIDATES = 64
 
@@ -56,12 +56,8 @@ def lane_keys(lanes: int, workers: int) -> tuple[str, ...]:
     flow = Dataflow("harness_routing_probe")
     keyed = op.key_on("key", op.input("keys", flow, TestingSource(keys)), lambda k: k)
     op.output("where", op.stateful_map("route", keyed, lambda _, k: (None, k)), _Where(seen))
-    cluster_main(flow, [], 0, worker_count_per_proc=workers)
+    cluster_main(flow, [], 0, worker_count_per_proc=workers)  # type: ignore[no-untyped-call]
     return tuple(
         next((key for key in _candidates(lane) if seen.get(key) == lane % workers),
              lane_name(lane))
         for lane in range(lanes))
-
-
-def lane_of_key(key: str) -> int:
-    return int(key.removeprefix("lane-").split("~", 1)[0])

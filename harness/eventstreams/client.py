@@ -1,4 +1,4 @@
-"""EventStreams client: one HTTP connection (transport) and a reconnecting stream on top.
+"""EventStreams client: one HTTP connection (the transport) and a reconnecting stream on top.
 
 `Connection` is a single GET of an SSE endpoint parsed by sseclient-py.
 `EventStream` is what the recorder and live mode consume: it keeps exactly
@@ -27,17 +27,14 @@ import sseclient
 import urllib3
 
 from harness import __version__
-from harness.recording import event_key
+from harness.errors import StreamError
+from harness.eventstreams.ids import event_key, resume_id
 
 DEFAULT_URL = "https://stream.wikimedia.org/v2/stream/recentchange"
 USER_AGENT = (f"wikistream-harness/{__version__}"
               " (https://github.com/wikistream-harness/wikistream-harness; replay/benchmark"
               " harness for Bytewax flows)")
 _FATAL_STATUSES = {400, 401, 404, 405, 410}
-
-
-class StreamError(Exception):
-    """The endpoint cannot be streamed from (bad URL, fatal status, retries exhausted)."""
 
 
 class RetryableError(Exception):
@@ -145,28 +142,6 @@ class Connection:
         self._response.close()
 
 
-def resume_id(raw: str, rewind_ms: int) -> str:
-    """The `Last-Event-ID` to resume after `raw`: timestamp positions moved back
-    `rewind_ms` (resuming by time can skip events sharing a millisecond), and
-    `offset: -1` ("no position") entries replaced by that rewound time."""
-    try:
-        entries = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return raw
-    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-        return raw
-    stamps = [e["timestamp"] for e in entries if isinstance(e.get("timestamp"), int)]
-    known = max(stamps) - rewind_ms if stamps else None
-    out = []
-    for entry in entries:
-        if isinstance(entry.get("timestamp"), int):
-            entry = {**entry, "timestamp": entry["timestamp"] - rewind_ms}
-        elif entry.get("offset") == -1 and known is not None:
-            entry = {k: v for k, v in entry.items() if k != "offset"} | {"timestamp": known}
-        out.append(entry)
-    return orjson.dumps(out).decode()
-
-
 @dataclass
 class StreamStats:
     connections: int = 0
@@ -239,7 +214,7 @@ class EventStream:
         return f"{self.url}{sep}{urlencode({'since': self.since})}"
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        ceiling = min(self.backoff_cap, self.backoff_base * 2 ** min(attempt, 32))
+        ceiling = min(self.backoff_cap, self.backoff_base * 2.0 ** min(attempt, 32))
         delay = self.rng.uniform(0.5, 1.0) * ceiling
         return max(delay, retry_after or 0.0)
 

@@ -14,10 +14,8 @@ import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
-from harness.recording import Recording
-from harness.semantics import (
+from harness.flows.bots.semantics import (
     CANARY,
     LATE,
     NOT_JSON,
@@ -28,6 +26,8 @@ from harness.semantics import (
     classify,
     summarize,
 )
+from harness.recording.envelope import Envelope
+from harness.recording.reader import Recording
 
 
 @dataclass
@@ -38,7 +38,7 @@ class ReferenceResult:
     wall_seconds: float = 0.0
 
 
-def detect(envelopes: Iterable[dict[str, Any]], params: DetectionParams) -> ReferenceResult:
+def detect(envelopes: Iterable[Envelope], params: DetectionParams) -> ReferenceResult:
     """Apply SPEC 2 to recording envelopes in order."""
     result = ReferenceResult()
     tally = result.tally
@@ -46,8 +46,8 @@ def detect(envelopes: Iterable[dict[str, Any]], params: DetectionParams) -> Refe
     windows: dict[tuple[str, int], list[int]] = {}
     for envelope in envelopes:
         tally.events += 1
-        seq = envelope["seq"]
-        verdict = classify(envelope["data"]) if "data" in envelope else NOT_JSON
+        seq = envelope.seq
+        verdict = classify(envelope.data) if envelope.is_json else NOT_JSON
         if verdict == CANARY:
             tally.canary += 1
             continue

@@ -213,6 +213,7 @@ class Detector:
         now = self._now()
         for user, ts, seq in zip(users, timestamps, seqs, strict=True):
             state = states.get(user)
+            watermark: float
             if state is None:
                 state = states[user] = _UserState(ts - lateness, now)
                 watermark = state.watermark_base

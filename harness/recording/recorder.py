@@ -1,7 +1,7 @@
 """`harness record`: capture an EventStreams endpoint into a recording.
 
-The stream (`harness.sse.EventStream`) delivers each event once, in order;
-the writer (`harness.recording.RecordingWriter`) makes it durable, one block
+The stream (`harness.eventstreams.client.EventStream`) delivers each event once, in order;
+the writer (`RecordingWriter`) makes it durable, one block
 at least every second. SIGINT and SIGTERM stop cleanly: the last block is
 written, the segment finished and the manifest marked complete. A recorder
 killed outright leaves an unfinished recording that the next
@@ -20,9 +20,17 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from harness.eventstreams.client import (
+    DEFAULT_URL,
+    USER_AGENT,
+    EventStream,
+    StreamStats,
+    public_url,
+)
 from harness.progress import Progress
-from harness.recording import DEFAULT_LANES, MANIFEST, RecordingWriter
-from harness.sse import DEFAULT_URL, USER_AGENT, EventStream, StreamStats, public_url
+from harness.recording.lanes import DEFAULT_LANES
+from harness.recording.manifest import MANIFEST
+from harness.recording.writer import RecordingWriter
 
 
 @dataclass

@@ -13,14 +13,12 @@ from typing import BinaryIO
 import orjson
 import zstandard
 
+from harness.errors import RecordingError
 from harness.progress import Progress
-from harness.recording import (
-    DEFAULT_LANES,
-    UNPARSED,
-    Manifest,
-    RecordingError,
-    RecordingWriter,
-)
+from harness.recording.envelope import UNPARSED
+from harness.recording.lanes import DEFAULT_LANES
+from harness.recording.manifest import Manifest
+from harness.recording.writer import RecordingWriter
 
 
 @contextmanager
@@ -33,7 +31,7 @@ def open_dump(path: Path) -> Iterator[BinaryIO]:
     with raw:
         if path.suffix == ".zst":
             reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
-            yield io.BufferedReader(reader)  # type: ignore[arg-type]
+            yield io.BufferedReader(reader)
         elif path.suffix == ".gz":
             yield gzip.GzipFile(fileobj=raw)  # type: ignore[misc]
         else:
@@ -42,14 +40,16 @@ def open_dump(path: Path) -> Iterator[BinaryIO]:
 
 def _sse_id(value: object) -> str | None:
     """The EventStreams id the event would have had, from its `meta`."""
-    meta = value.get("meta") if isinstance(value, dict) else None
+    if not isinstance(value, dict):
+        return None
+    meta = value.get("meta")
     if not isinstance(meta, dict) or "topic" not in meta:
         return None
     position = {"topic": meta["topic"], "partition": meta.get("partition", 0)}
     if "offset" in meta:
         position["offset"] = meta["offset"]
-    elif isinstance(value.get("timestamp"), int):  # type: ignore[union-attr]
-        position["timestamp"] = value["timestamp"] * 1000  # type: ignore[index]
+    elif isinstance(value.get("timestamp"), int):
+        position["timestamp"] = value["timestamp"] * 1000
     return orjson.dumps([position]).decode()
 
 
@@ -93,7 +93,7 @@ def import_dumps(
 def synthesize(out: str | os.PathLike[str], *, events: int, seed: int,
                lanes: int = DEFAULT_LANES, progress: bool | None = None) -> Manifest:
     """A synthetic recording of `events` realistic events, deterministic per seed."""
-    from harness.synth import synthetic_events
+    from harness.recording.synth import synthetic_events
 
     if events < 0:
         raise ValueError(f"--events must be >= 0, got {events}")

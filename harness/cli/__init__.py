@@ -1,0 +1,5 @@
+"""`harness`: a thin command line over the library (`harness.cli.main`)."""
+
+from harness.cli.main import main
+
+__all__ = ["main"]

@@ -1,0 +1,54 @@
+"""The errors a user is shown: one line that names the file, argument or place.
+
+`HarnessError` and its subclasses are *bad input* (exit status 2): a
+recording that is missing or damaged, an argument out of range, an endpoint
+that cannot be streamed from, state that belongs to another run. Anything
+else that escapes is an unexpected failure (exit status 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+__all__ = ["HarnessError", "RecordingError", "StreamError", "UsageError", "logging_errors"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class HarnessError(Exception):
+    """Bad input; the message names where (exit status 2)."""
+
+
+class UsageError(HarnessError):
+    """A bad argument or option value."""
+
+
+class RecordingError(HarnessError):
+    """A recording is missing, damaged or inconsistent; the message says where."""
+
+
+class StreamError(HarnessError):
+    """An endpoint cannot be streamed from (bad URL, fatal status, retries exhausted)."""
+
+
+def logging_errors(fn: Callable[P, R], error_log: Path | None) -> Callable[P, R]:
+    """`fn`, also appending any `HarnessError` it raises to `error_log`.
+
+    Bytewax may lose an exception on its way out of a multi-process cluster;
+    the cluster supervisor reads the log to report the place instead.
+    """
+    if error_log is None:
+        return fn
+
+    def logged(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except HarnessError as exc:
+            with error_log.open("a") as log:
+                log.write(f"{type(exc).__name__}\t{exc}\n")
+            raise
+
+    return logged

@@ -1,0 +1,192 @@
+"""EventStreams vocabulary: event identity, SSE ids, resume positions, times.
+
+An EventStreams SSE id is a JSON array of `{topic, partition, offset}` or
+`{topic, partition, timestamp}` objects (timestamp in ms). A client resumes
+by sending the last id it stored as `Last-Event-ID`; resuming by timestamp
+can skip events that share a millisecond, so a client rewinds a few
+seconds and de-duplicates on `meta.id` (`event_key`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final, TypeGuard
+
+import orjson
+
+from harness.recording.envelope import Envelope
+
+__all__ = ["TOPIC", "Position", "event_key", "event_ms", "parse_resume", "parse_since",
+           "resume_hit", "resume_id", "wire_id"]
+
+TOPIC: Final = "eqiad.mediawiki.recentchange"
+
+
+def event_key(value: Any, sse_id: str | None) -> str | None:
+    """An event's identity for de-duplication: `meta.id`, else its SSE id."""
+    meta = value.get("meta") if isinstance(value, dict) else None
+    uid = meta.get("id") if isinstance(meta, dict) else None
+    if isinstance(uid, str):
+        return uid
+    return f"sse:{sse_id}" if sse_id else None
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """One entry of a resume id: an offset or a timestamp (ms) in a topic-partition."""
+
+    topic: str | None
+    partition: int | None
+    offset: int | None
+    timestamp: float | None
+
+    def matches(self, entry: dict[str, Any]) -> bool:
+        return ((self.topic is None or entry.get("topic") in (None, self.topic))
+                and (self.partition is None or entry.get("partition") in (None, self.partition)))
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def wire_id(envelope: Envelope) -> str:
+    """The SSE id sent for an envelope: the recorded raw id, or one made from `seq`."""
+    if envelope.id is not None:
+        return envelope.id
+    return f'[{{"topic":"{TOPIC}","partition":0,"offset":{envelope.seq}}}]'
+
+
+def _id_entries(raw: str) -> list[dict[str, Any]]:
+    """The JSON objects of an EventStreams id; empty for anything else."""
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return []
+    return [e for e in value if isinstance(e, dict)] if isinstance(value, list) else []
+
+
+def parse_resume(raw: str) -> list[Position] | None:
+    """Positions of a `Last-Event-ID`, or None if it is not an EventStreams id.
+
+    Entries with a negative offset and no timestamp mean "no position" and
+    are dropped, so the result may be empty.
+    """
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(value, list):
+        return None
+    positions = []
+    for entry in value:
+        if not isinstance(entry, dict):
+            return None
+        topic, partition = entry.get("topic"), entry.get("partition")
+        offset, timestamp = entry.get("offset"), entry.get("timestamp")
+        if (topic is not None and not isinstance(topic, str)) or (
+                partition is not None and not _is_int(partition)):
+            return None
+        if (offset is None and timestamp is None) or (
+                offset is not None and not _is_int(offset)) or (
+                timestamp is not None and not _is_number(timestamp)):
+            return None
+        if offset is not None and offset >= 0:
+            positions.append(Position(topic, partition, offset, None))
+        elif timestamp is not None and timestamp >= 0:
+            positions.append(Position(topic, partition, None, timestamp))
+    return positions
+
+
+def parse_since(text: str) -> float:
+    """`since` as epoch milliseconds: a number of ms or an ISO-8601 time (UTC if naive)."""
+    text = text.strip()
+    try:
+        ms = float(text)
+    except ValueError:
+        try:
+            when = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"since={text!r} is neither epoch milliseconds nor ISO-8601") from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return when.timestamp() * 1000.0
+    if not math.isfinite(ms):
+        raise ValueError(f"since={text!r} is not a finite number")
+    return ms
+
+
+def _data_ms(envelope: Envelope) -> float | None:
+    """Event time in ms from the payload: `meta.dt`, else `timestamp` (seconds)."""
+    data = envelope.data
+    if not isinstance(data, dict):
+        return None
+    meta = data.get("meta")
+    if isinstance(meta, dict) and isinstance(meta.get("dt"), str):
+        with contextlib.suppress(ValueError):
+            when = datetime.fromisoformat(meta["dt"])
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            return when.timestamp() * 1000.0
+    ts = data.get("timestamp")
+    return ts * 1000.0 if _is_number(ts) else None
+
+
+def event_ms(envelope: Envelope) -> float | None:
+    """Event time in ms: the id's timestamp, else `meta.dt`, else `timestamp` seconds."""
+    for entry in _id_entries(wire_id(envelope)):
+        ts = entry.get("timestamp")
+        if _is_number(ts) and ts >= 0:
+            return float(ts)
+    return _data_ms(envelope)
+
+
+def resume_hit(positions: list[Position], envelope: Envelope) -> int | None:
+    """0 to start at this envelope, 1 to start after it, None if no position reached."""
+    entries = _id_entries(wire_id(envelope))
+    best: int | None = None
+    for pos in positions:
+        matching = [e for e in entries if pos.matches(e)]
+        if pos.offset is not None:
+            for e in matching:
+                off = e.get("offset")
+                if _is_int(off) and off >= 0 and off >= pos.offset:
+                    hit = 1 if off == pos.offset else 0
+                    best = hit if best is None else min(best, hit)
+        else:
+            assert pos.timestamp is not None
+            stamps = [e["timestamp"] for e in matching
+                      if _is_number(e.get("timestamp")) and e["timestamp"] >= 0]
+            ms = min(stamps) if stamps else _data_ms(envelope)
+            if ms is not None and ms >= pos.timestamp:
+                best = 0
+    return best
+
+
+
+def resume_id(raw: str, rewind_ms: int) -> str:
+    """The `Last-Event-ID` to resume after `raw`: timestamp positions moved back
+    `rewind_ms` (resuming by time can skip events sharing a millisecond), and
+    `offset: -1` ("no position") entries replaced by that rewound time."""
+    try:
+        entries = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        return raw
+    stamps = [e["timestamp"] for e in entries if isinstance(e.get("timestamp"), int)]
+    known = max(stamps) - rewind_ms if stamps else None
+    out = []
+    for entry in entries:
+        if isinstance(entry.get("timestamp"), int):
+            entry = {**entry, "timestamp": entry["timestamp"] - rewind_ms}
+        elif entry.get("offset") == -1 and known is not None:
+            entry = {k: v for k, v in entry.items() if k != "offset"} | {"timestamp": known}
+        out.append(entry)
+    return orjson.dumps(out).decode()

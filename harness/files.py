@@ -1,0 +1,98 @@
+"""Writing files so that nothing half-written is ever seen under its final name."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+__all__ = ["fsync_dir", "sha256_file", "write_atomically"]
+
+
+def write_atomically(path: Path, chunks: Iterable[bytes], *, durable: bool = False) -> None:
+    """Write under a temporary name, then rename into place, so that neither a reader
+    nor a killed writer ever sees half a file. `durable` also fsyncs file and directory."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("wb") as f:
+            f.writelines(chunks)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    if durable:
+        fsync_dir(path.parent)
+
+
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class DirectoryLock:
+    """An advisory lock on a directory, held while a run uses it.
+
+    `flock` on the directory itself, so nothing is written into it; the
+    kernel releases it when the holder dies, so a crashed run never leaves a
+    stale lock. The refusal names the holder (Linux: from `/proc/locks`).
+    """
+
+    def __init__(self, directory: Path, what: str) -> None:
+        import fcntl
+
+        from harness.errors import HarnessError
+
+        self._fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _lock_holder(os.fstat(self._fd).st_ino)
+            os.close(self._fd)
+            raise HarnessError(f"{what} {directory}: in use by another run ({holder});"
+                               " wait for it to end or use another directory") from None
+        except BaseException:
+            os.close(self._fd)
+            raise
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)  # closing the descriptor releases the flock
+            self._fd = -1
+
+    def __enter__(self) -> DirectoryLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _lock_holder(inode: int) -> str:
+    """`pid N: command` of the process holding a flock on `inode`, if it can be found."""
+    try:
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        return "holder unknown"
+    for line in table.splitlines():
+        fields = line.split()
+        if len(fields) > 5 and fields[1] == "FLOCK" and fields[5].endswith(f":{inode}"):
+            pid = fields[4]
+            try:
+                command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                command = b""
+            return f"pid {pid}: {command.decode(errors='replace').strip()[:200]}"
+    return "holder unknown"

@@ -1,0 +1,1 @@
+"""Flows the harness runs: the bot-detection flow (`bots`), and loading a user's."""

@@ -1,0 +1,168 @@
+"""decode: a lane's recorded lines -> the few fields detection needs.
+
+The fast path decodes only `user`, `timestamp` and `meta.domain` with
+msgspec (no other field is materialised) and accepts exactly the events
+`semantics.classify` accepts; every other line is judged by `classify`
+itself, so the rules stay in one place. The envelope fields read here
+(`seq`, `data`) are those of `harness.recording.envelope`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import orjson
+from msgspec import UNSET, UnsetType
+
+from harness.errors import RecordingError
+from harness.flows.bots.semantics import (
+    CANARY,
+    DAMAGED,
+    MAX_TIMESTAMP,
+    MIN_TIMESTAMP,
+    NOT_JSON,
+    DeadLetter,
+    classify,
+)
+from harness.recording.lanes import Chunk
+
+__all__ = ["EventBatch", "decode"]
+
+
+@dataclass(slots=True)
+class EventBatch:
+    """A decoded chunk: countable events as parallel lists, plus what was not."""
+
+    lane: int
+    users: list[str] = field(default_factory=list)
+    timestamps: list[int] = field(default_factory=list)
+    seqs: list[int] = field(default_factory=list)
+    events: int = 0
+    canary: int = 0
+    invalid: list[DeadLetter] = field(default_factory=list)
+    damage: list[DeadLetter] = field(default_factory=list)
+    skipped: int = 0
+
+
+class _Meta(msgspec.Struct):
+    domain: Any = None
+
+
+class _Event(msgspec.Struct):
+    user: Any = None
+    timestamp: Any = None
+    meta: _Meta | None = None
+
+
+class _Envelope(msgspec.Struct):
+    seq: int
+    data: _Event | UnsetType = UNSET  # unset: a kept non-JSON payload
+
+
+# RecursionError: msgspec gives up on deep nesting sooner than orjson does.
+_NOT_FAST = (msgspec.ValidationError, msgspec.DecodeError, RecursionError)
+_decode_all = msgspec.json.Decoder(list[_Envelope]).decode
+_decode_one = msgspec.json.Decoder(_Envelope).decode
+
+# Test hook for the performance gate: extra work per event, off unless set.
+_SLOWDOWN = int(os.environ.get("HARNESS_SLOWDOWN_LOOPS", "0"))
+
+
+def decode(chunk: Chunk) -> EventBatch:
+    """Decode only what detection needs; anything unusual takes the slow path.
+
+    The fast path (msgspec, only `user`/`timestamp`/`meta.domain`, no other
+    field materialised) accepts exactly the events `classify` accepts; every
+    other line is judged by `classify` itself, so the rules stay in one place.
+    A whole chunk is decoded in one call; only a chunk with a line that is not
+    an envelope of an object (damage, non-object payloads) goes line by line.
+    """
+    lines = chunk.lines.rstrip(b"\n")
+    batch = EventBatch(chunk.lane)
+    if chunk.damage is not None:
+        batch.damage.append(DeadLetter(-1, DAMAGED, where=chunk.damage.where))
+        batch.skipped += chunk.damage.lines
+    if not lines:
+        return batch
+    try:
+        envelopes = _decode_all(b"[" + lines.replace(b"\n", b",") + b"]")
+    except _NOT_FAST:
+        for number, line in enumerate(lines.split(b"\n"), start=1):
+            if not _decode_line(line, batch):
+                where = chunk.place(number)
+                if chunk.strict:
+                    raise RecordingError(f"{where}: not a recording envelope") from None
+                batch.damage.append(DeadLetter(-1, DAMAGED, where=where))
+                batch.skipped += 1
+    else:
+        batch.events = len(envelopes)
+        _add_envelopes(envelopes, batch)
+    if _SLOWDOWN:
+        for _ in range(_SLOWDOWN * batch.events):
+            pass
+    return batch
+
+
+def _add_envelopes(envelopes: list[_Envelope], batch: EventBatch) -> None:
+    users, stamps, seqs = batch.users, batch.timestamps, batch.seqs
+    for env in envelopes:  # the hot loop
+        data = env.data
+        if data is not UNSET:
+            user, ts, meta = data.user, data.timestamp, data.meta
+            if (type(user) is str and type(ts) is int and MIN_TIMESTAMP <= ts <= MAX_TIMESTAMP
+                    and (meta is None or meta.domain != CANARY)):
+                users.append(user)
+                stamps.append(ts)
+                seqs.append(env.seq)
+                continue
+        _add_unusual(env, batch)
+
+
+def _add_unusual(env: _Envelope, batch: EventBatch) -> None:
+    """Anything the hot loop did not accept: let `classify` decide."""
+    data = env.data
+    if data is UNSET:
+        batch.invalid.append(DeadLetter(env.seq, NOT_JSON))
+        return
+    fields: dict[str, Any] = {"user": data.user, "timestamp": data.timestamp}
+    if data.meta is not None:
+        fields["meta"] = {"domain": data.meta.domain}
+    _add_slow(env.seq, fields, batch)
+
+
+def _decode_line(line: bytes, batch: EventBatch) -> bool:
+    """Add one line; False if it is not an envelope at all (damage, not an event)."""
+    try:
+        _add_envelopes([_decode_one(line)], batch)
+        batch.events += 1
+        return True
+    except _NOT_FAST:
+        pass
+    try:
+        envelope = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return False
+    if not isinstance(envelope, dict) or type(envelope.get("seq")) is not int:
+        return False
+    batch.events += 1
+    if "data" not in envelope:
+        batch.invalid.append(DeadLetter(envelope["seq"], NOT_JSON))
+        return True
+    _add_slow(envelope["seq"], envelope["data"], batch)
+    return True
+
+
+def _add_slow(seq: int, payload: Any, batch: EventBatch) -> None:
+    verdict = classify(payload)
+    if verdict == CANARY:
+        batch.canary += 1
+    elif isinstance(verdict, str):
+        batch.invalid.append(DeadLetter(seq, verdict))
+    else:
+        user, timestamp = verdict
+        batch.users.append(user)
+        batch.timestamps.append(timestamp)
+        batch.seqs.append(seq)

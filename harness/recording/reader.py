@@ -1,0 +1,223 @@
+"""Reading a recording: `Recording`, by lane for replay or in arrival order for tools.
+
+A cut-short last block of an unfinished segment is what a killed writer
+leaves: it is dropped and reported in `truncated`. Anywhere else, damage
+raises `RecordingError` naming the segment, byte, lane and line, or, for a
+recording opened with `skip_damaged`, comes back as `Damage` in place of
+what could not be read, so that every loss can be counted and reported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Final
+
+import zstandard
+
+from harness.errors import RecordingError
+from harness.recording.blocks import PARTIAL, Block, Damage, scan_blocks
+from harness.recording.envelope import Envelope, EnvelopeError
+from harness.recording.manifest import Manifest
+
+__all__ = ["MAX_FRAME_BYTES", "LanePosition", "Recording"]
+
+MAX_FRAME_BYTES: Final = 256 << 20  # one lane frame, decompressed; larger is damage
+
+
+@dataclass(frozen=True, slots=True)
+class LanePosition:
+    """Where a lane reader continues: the next block to read and lines to skip in it."""
+
+    segment: int = 0
+    offset: int = 0
+    skip: int = 0
+
+
+class Recording:
+    """Read access to a recording directory.
+
+    `lane_frames` serves replay (one lane, decompressing only that lane's
+    frames); `blocks`/`envelopes` serve tools that need every line in
+    arrival order. A cut-short last block of an unfinished segment is
+    dropped and described in `truncated`; anywhere else it is an error.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], *, skip_damaged: bool = False,
+                 max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
+        self.directory = Path(directory)
+        self.manifest = Manifest.load(self.directory)
+        self.skip_damaged = skip_damaged
+        self.max_frame_bytes = max_frame_bytes
+        self.truncated: list[str] = []
+        self.missing: set[int] = set()
+        for index, seg in enumerate(self.manifest.segments):
+            path = self.segment_path(index)
+            if not path.is_file():
+                if skip_damaged:
+                    self.missing.add(index)
+                    continue
+                raise RecordingError(f"{self.directory / seg.file}: segment listed in the"
+                                     " manifest is missing")
+            if path.resolve().parent != self.directory.resolve():
+                raise RecordingError(f"{path}: segment resolves outside the recording")
+
+    @property
+    def lanes(self) -> int:
+        return self.manifest.lanes
+
+    def segment_path(self, index: int) -> Path:
+        seg = self.manifest.segments[index]
+        final = self.directory / seg.file
+        # A writer killed between renaming a segment and saving the manifest
+        # leaves a finished file that the manifest still calls partial.
+        return final if seg.complete or final.exists() else final.with_name(seg.file + PARTIAL)
+
+    def segment_blocks(self, index: int, start: int = 0) -> Iterator[Block | Damage]:
+        """The blocks of one segment.
+
+        A cut-short tail of an unfinished segment is noted in `truncated`.
+        Other damage raises `RecordingError`, or is yielded as `Damage` when
+        the recording was opened with `skip_damaged`.
+        """
+        seg = self.manifest.segments[index]
+        if index in self.missing:
+            yield Damage(f"{seg.file}: missing", seg.events)
+            return
+        for item in scan_blocks(self.segment_path(index), start, resync=self.skip_damaged):
+            if isinstance(item, Block) and any(r.lane >= self.lanes for r in item.header.lanes):
+                item = Damage(f"{seg.file}: block at byte {item.offset} names a lane beyond"
+                              f" the recording's {self.lanes}", item.header.events)
+            if isinstance(item, Damage):
+                if item.cut and not seg.complete:
+                    if item.where not in self.truncated:
+                        self.truncated.append(item.where)
+                    return
+                if not self.skip_damaged:
+                    raise RecordingError(item.where)
+            yield item
+
+    def blocks(self) -> Iterator[Block]:
+        """Every readable block; with `skip_damaged`, damage is passed over silently."""
+        for index in range(len(self.manifest.segments)):
+            for item in self.segment_blocks(index):
+                if isinstance(item, Block):
+                    yield item
+
+    def read_frames(self, block: Block, lanes: set[int] | None = None,
+                    dctx: zstandard.ZstdDecompressor | None = None, f: BinaryIO | None = None
+                    ) -> list[tuple[int, bytes | Damage]]:
+        """Decompressed `(lane, lines)` of a block, for all or the given lanes.
+
+        A frame that does not decompress raises, or with `skip_damaged` comes
+        back as `Damage` in place of its lines.
+        """
+        dctx = dctx or zstandard.ZstdDecompressor()
+        if f is None:
+            path = self.directory / block.segment
+            if not path.exists():
+                path = path.with_name(path.name + PARTIAL)
+            with path.open("rb") as opened:
+                return self.read_frames(block, lanes, dctx, opened)
+        out: list[tuple[int, bytes | Damage]] = []
+        offset = block.offset + block.header_size
+        for ref in block.header.lanes:
+            if lanes is None or ref.lane in lanes:
+                f.seek(offset)
+                raw = f.read(ref.size)
+                try:
+                    out.append((ref.lane, self._decompress(raw, dctx)))
+                except (zstandard.ZstdError, _TooLarge) as exc:
+                    where = (f"{block.segment}: byte {offset}: lane {ref.lane} frame does"
+                             f" not decompress ({exc})")
+                    if not self.skip_damaged:
+                        raise RecordingError(where) from None
+                    out.append((ref.lane, Damage(where, ref.events, ref.lane)))
+            offset += ref.size
+        return out
+
+    def lane_frames(
+        self, lane: int, start: LanePosition = LanePosition()
+    ) -> Iterator[tuple[int, Block | None, bytes | Damage]]:
+        """This lane's frames from block position `start`: (segment index, block, lines).
+
+        With `skip_damaged`, damage comes as `(index, None or block, Damage)`:
+        a lane's own unreadable frames to that lane, damage to whole blocks
+        or segments to lane 0 only, so every loss is reported exactly once.
+        """
+        dctx = zstandard.ZstdDecompressor()
+        only = {lane}
+        for index in range(start.segment, len(self.manifest.segments)):
+            offset = start.offset if index == start.segment else 0
+            with contextlib.ExitStack() as stack:
+                f = (None if index in self.missing
+                     else stack.enter_context(self.segment_path(index).open("rb")))
+                for block in self.segment_blocks(index, offset):
+                    if isinstance(block, Damage):
+                        if lane == 0:
+                            yield index, None, block
+                    elif any(ref.lane == lane for ref in block.header.lanes):
+                        ((_, data),) = self.read_frames(block, only, dctx, f)
+                        yield index, block, data
+
+    def _decompress(self, raw: bytes, dctx: zstandard.ZstdDecompressor) -> bytes:
+        """One frame, never allocating more than `max_frame_bytes` for it."""
+        size = zstandard.frame_content_size(raw)
+        if size > self.max_frame_bytes:
+            raise _TooLarge(f"{size:,} bytes decompressed, over the limit of"
+                            f" {self.max_frame_bytes:,}")
+        if size < 0:  # not in the frame header: bounded output, an error if more
+            return dctx.decompress(raw, max_output_size=self.max_frame_bytes)
+        return dctx.decompress(raw)
+
+    def block_envelopes(self, block: Block, dctx: zstandard.ZstdDecompressor | None = None
+                        ) -> list[Envelope]:
+        """A block's envelopes, parsed, in arrival (seq) order.
+
+        A line that is not an envelope raises `RecordingError` naming the place,
+        or is left out with `skip_damaged` (use `verify` to list such lines).
+        """
+        envelopes = []
+        for lane, data in self.read_frames(block, None, dctx):
+            if isinstance(data, Damage):
+                continue
+            for number, line in enumerate(data.splitlines(), start=1):
+                try:
+                    envelopes.append(Envelope.decode(line))
+                except EnvelopeError as exc:
+                    if not self.skip_damaged:
+                        raise RecordingError(f"{block.segment}: block at byte {block.offset}:"
+                                             f" lane {lane} line {number}: {exc}") from None
+        envelopes.sort(key=_seq_of)
+        return envelopes
+
+    def segment_envelopes(self, index: int) -> Iterator[Envelope]:
+        """One segment's envelopes in arrival (seq) order."""
+        dctx = zstandard.ZstdDecompressor()
+        for block in self.segment_blocks(index):
+            if isinstance(block, Block):
+                yield from self.block_envelopes(block, dctx)
+
+    def envelopes(self) -> Iterator[Envelope]:
+        """Every envelope, parsed, in arrival (seq) order."""
+        for index in range(len(self.manifest.segments)):
+            yield from self.segment_envelopes(index)
+
+    def first_received(self) -> float | None:
+        for seg in self.manifest.segments:
+            if seg.first_received is not None:
+                return seg.first_received
+        with contextlib.suppress(StopIteration, RecordingError):
+            return next(self.blocks()).header.first_recv
+        return None
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _seq_of(envelope: Envelope) -> int:
+    return envelope.seq

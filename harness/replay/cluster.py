@@ -1,0 +1,233 @@
+"""Running a job's dataflow: in this process, or as a local Bytewax cluster.
+
+`run_member` runs this process's share with Bytewax's own `cli_main` (all of
+it when there are no peers). `run_cluster` starts `processes` members, each a
+`python -m harness.replay.cluster` process given the job as JSON and a
+localhost address list (exactly what `python -m bytewax.run -i/-a` does),
+supervises them by PID, and reports the first member's error in one line.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from bytewax.dataflow import Dataflow
+from bytewax.recovery import RecoveryConfig
+from bytewax.run import cli_main
+
+from harness import errors
+from harness.errors import HarnessError
+from harness.replay.job import Job, job_from_json, job_to_json
+
+__all__ = ["ERRORS", "ClusterError", "execute", "first_error", "free_addresses", "run_cluster",
+           "run_member", "terminate"]
+
+ERRORS = "errors.txt"
+
+
+class ClusterError(RuntimeError):
+    """A member process of a local cluster failed."""
+
+
+def first_error(run_dir: Path) -> HarnessError | None:
+    """The first error a source or step logged (see `harness.errors.logging_errors`)."""
+    log = run_dir / ERRORS
+    if not log.exists():
+        return None
+    for line in log.read_text(errors="replace").splitlines():
+        kind, tab, message = line.partition("\t")
+        if tab:
+            cls = getattr(errors, kind, HarnessError)
+            return cls(message) if isinstance(cls, type) else HarnessError(message)
+        if line.strip():
+            return HarnessError(line)
+    return None
+
+
+def free_addresses(count: int) -> list[str]:
+    """`count` loopback addresses with ports free right now."""
+    with ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [f"127.0.0.1:{s.getsockname()[1]}" for s in socks]
+
+
+@contextmanager
+def _stderr_into(path: Path) -> Iterator[None]:
+    """Send this process's fd 2 (Rust panics included) into a file for a while."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(fd, 2)
+    os.close(fd)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _harness_error(exc: BaseException | None) -> HarnessError | None:
+    while exc is not None:
+        if isinstance(exc, HarnessError):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _forward(log: Path) -> None:
+    for line in log.read_text(errors="replace").splitlines(keepends=True):
+        if not _CONNECT_RETRY.search(line):
+            sys.stderr.write(line)
+
+
+# Bytewax logs this while cluster members start one after the other; it is not an error.
+_CONNECT_RETRY = re.compile(r"error connecting to worker \d+: .*retrying")
+
+
+def execute(flow: Dataflow, run_dir: Path, workers: int, addresses: list[str] | None = None,
+            process_id: int | None = None, recovery: RecoveryConfig | None = None,
+            epoch_interval: float | None = None) -> None:
+    """Run a flow's share in this process with Bytewax's own cluster entry point.
+
+    Bad input found while running (a damaged recording, say) surfaces as the
+    `HarnessError` that names the place, not as Bytewax's wrapped error and a
+    Rust panic on stderr.
+    """
+    log = run_dir / f"stderr-{process_id or 0}.log"
+    try:
+        with _stderr_into(log):
+            cli_main(flow, workers_per_process=workers,  # type: ignore[no-untyped-call]
+                     process_id=process_id, addresses=addresses, recovery_config=recovery,
+                     epoch_interval=timedelta(seconds=epoch_interval) if epoch_interval
+                     else None)
+    except BaseException as exc:  # Bytewax raises PanicException, a BaseException
+        cause = _harness_error(exc) or first_error(run_dir)
+        if cause is not None:
+            raise cause from None
+        _forward(log)
+        raise
+    _forward(log)
+
+
+def run_member(job: Job, run_dir: Path, addresses: list[str] | None = None,
+               process_id: int | None = None) -> None:
+    """Run this process's part of the cluster (all of it when no addresses)."""
+    read = job.read
+    recovery = (RecoveryConfig(str(read.recovery_dir / "db"))  # type: ignore[no-untyped-call]
+                if read.recovery_dir is not None else None)
+    execute(job.build(run_dir), run_dir, read.workers, addresses, process_id, recovery,
+            read.snapshot_interval if recovery is not None else None)
+
+
+def run_cluster(job: Job, run_dir: Path) -> None:
+    """Run `job` as a local cluster of `job.read.processes` member processes."""
+    processes = job.read.processes
+    addresses = free_addresses(processes)
+    logs = [run_dir / f"process-{pid}.err" for pid in range(processes)]
+    procs: list[subprocess.Popen[bytes]] = []
+    spec = job_to_json(job)
+    try:
+        for pid, log in enumerate(logs):
+            if pid:  # members connect to lower ones; started early, Bytewax retries after 1 s
+                _await_listening(int(addresses[pid - 1].rsplit(":", 1)[1]), procs[-1])
+            with log.open("wb") as err:
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "harness.replay.cluster", spec, str(run_dir),
+                     ";".join(addresses), str(pid), str(os.getpid())],
+                    stderr=err, preexec_fn=_die_with_parent))
+        # One failed member makes its peers fail too; wait for all, then explain.
+        while None in (codes := [p.poll() for p in procs]):  # poll every member
+            if any(code not in (None, 0) for code in codes):
+                _wait_all(procs, grace=3.0)
+                break
+            time.sleep(0.02)
+    finally:
+        _wait_all(procs, grace=0.0)
+    error = first_error(run_dir)
+    if error is not None:
+        raise error
+    for log in logs:
+        _forward(log)
+    for pid, p in enumerate(procs):
+        if p.returncode != 0:
+            raise ClusterError(f"cluster process {pid} exited with {p.returncode}")
+
+
+def _await_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """Wait until a local TCP port is in LISTEN state (Linux /proc; else a short pause)."""
+    table = Path("/proc/net/tcp")
+    if not table.exists():
+        time.sleep(0.5)
+        return
+    wanted = f":{port:04X} "
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        for line in table.read_text().splitlines()[1:]:
+            fields = line.split()
+            if (fields[1] + " ").endswith(wanted) and fields[3] == "0A":
+                return
+        time.sleep(0.01)
+
+
+def _die_with_parent() -> None:
+    """Linux: a member gets SIGKILL when the replay that started it dies."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _wait_all(procs: list[subprocess.Popen[bytes]], grace: float) -> None:
+    """Let members finish within `grace` seconds, then end the rest by PID."""
+    deadline = time.monotonic() + grace
+    for p in procs:
+        try:
+            p.wait(max(deadline - time.monotonic(), 0.0))
+        except subprocess.TimeoutExpired:
+            terminate(p)
+
+
+def terminate(proc: subprocess.Popen[Any], grace: float = 5.0) -> None:
+    """End a child by its PID: SIGTERM, then SIGKILL if it is still there after `grace` s."""
+    if proc.poll() is not None:
+        return
+    os.kill(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _member_main(argv: list[str]) -> None:
+    spec, run_dir, addresses, process_id, parent = argv
+    # The death signal is armed before exec; a parent that died before that
+    # would leave this member orphaned (re-parented): leave at once.
+    if os.getppid() != int(parent):
+        os._exit(1)
+    try:
+        run_member(job_from_json(spec), Path(run_dir), addresses.split(";"), int(process_id))
+    except HarnessError as exc:
+        with (Path(run_dir) / ERRORS).open("a") as log:  # the parent reports it from here
+            log.write(f"{type(exc).__name__}\t{exc}\n")
+        os._exit(2)
+
+
+if __name__ == "__main__":
+    _member_main(sys.argv[1:])

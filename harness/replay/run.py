@@ -1,0 +1,82 @@
+"""Running a job over a recording: checks first, then the run, then the outputs.
+
+`run_job` is what every replay goes through, the bot-detection fast path
+and user flows alike: it opens the recording (failing early, in one line,
+on a missing or damaged one), checks finished segments' sha256, chooses the
+run directory (temporary, or the recovery state), runs the job in this
+process or as a local cluster, and hands the run directory to `collect`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Generic, TypeVar
+
+from harness.errors import RecordingError
+from harness.files import sha256_file
+from harness.recording.reader import Recording
+from harness.replay.cluster import run_cluster, run_member
+from harness.replay.job import Job
+from harness.replay.recovery import run_directory
+
+__all__ = ["Run", "run_job"]
+
+T = TypeVar("T")
+
+
+@dataclass
+class Run(Generic[T]):
+    """What a run produced (`output`, as `collect` made it) and how long it took."""
+
+    output: T
+    wall_seconds: float
+    recording: Recording
+    notes: list[str] = field(default_factory=list)  # cut-short tails, hash mismatches
+
+
+def run_job(job: Job, collect: Callable[[Path], T], *, addresses: list[str] | None = None,
+            process_id: int | None = None) -> Run[T]:
+    """Run `job` and collect its outputs.
+
+    With `addresses`, this process is member `process_id` of a cluster whose
+    other members run elsewhere; the outputs then hold this member's share.
+    """
+    read = job.read
+    recording = Recording(read.recording, skip_damaged=read.skip_damaged)
+    notes = _check_hashes(recording) + _scan_unfinished(recording)
+    identity = {"recording": str(recording.directory.resolve()),
+                "created": recording.manifest.created, "events": recording.manifest.events,
+                **job.identity()}
+    with run_directory(read.recovery_dir, identity) as run_dir:
+        start = time.perf_counter()
+        if addresses is not None or read.processes == 1:
+            run_member(job, run_dir, addresses, process_id)
+        else:
+            run_cluster(job, run_dir)
+        wall = time.perf_counter() - start
+        output = collect(run_dir)
+    return Run(output, wall, recording, notes)
+
+
+def _check_hashes(recording: Recording) -> list[str]:
+    """sha256 of every finished segment against the manifest (cheap next to a replay)."""
+    notes = []
+    for index, segment in enumerate(recording.manifest.segments):
+        if (segment.complete and index not in recording.missing
+                and sha256_file(recording.segment_path(index)) != segment.sha256):
+            note = f"{segment.file}: sha256 does not match the manifest"
+            if not recording.skip_damaged:
+                raise RecordingError(note)
+            notes.append(note)
+    return notes
+
+
+def _scan_unfinished(recording: Recording) -> list[str]:
+    for index, segment in enumerate(recording.manifest.segments):
+        if not segment.complete:
+            for _ in recording.segment_blocks(index):
+                pass
+    return recording.truncated
