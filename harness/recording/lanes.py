@@ -59,6 +59,7 @@ class Chunk:
     origin: tuple[tuple[str, int, int], ...] = ()  # (place, first line there, lines)
     strict: bool = True
     damage: Damage | None = None
+    outside: int = 0  # events of segments skipped whole by a slice, not read
 
     def place(self, line: int) -> str:
         """Where the chunk's `line` (1-based) is in the recording."""

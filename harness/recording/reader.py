@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Final
@@ -21,7 +21,7 @@ import zstandard
 from harness.errors import RecordingError
 from harness.recording.blocks import PARTIAL, Block, Damage, scan_blocks
 from harness.recording.envelope import Envelope, EnvelopeError
-from harness.recording.manifest import Manifest
+from harness.recording.manifest import Manifest, Segment
 
 __all__ = ["MAX_FRAME_BYTES", "LanePosition", "Recording"]
 
@@ -140,17 +140,24 @@ class Recording:
         return out
 
     def lane_frames(
-        self, lane: int, start: LanePosition = LanePosition()
+        self, lane: int, start: LanePosition = LanePosition(),
+        skip: Callable[[Segment], bool] | None = None, skipped: set[int] | None = None,
     ) -> Iterator[tuple[int, Block | None, bytes | Damage]]:
         """This lane's frames from block position `start`: (segment index, block, lines).
 
         With `skip_damaged`, damage comes as `(index, None or block, Damage)`:
         a lane's own unreadable frames to that lane, damage to whole blocks
         or segments to lane 0 only, so every loss is reported exactly once.
+        Segments for which `skip` is true are not read; their indexes are
+        added to `skipped`.
         """
         dctx = zstandard.ZstdDecompressor()
         only = {lane}
         for index in range(start.segment, len(self.manifest.segments)):
+            if skip is not None and skip(self.manifest.segments[index]):
+                if skipped is not None:
+                    skipped.add(index)
+                continue
             offset = start.offset if index == start.segment else 0
             with contextlib.ExitStack() as stack:
                 f = (None if index in self.missing

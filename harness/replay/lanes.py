@@ -15,6 +15,7 @@ The clock never enters: pacing (`speed`) only delays reads.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +25,9 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from harness.errors import logging_errors
 from harness.recording.blocks import Block, Damage
 from harness.recording.lanes import Chunk, lane_index, lane_name
+from harness.recording.manifest import Segment
 from harness.recording.reader import LanePosition, Recording
+from harness.recording.slice import Slice
 
 __all__ = ["COALESCE_BYTES", "LanePartition", "LaneSource"]
 
@@ -47,6 +50,7 @@ class LaneSource(FixedPartitionedSource[Chunk, LanePosition]):
     batch_size: int | None = None
     error_log: Path | None = None
     skip_damaged: bool = False
+    slice_: Slice | None = None
 
     def list_parts(self) -> list[str]:
         return [lane_name(lane) for lane in range(Recording(self.path).lanes)]
@@ -56,15 +60,21 @@ class LaneSource(FixedPartitionedSource[Chunk, LanePosition]):
     ) -> LanePartition:
         recording = Recording(self.path, skip_damaged=self.skip_damaged)
         return LanePartition(recording, lane_index(for_part), resume_state or LanePosition(),
-                             self.speed, self.batch_size, self.error_log)
+                             self.speed, self.batch_size, self.error_log,
+                             self.slice_.excludes_segment if self.slice_ else None)
 
 
 class LanePartition(StatefulSourcePartition[Chunk, LanePosition]):
     def __init__(self, recording: Recording, lane: int, start: LanePosition,
-                 speed: float | None, batch_size: int | None, error_log: Path | None) -> None:
+                 speed: float | None, batch_size: int | None, error_log: Path | None,
+                 skip_segment: Callable[[Segment], bool] | None = None) -> None:
         self._lane = lane
         self._logged_next_batch = logging_errors(self._next_batch, error_log)
-        self._frames = recording.lane_frames(lane, LanePosition(start.segment, start.offset))
+        self.skipped_segments: set[int] = set()  # segments `skip_segment` left unread
+        self._reported: set[int] = set()
+        self._segments = recording.manifest.segments
+        self._frames = recording.lane_frames(lane, LanePosition(start.segment, start.offset),
+                                             skip_segment, self.skipped_segments)
         self._position = start
         self._skip = start.skip
         self._lines: list[bytes] = []
@@ -79,15 +89,38 @@ class LanePartition(StatefulSourcePartition[Chunk, LanePosition]):
         self._origin = (recording.first_received() or 0.0) if start == LanePosition() else None
         self._started = time.time()
         self._due: float | None = None
+        self._done = False
 
     def next_batch(self) -> list[Chunk]:
         return self._logged_next_batch()
 
+    def _next_batch(self) -> list[Chunk]:
+        try:
+            chunks = self._read()
+        except StopIteration:
+            chunks = []
+        outside = self._outside()
+        if outside is not None:
+            chunks.append(outside)
+        elif not chunks and self._done:
+            raise StopIteration
+        return chunks
+
+    def _outside(self) -> Chunk | None:
+        """Lane 0 counts the events of segments left unread as outside the slice."""
+        new = self.skipped_segments - self._reported
+        if self._lane != 0 or not new:
+            return None
+        self._reported |= new
+        return Chunk(self._lane, b"", outside=sum(self._segments[i].events for i in new))
+
     def _next_frame(self) -> tuple[int, Block | None, bytes | Damage] | None:
         if self._pending is not None:
-            frame, self._pending = self._pending, None
-            return frame
-        return next(self._frames, None)
+            pending, self._pending = self._pending, None
+            return pending
+        frame = next(self._frames, None)
+        self._done = frame is None
+        return frame
 
     def _damage(self, segment: int, block: Block | None, damage: Damage) -> list[Chunk]:
         # A damaged frame is passed like a read one; damage between blocks
@@ -130,7 +163,7 @@ class LanePartition(StatefulSourcePartition[Chunk, LanePosition]):
             raise StopIteration
         return [Chunk(self._lane, b"".join(parts), tuple(origin), self._strict)]
 
-    def _next_batch(self) -> list[Chunk]:
+    def _read(self) -> list[Chunk]:
         if not self._lines and not self._skip and self._batch_size is None and not self._speed:
             return self._whole_frames()
         if not self._lines:

@@ -10,6 +10,7 @@ itself, so the rules stay in one place. The envelope fields read here
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,15 +22,15 @@ from harness.errors import RecordingError
 from harness.flows.bots.semantics import (
     CANARY,
     DAMAGED,
-    MAX_TIMESTAMP,
-    MIN_TIMESTAMP,
     NOT_JSON,
     DeadLetter,
+    DetectionParams,
     classify,
 )
 from harness.recording.lanes import Chunk
+from harness.recording.slice import Slice
 
-__all__ = ["EventBatch", "decode"]
+__all__ = ["Decoder", "EventBatch", "decode"]
 
 
 @dataclass(slots=True)
@@ -45,6 +46,7 @@ class EventBatch:
     invalid: list[DeadLetter] = field(default_factory=list)
     damage: list[DeadLetter] = field(default_factory=list)
     skipped: int = 0
+    outside: int = 0  # events outside the replayed slice
 
 
 class _Meta(msgspec.Struct):
@@ -57,112 +59,145 @@ class _Event(msgspec.Struct):
     meta: _Meta | None = None
 
 
+class _SlicedEvent(_Event):
+    wiki: Any = None  # only decoded when replaying a slice by wiki
+
+
 class _Envelope(msgspec.Struct):
     seq: int
     data: _Event | UnsetType = UNSET  # unset: a kept non-JSON payload
 
 
+class _SlicedEnvelope(_Envelope):
+    data: _SlicedEvent | UnsetType = UNSET
+
+
 # RecursionError: msgspec gives up on deep nesting sooner than orjson does.
 _NOT_FAST = (msgspec.ValidationError, msgspec.DecodeError, RecursionError)
-_decode_all = msgspec.json.Decoder(list[_Envelope]).decode
-_decode_one = msgspec.json.Decoder(_Envelope).decode
 
 # Test hook for the performance gate: extra work per event, off unless set.
 _SLOWDOWN = int(os.environ.get("HARNESS_SLOWDOWN_LOOPS", "0"))
 
 
-def decode(chunk: Chunk) -> EventBatch:
-    """Decode only what detection needs; anything unusual takes the slow path.
+class Decoder:
+    """Decodes chunks for detection under `params`, keeping only `slice_` (if any).
 
     The fast path (msgspec, only `user`/`timestamp`/`meta.domain`, no other
     field materialised) accepts exactly the events `classify` accepts; every
     other line is judged by `classify` itself, so the rules stay in one place.
     A whole chunk is decoded in one call; only a chunk with a line that is not
     an envelope of an object (damage, non-object payloads) goes line by line.
+    With a slice, events outside it are counted as `outside` first (a payload
+    that is not JSON is reported as invalid whatever the slice).
     """
-    lines = chunk.lines.rstrip(b"\n")
-    batch = EventBatch(chunk.lane)
-    if chunk.damage is not None:
-        batch.damage.append(DeadLetter(-1, DAMAGED, where=chunk.damage.where))
-        batch.skipped += chunk.damage.lines
-    if not lines:
+
+    def __init__(self, params: DetectionParams | None = None, slice_: Slice | None = None
+                 ) -> None:
+        self.params = params or DetectionParams()
+        self.slice = slice_ if slice_ else None
+        self._low, self._high = self.params.timestamp_range()
+        kind: type[_Envelope] = (_SlicedEnvelope if self.slice and self.slice.wikis is not None
+                                 else _Envelope)
+        self._decode_all: Callable[[bytes], list[_Envelope]] = msgspec.json.Decoder(
+            list[kind]).decode  # type: ignore[valid-type]
+        self._decode_one: Callable[[bytes], _Envelope] = msgspec.json.Decoder(kind).decode
+
+    def __call__(self, chunk: Chunk) -> EventBatch:
+        lines = chunk.lines.rstrip(b"\n")
+        batch = EventBatch(chunk.lane)
+        if chunk.damage is not None:
+            batch.damage.append(DeadLetter(-1, DAMAGED, where=chunk.damage.where))
+            batch.skipped += chunk.damage.lines
+        batch.events += chunk.outside
+        batch.outside += chunk.outside
+        if not lines:
+            return batch
+        try:
+            envelopes = self._decode_all(b"[" + lines.replace(b"\n", b",") + b"]")
+        except _NOT_FAST:
+            for number, line in enumerate(lines.split(b"\n"), start=1):
+                if not self._decode_line(line, batch):
+                    where = chunk.place(number)
+                    if chunk.strict:
+                        raise RecordingError(f"{where}: not a recording envelope") from None
+                    batch.damage.append(DeadLetter(-1, DAMAGED, where=where))
+                    batch.skipped += 1
+        else:
+            batch.events += len(envelopes)
+            self._add_envelopes(envelopes, batch)
+        if _SLOWDOWN:
+            for _ in range(_SLOWDOWN * batch.events):
+                pass
         return batch
-    try:
-        envelopes = _decode_all(b"[" + lines.replace(b"\n", b",") + b"]")
-    except _NOT_FAST:
-        for number, line in enumerate(lines.split(b"\n"), start=1):
-            if not _decode_line(line, batch):
-                where = chunk.place(number)
-                if chunk.strict:
-                    raise RecordingError(f"{where}: not a recording envelope") from None
-                batch.damage.append(DeadLetter(-1, DAMAGED, where=where))
-                batch.skipped += 1
-    else:
-        batch.events = len(envelopes)
-        _add_envelopes(envelopes, batch)
-    if _SLOWDOWN:
-        for _ in range(_SLOWDOWN * batch.events):
-            pass
-    return batch
 
+    def _add_envelopes(self, envelopes: list[_Envelope], batch: EventBatch) -> None:
+        users, stamps, seqs = batch.users, batch.timestamps, batch.seqs
+        low, high, slice_ = self._low, self._high, self.slice
+        for env in envelopes:  # the hot loop
+            data = env.data
+            if data is not UNSET:
+                user, ts, meta = data.user, data.timestamp, data.meta
+                if slice_ is not None and not slice_.admits(ts, getattr(data, "wiki", None)):
+                    batch.outside += 1
+                    continue
+                if (type(user) is str and type(ts) is int and low <= ts <= high
+                        and (meta is None or meta.domain != CANARY)):
+                    users.append(user)
+                    stamps.append(ts)
+                    seqs.append(env.seq)
+                    continue
+            self._add_unusual(env, batch)
 
-def _add_envelopes(envelopes: list[_Envelope], batch: EventBatch) -> None:
-    users, stamps, seqs = batch.users, batch.timestamps, batch.seqs
-    for env in envelopes:  # the hot loop
+    def _add_unusual(self, env: _Envelope, batch: EventBatch) -> None:
+        """Anything the hot loop did not accept: let `classify` decide."""
         data = env.data
-        if data is not UNSET:
-            user, ts, meta = data.user, data.timestamp, data.meta
-            if (type(user) is str and type(ts) is int and MIN_TIMESTAMP <= ts <= MAX_TIMESTAMP
-                    and (meta is None or meta.domain != CANARY)):
-                users.append(user)
-                stamps.append(ts)
-                seqs.append(env.seq)
-                continue
-        _add_unusual(env, batch)
+        if data is UNSET:
+            batch.invalid.append(DeadLetter(env.seq, NOT_JSON))
+            return
+        fields: dict[str, Any] = {"user": data.user, "timestamp": data.timestamp}
+        if data.meta is not None:
+            fields["meta"] = {"domain": data.meta.domain}
+        self._add_slow(env.seq, fields, batch)
 
-
-def _add_unusual(env: _Envelope, batch: EventBatch) -> None:
-    """Anything the hot loop did not accept: let `classify` decide."""
-    data = env.data
-    if data is UNSET:
-        batch.invalid.append(DeadLetter(env.seq, NOT_JSON))
-        return
-    fields: dict[str, Any] = {"user": data.user, "timestamp": data.timestamp}
-    if data.meta is not None:
-        fields["meta"] = {"domain": data.meta.domain}
-    _add_slow(env.seq, fields, batch)
-
-
-def _decode_line(line: bytes, batch: EventBatch) -> bool:
-    """Add one line; False if it is not an envelope at all (damage, not an event)."""
-    try:
-        _add_envelopes([_decode_one(line)], batch)
+    def _decode_line(self, line: bytes, batch: EventBatch) -> bool:
+        """Add one line; False if it is not an envelope at all (damage, not an event)."""
+        try:
+            self._add_envelopes([self._decode_one(line)], batch)
+            batch.events += 1
+            return True
+        except _NOT_FAST:
+            pass
+        try:
+            envelope = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return False
+        if not isinstance(envelope, dict) or type(envelope.get("seq")) is not int:
+            return False
         batch.events += 1
+        if "data" not in envelope:
+            batch.invalid.append(DeadLetter(envelope["seq"], NOT_JSON))
+            return True
+        payload = envelope["data"]
+        if (self.slice is not None and isinstance(payload, dict)
+                and not self.slice.admits(payload.get("timestamp"), payload.get("wiki"))):
+            batch.outside += 1
+            return True
+        self._add_slow(envelope["seq"], payload, batch)
         return True
-    except _NOT_FAST:
-        pass
-    try:
-        envelope = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return False
-    if not isinstance(envelope, dict) or type(envelope.get("seq")) is not int:
-        return False
-    batch.events += 1
-    if "data" not in envelope:
-        batch.invalid.append(DeadLetter(envelope["seq"], NOT_JSON))
-        return True
-    _add_slow(envelope["seq"], envelope["data"], batch)
-    return True
+
+    def _add_slow(self, seq: int, payload: Any, batch: EventBatch) -> None:
+        verdict = classify(payload, self.params)
+        if verdict == CANARY:
+            batch.canary += 1
+        elif isinstance(verdict, str):
+            batch.invalid.append(DeadLetter(seq, verdict))
+        else:
+            user, timestamp = verdict
+            batch.users.append(user)
+            batch.timestamps.append(timestamp)
+            batch.seqs.append(seq)
 
 
-def _add_slow(seq: int, payload: Any, batch: EventBatch) -> None:
-    verdict = classify(payload)
-    if verdict == CANARY:
-        batch.canary += 1
-    elif isinstance(verdict, str):
-        batch.invalid.append(DeadLetter(seq, verdict))
-    else:
-        user, timestamp = verdict
-        batch.users.append(user)
-        batch.timestamps.append(timestamp)
-        batch.seqs.append(seq)
+def decode(chunk: Chunk, params: DetectionParams | None = None) -> EventBatch:
+    """`Decoder(params)(chunk)`: one chunk, no slice."""
+    return Decoder(params)(chunk)

@@ -26,7 +26,7 @@ from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
 from harness.errors import logging_errors
-from harness.flows.bots.decode import EventBatch, decode
+from harness.flows.bots.decode import Decoder, EventBatch
 from harness.flows.bots.routing import lane_keys
 from harness.flows.bots.semantics import (
     DeadLetter,
@@ -36,6 +36,7 @@ from harness.flows.bots.semantics import (
     WindowSummary,
 )
 from harness.recording.lanes import Chunk, lane_name
+from harness.recording.slice import Slice
 
 __all__ = ["DetectLogic", "Report", "build_flow"]
 
@@ -67,6 +68,7 @@ class DetectLogic(StatefulBatchLogic[EventBatch, Report, UserStates]):
         for batch in values:
             tally.events += batch.events
             tally.canary += batch.canary
+            tally.outside += batch.outside
             tally.invalid += len(batch.invalid)
             tally.skipped += batch.skipped
             emit.extend(batch.invalid)
@@ -104,16 +106,18 @@ def build_flow(
     error_log: Path | None = None,
     lanes: int = 1,
     workers: int = 1,
+    slice_: Slice | None = None,
 ) -> Dataflow:
     """The detection dataflow. `clock=None` is event time only (replay);
     pass `time.time` for live wall-clock watermarks. Damage found while
-    decoding is also appended to `error_log` (see `RecordingSource`).
-    `lanes` and `workers` (the cluster's total) only spread the lanes'
-    detect state evenly over the workers; any values give the same output."""
+    decoding is also appended to `error_log`. `lanes` and `workers` (the
+    cluster's total) only spread the lanes' detect state evenly over the
+    workers; any values give the same output. `slice_` keeps part of the
+    input (the rest is counted as `outside`)."""
     params = params or DetectionParams()
     flow = Dataflow(flow_id)
     chunks = op.input("events", flow, source)
-    batches = op.map("decode", chunks, logging_errors(decode, error_log))
+    batches = op.map("decode", chunks, logging_errors(Decoder(params, slice_), error_log))
     keys = lane_keys(lanes, workers)  # lane -> a key owned by worker lane % workers
     keyed = op.key_on("by_lane", batches,
                       lambda b: keys[b.lane] if b.lane < len(keys) else lane_name(b.lane))

@@ -28,6 +28,7 @@ from harness.flows.bots.semantics import (
 )
 from harness.recording.envelope import Envelope
 from harness.recording.reader import Recording
+from harness.recording.slice import Slice
 
 
 @dataclass
@@ -38,8 +39,9 @@ class ReferenceResult:
     wall_seconds: float = 0.0
 
 
-def detect(envelopes: Iterable[Envelope], params: DetectionParams) -> ReferenceResult:
-    """Apply SPEC 2 to recording envelopes in order."""
+def detect(envelopes: Iterable[Envelope], params: DetectionParams,
+           slice_: Slice | None = None) -> ReferenceResult:
+    """Apply the detection rules to recording envelopes in order (only those in `slice_`)."""
     result = ReferenceResult()
     tally = result.tally
     maxima: dict[str, int] = {}
@@ -47,7 +49,12 @@ def detect(envelopes: Iterable[Envelope], params: DetectionParams) -> ReferenceR
     for envelope in envelopes:
         tally.events += 1
         seq = envelope.seq
-        verdict = classify(envelope.data) if envelope.is_json else NOT_JSON
+        data = envelope.data
+        if slice_ and envelope.is_json and isinstance(data, dict) and not slice_.admits(
+                data.get("timestamp"), data.get("wiki")):
+            tally.outside += 1
+            continue
+        verdict = classify(envelope.data, params) if envelope.is_json else NOT_JSON
         if verdict == CANARY:
             tally.canary += 1
             continue
@@ -77,9 +84,10 @@ def detect(envelopes: Iterable[Envelope], params: DetectionParams) -> ReferenceR
     return result
 
 
-def replay_reference(path: str | os.PathLike[str], params: DetectionParams) -> ReferenceResult:
+def replay_reference(path: str | os.PathLike[str], params: DetectionParams,
+                     slice_: Slice | None = None) -> ReferenceResult:
     """The reference model over a recording directory, timed."""
     start = time.perf_counter()
-    result = detect(Recording(path).envelopes(), params)
+    result = detect(Recording(path).envelopes(), params, slice_)
     result.wall_seconds = time.perf_counter() - start
     return result

@@ -18,6 +18,7 @@ from harness.flows.bots.flow import build_flow
 from harness.flows.bots.semantics import DetectionParams, Tally
 from harness.flows.bots.sinks import LaneFileSink, RunOutput, collect
 from harness.recording.reader import Recording
+from harness.recording.slice import Slice
 from harness.replay.cluster import ERRORS
 from harness.replay.job import ReadOptions
 from harness.replay.lanes import LaneSource
@@ -40,9 +41,18 @@ class ReplayConfig:
     recovery_dir: Path | None = None
     snapshot_interval: float = 1.0
     skip_damaged: bool = False
+    start: int | None = None  # a slice: events with start <= timestamp < end ...
+    end: int | None = None
+    wikis: tuple[str, ...] | None = None  # ... of these wikis
 
     def __post_init__(self) -> None:
         self.read  # noqa: B018 - validates the options
+        self.slice  # noqa: B018
+
+    @property
+    def slice(self) -> Slice:
+        return Slice(self.start, self.end,
+                     frozenset(self.wikis) if self.wikis is not None else None)
 
     @property
     def read(self) -> ReadOptions:
@@ -51,18 +61,20 @@ class ReplayConfig:
                            self.snapshot_interval)
 
     def identity(self) -> dict[str, Any]:
-        return {"flow": "bots", "params": asdict(self.params)}
+        return {"flow": "bots", "params": asdict(self.params), "start": self.start,
+                "end": self.end, "wikis": list(self.wikis) if self.wikis is not None else None}
 
     def build(self, run_dir: Path) -> Dataflow:
         source = LaneSource(self.recording, self.speed, self.batch_size,
-                            error_log=run_dir / ERRORS, skip_damaged=self.skip_damaged)
+                            error_log=run_dir / ERRORS, skip_damaged=self.skip_damaged,
+                            slice_=self.slice)
         lanes = Recording(self.recording).lanes
         sink = LaneFileSink(run_dir, lanes, self.console)
         # Lane keys balanced for this shape, or, when the state must survive a
         # change of shape, plain lane names (the same keys on any shape).
         routed = 1 if self.recovery_dir is not None else self.workers * self.processes
         return build_flow(source, sink, self.params, error_log=run_dir / ERRORS, lanes=lanes,
-                          workers=routed)
+                          workers=routed, slice_=self.slice)
 
 
 @dataclass
@@ -92,7 +104,7 @@ def replay(config: ReplayConfig, *, addresses: list[str] | None = None,
     run = run_job(config, collect, addresses=addresses, process_id=process_id)
     manifest, output = run.recording.manifest, run.output
     if (manifest.complete and addresses is None and not config.skip_damaged
-            and output.tally.events != manifest.events):
+            and not config.slice and output.tally.events != manifest.events):
         raise RecordingError(f"{config.recording}: the manifest lists {manifest.events}"
                              f" events, the segments hold {output.tally.events}")
     return ReplayResult(output, run.wall_seconds, run.notes)

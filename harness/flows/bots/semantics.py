@@ -8,15 +8,21 @@ mode all call into this module; none of them re-states a rule.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from harness.errors import UsageError
+
 ALIGN_2023: Final = 1_672_531_200  # 2023-01-01T00:00:00Z
 
-# Timestamps a window summary can render as an ISO date (years 1..9999).
-MIN_TIMESTAMP: Final = -62_135_596_800
-MAX_TIMESTAMP: Final = 253_402_300_799 - 60
+# Times a window summary can render as an ISO date (years 1..9999).
+RENDERABLE_MIN: Final = -62_135_596_800  # 0001-01-01T00:00:00Z
+RENDERABLE_MAX: Final = 253_402_300_799  # 9999-12-31T23:59:59Z
+MAX_WINDOW: Final = 366 * 86_400  # parameters beyond a year only invite overflow
+MAX_LATENESS: Final = 366 * 86_400
+MAX_MIN_COUNT: Final = 1_000_000_000
 
 CANARY: Final = "canary"
 NOT_JSON: Final = "not-json"
@@ -39,12 +45,25 @@ class DetectionParams:
     threshold: float = 10.0
 
     def __post_init__(self) -> None:
-        if self.window <= 0:
-            raise ValueError(f"window must be > 0 seconds, got {self.window}")
-        if self.lateness < 0:
-            raise ValueError(f"lateness must be >= 0 seconds, got {self.lateness}")
-        if self.min_count < 1:
-            raise ValueError(f"min_count must be >= 1, got {self.min_count}")
+        checks = (
+            ("--window", self.window, 1, MAX_WINDOW),
+            ("--lateness", self.lateness, 0, MAX_LATENESS),
+            ("--min-count", self.min_count, 1, MAX_MIN_COUNT),
+            ("--align", self.align, RENDERABLE_MIN, RENDERABLE_MAX),
+        )
+        for name, value, low, high in checks:
+            if type(value) is not int or not low <= value <= high:
+                raise UsageError(f"{name} must be a whole number {low}..{high}, got {value!r}")
+        if not (isinstance(self.threshold, int | float) and math.isfinite(self.threshold)
+                and self.threshold >= 0):
+            raise UsageError(f"--threshold must be a finite number >= 0, got {self.threshold!r}")
+
+    def timestamp_range(self) -> tuple[int, int]:
+        """The timestamps whose window starts and ends within years 1..9999 (inclusive)."""
+        w, a = self.window, self.align
+        first = a - ((a - RENDERABLE_MIN) // w) * w  # the first window start >= year 1
+        last_end = a + ((RENDERABLE_MAX - a) // w) * w  # the last window end <= year 9999
+        return first, last_end - 1
 
     def window_id(self, timestamp: int) -> int:
         return (timestamp - self.align) // self.window
@@ -53,12 +72,13 @@ class DetectionParams:
         return self.align + window_id * self.window
 
 
-def classify(payload: Any) -> tuple[str, int] | str:
+def classify(payload: Any, params: DetectionParams | None = None) -> tuple[str, int] | str:
     """Return `(user, timestamp)` for a countable event, else the reason it is not.
 
     The reason is `CANARY` for canaries (dropped silently, but counted) or one
-    of the invalid reasons. Booleans are not integers here, and timestamps a
-    summary could not render are invalid rather than a crash downstream.
+    of the invalid reasons. Booleans are not integers here, and a timestamp
+    whose window (under `params`) a summary could not render is invalid
+    rather than a crash downstream.
     """
     if not isinstance(payload, dict):
         return NOT_OBJECT
@@ -71,9 +91,13 @@ def classify(payload: Any) -> tuple[str, int] | str:
     timestamp = payload.get("timestamp")
     if type(timestamp) is not int:
         return BAD_TIMESTAMP
-    if not MIN_TIMESTAMP <= timestamp <= MAX_TIMESTAMP:
+    low, high = (params or _DEFAULT).timestamp_range()
+    if not low <= timestamp <= high:
         return TIMESTAMP_RANGE
     return user, timestamp
+
+
+_DEFAULT = DetectionParams()
 
 
 def _iso(timestamp: int) -> str:
@@ -146,10 +170,11 @@ class DeadLetter:
 
 @dataclass(slots=True)
 class Tally:
-    """Conservation counts (SPEC 2 item 6): events = canary+invalid+late+counted.
+    """Conservation counts: events = canary + invalid + late + counted + outside.
 
-    `skipped` counts lines of a damaged recording passed over under
-    `--skip-damaged`; they are not events.
+    `outside` counts events outside a replayed slice (`--from/--until/--wiki`;
+    0 for a whole recording). `skipped` counts lines of a damaged recording
+    passed over under `--skip-damaged`; they are not events.
     """
 
     events: int = 0
@@ -160,13 +185,15 @@ class Tally:
     windows: int = 0
     malicious: int = 0
     skipped: int = 0
+    outside: int = 0
 
     def add(self, other: Tally) -> None:
         for name in self.__slots__:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def conserved(self) -> bool:
-        return self.events == self.canary + self.invalid + self.late + self.counted
+        return (self.events
+                == self.canary + self.invalid + self.late + self.counted + self.outside)
 
     def to_json(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}

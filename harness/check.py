@@ -1,0 +1,144 @@
+"""`harness check`: is a flow's output the same on every cluster shape?
+
+A flow over a `ReplaySource` is deterministic when its canonical output
+does not depend on how many workers and processes run it or how the input
+is batched. `check` runs it on several shapes (1 worker; 4 workers; 2
+processes x 2 workers; batches of 1 and of 1000 events) and compares the
+outputs as multisets of canonical lines, and the source's counts.
+
+What it catches: state kept outside Bytewax (a module-global counter seen
+by several worker threads or processes), keying a flow by something other
+than the source's key (one key's events then arrive from several
+partitions, interleaved differently per shape and batch size), reading the
+wall clock. A flow that passes every shape can still depend on timing in
+ways these shapes do not provoke; the more shapes agree, the stronger the
+evidence.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["DEFAULT_SHAPES", "CheckResult", "Difference", "Outcome", "Shape", "check"]
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A cluster shape and batching to run a flow with."""
+
+    workers: int = 1
+    processes: int = 1
+    batch_size: int | None = None
+
+    def __str__(self) -> str:
+        parts = []
+        if self.processes > 1:
+            parts.append(f"{self.processes} processes x {self.workers} workers")
+        else:
+            parts.append(f"{self.workers} worker{'s' if self.workers > 1 else ''}")
+        if self.batch_size is not None:
+            parts.append(f"batch {self.batch_size}")
+        return ", ".join(parts)
+
+
+DEFAULT_SHAPES = (Shape(1), Shape(4), Shape(2, 2), Shape(1, 1, 1), Shape(1, 1, 1000))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One run's output: canonical lines (any order) and counts."""
+
+    lines: Sequence[bytes]
+    counts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Difference:
+    """How the output of `other` differs from the first shape's."""
+
+    first: Shape
+    other: Shape
+    only_first: tuple[bytes, ...]  # a few examples
+    only_other: tuple[bytes, ...]
+    missing: int  # lines in the first and not in the other (with multiplicity)
+    extra: int
+    counts: dict[str, tuple[int, int]]  # counts that differ: first, other
+
+    def describe(self, examples: int = 3) -> str:
+        parts = [f"{self.first} vs {self.other}:"]
+        if self.missing or self.extra:
+            parts.append(f"{self.missing} item(s) only with {self.first},"
+                         f" {self.extra} only with {self.other}")
+        for name, (a, b) in self.counts.items():
+            parts.append(f"{name} {a} vs {b}")
+        text = " ".join(parts)
+        for label, lines in ((str(self.first), self.only_first),
+                             (str(self.other), self.only_other)):
+            for line in lines[:examples]:
+                text += f"\n  only with {label}: {line.decode(errors='replace')[:300]}"
+        return text
+
+
+@dataclass
+class CheckResult:
+    """The verdict: every shape's output equal to the first's, or how they differ."""
+
+    shapes: list[Shape]
+    items: int
+    differences: list[Difference] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def deterministic(self) -> bool:
+        return not self.differences
+
+    def summary(self) -> str:
+        if self.deterministic:
+            return f"deterministic across {len(self.shapes)} runs, {self.items} items"
+        shapes = ", ".join(f"{d.other}" for d in self.differences)
+        return (f"NOT deterministic: {len(self.differences)} of {len(self.shapes) - 1} shapes"
+                f" differ from {self.shapes[0]} ({shapes})")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "deterministic": self.deterministic, "runs": len(self.shapes), "items": self.items,
+            "shapes": [str(s) for s in self.shapes], "seconds": self.seconds,
+            "differences": [{"first": str(d.first), "other": str(d.other),
+                             "missing": d.missing, "extra": d.extra,
+                             "only_first": [x.decode(errors="replace") for x in d.only_first],
+                             "only_other": [x.decode(errors="replace") for x in d.only_other],
+                             "counts": {k: list(v) for k, v in d.counts.items()}}
+                            for d in self.differences],
+        }
+
+
+def check(run: Callable[[Shape], Outcome], shapes: Sequence[Shape] = DEFAULT_SHAPES,
+          *, progress: Callable[[Shape, float], None] | None = None) -> CheckResult:
+    """Run on every shape and compare each output with the first shape's."""
+    import time
+
+    outcomes: list[Outcome] = []
+    result = CheckResult(list(shapes), 0)
+    for shape in shapes:
+        start = time.perf_counter()
+        outcomes.append(run(shape))
+        result.seconds[str(shape)] = round(time.perf_counter() - start, 3)
+        if progress is not None:
+            progress(shape, result.seconds[str(shape)])
+    first = outcomes[0]
+    result.items = len(first.lines)
+    reference = Counter(first.lines)
+    for shape, outcome in zip(shapes[1:], outcomes[1:], strict=True):
+        got = Counter(outcome.lines)
+        missing, extra = reference - got, got - reference
+        counts = {name: (first.counts.get(name, 0), outcome.counts.get(name, 0))
+                  for name in sorted(first.counts.keys() | outcome.counts.keys())
+                  if first.counts.get(name) != outcome.counts.get(name)}
+        if missing or extra or counts:
+            result.differences.append(Difference(
+                shapes[0], shape, tuple(sorted(missing)[:5]), tuple(sorted(extra)[:5]),
+                sum(missing.values()), sum(extra.values()), counts))
+    return result
