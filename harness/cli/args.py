@@ -46,7 +46,7 @@ class Parser(argparse.ArgumentParser):
             options = [c.strip(" '") for c in choices.split(",")]
             close = difflib.get_close_matches(got, options, n=1)
             hint = f"; did you mean {close[0]}?" if close else f" (one of {', '.join(options)})"
-            what = "command" if name.startswith("{") else name
+            what = "command" if name in ("COMMAND", "command") or name.startswith("{") else name
             return f"unknown {what} {got!r}{hint}"
         message = re.sub(r"^argument ([^:]+): ", r"\1: ", message)
         return message.replace("/", " or ", 1) if message.startswith("-") else message

@@ -45,6 +45,15 @@ class VerifyReport:
     def ratio(self) -> float:
         return self.raw_bytes / self.compressed_bytes if self.compressed_bytes else 0.0
 
+    def to_json(self) -> dict[str, Any]:
+        return {"recording": str(self.path), "ok": self.ok, "complete": self.complete,
+                "events": self.events, "not_json": self.not_json, "segments": self.segments,
+                "blocks": self.blocks, "lanes": self.lanes,
+                "compressed_bytes": self.compressed_bytes, "raw_bytes": self.raw_bytes,
+                "compression": round(self.ratio, 2), "first_received": self.first_received,
+                "last_received": self.last_received, "truncated": self.truncated,
+                "errors": self.errors}
+
 
 _MAX_ERRORS = 50
 

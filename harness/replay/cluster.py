@@ -90,13 +90,22 @@ def _harness_error(exc: BaseException | None) -> HarnessError | None:
 
 
 def _forward(log: Path) -> None:
+    """Pass on what a run wrote to stderr (a flow's own messages, say), without the
+    Rust panics that accompany a failure (the failure is reported in one line)."""
+    in_panic = False
     for line in log.read_text(errors="replace").splitlines(keepends=True):
+        if _PANIC.match(line):
+            in_panic = True
+        if in_panic:
+            in_panic = not line.startswith("note:")
+            continue
         if not _CONNECT_RETRY.search(line):
             sys.stderr.write(line)
 
 
 # Bytewax logs this while cluster members start one after the other; it is not an error.
 _CONNECT_RETRY = re.compile(r"error connecting to worker \d+: .*retrying")
+_PANIC = re.compile(r"thread '.*' panicked at ")
 
 
 def execute(flow: Dataflow, run_dir: Path, workers: int, addresses: list[str] | None = None,

@@ -10,10 +10,15 @@ everything, detect.
 
 from __future__ import annotations
 
+import io
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import zstandard
 
 from harness.flows.bots.semantics import (
     CANARY,
@@ -42,19 +47,29 @@ class ReferenceResult:
 def detect(envelopes: Iterable[Envelope], params: DetectionParams,
            slice_: Slice | None = None) -> ReferenceResult:
     """Apply the detection rules to recording envelopes in order (only those in `slice_`)."""
+    return detect_payloads(((e.seq, e.data if e.is_json else _NOT_JSON) for e in envelopes),
+                           params, slice_)
+
+
+_NOT_JSON = object()  # the payload of a line that was not JSON
+
+
+def detect_payloads(events: Iterable[tuple[int, Any]], params: DetectionParams,
+                    slice_: Slice | None = None) -> ReferenceResult:
+    """`detect` over `(seq, payload)` pairs in stream order; a payload that was not
+    JSON is `_NOT_JSON`. Per-user order is all that matters, so a lane-by-lane
+    order gives the same result as arrival order."""
     result = ReferenceResult()
     tally = result.tally
     maxima: dict[str, int] = {}
     windows: dict[tuple[str, int], list[int]] = {}
-    for envelope in envelopes:
+    for seq, data in events:
         tally.events += 1
-        seq = envelope.seq
-        data = envelope.data
-        if slice_ and envelope.is_json and isinstance(data, dict) and not slice_.admits(
+        if slice_ and isinstance(data, dict) and not slice_.admits(
                 data.get("timestamp"), data.get("wiki")):
             tally.outside += 1
             continue
-        verdict = classify(envelope.data, params) if envelope.is_json else NOT_JSON
+        verdict = NOT_JSON if data is _NOT_JSON else classify(data, params)
         if verdict == CANARY:
             tally.canary += 1
             continue
@@ -82,6 +97,25 @@ def detect(envelopes: Iterable[Envelope], params: DetectionParams,
             tally.windows += 1
             tally.malicious += summary.malicious
     return result
+
+
+def plain_loop(path: str | os.PathLike[str], params: DetectionParams) -> Tally:
+    """The benchmark baseline: a plain single-threaded loop a user would write.
+
+    Streams each segment through zstd and parses every line with orjson (no
+    Bytewax, no lanes, no msgspec), and detects with the same rules.
+    """
+    recording = Recording(path)
+
+    def payloads() -> Iterator[tuple[int, Any]]:
+        for index in range(len(recording.manifest.segments)):
+            with recording.segment_path(index).open("rb") as f:
+                reader = zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True)
+                for line in io.BufferedReader(reader, 1 << 20):
+                    env = orjson.loads(line)
+                    yield env["seq"], env.get("data", _NOT_JSON)
+
+    return detect_payloads(payloads(), params).tally
 
 
 def replay_reference(path: str | os.PathLike[str], params: DetectionParams,

@@ -1,0 +1,285 @@
+"""`harness replay`, `harness check`, `harness bench`: flows over recordings."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from harness.cli.args import (
+    add_flow_options,
+    add_json,
+    add_slice_options,
+    count,
+    count_list,
+    number,
+    timestamp,
+)
+from harness.errors import UsageError
+from harness.flows.bots.semantics import ALIGN_2023, DetectionParams, Tally
+from harness.recording.sample import sample_recording
+
+__all__ = ["register"]
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "replay", help="replay a recording through the bot-detection flow or your own",
+        description="Replay a recording deterministically through the bot-detection flow"
+                    " (default) or your own flow (--flow), on any number of workers and"
+                    " processes.")
+    _add_recording(p)
+    _add_shape(p)
+    p.add_argument("--out", type=Path, metavar="FILE",
+                   help="write every window summary (or every item your flow wrote) here,"
+                        " as JSON lines")
+    p.add_argument("--dead-letters", type=Path, metavar="FILE",
+                   help="write late, invalid and damaged events here (JSON lines)")
+    p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    p.add_argument("--quiet", action="store_true",
+                   help="no alert lines, no progress (the summary line stays)")
+    p.add_argument("--recovery-dir", type=Path, metavar="STATE",
+                   help="keep Bytewax recovery state here; rerun the same command after a"
+                        " crash to resume (outputs exactly once)")
+    p.add_argument("--snapshot-interval", type=number(0.01, 86400), default=1.0, metavar="S",
+                   help="seconds between recovery snapshots (1.0)")
+    p.add_argument("--addresses", metavar="'HOST:PORT;HOST:PORT'",
+                   help="run one member of a multi-machine cluster (with --process-id)")
+    p.add_argument("--process-id", type=count(0, 255), metavar="I",
+                   help="this member's index in --addresses")
+    add_json(p)
+    add_flow_options(p)
+    add_slice_options(p)
+    _add_detection(p)
+    p.set_defaults(run=cmd_replay)
+
+    p = sub.add_parser(
+        "check", help="run a flow on several cluster shapes and compare the outputs",
+        description="Run a flow on 1 worker, 4 workers, 2 processes x 2 workers, and with"
+                    " batches of 1 and 1000 events; exit 0 if every output is the same, 1"
+                    " naming the shapes that differ and items that are only in one.")
+    _add_recording(p)
+    add_json(p)
+    add_flow_options(p)
+    add_slice_options(p)
+    _add_detection(p)
+    p.set_defaults(run=cmd_check)
+
+    p = sub.add_parser(
+        "bench", help="throughput of a flow per cluster shape, side by side with a plain loop",
+        description="Time whole `harness replay` processes per shape, interleaved with a"
+                    " plain single-threaded Python read of the same recording; report"
+                    " events/s, the ratio to the plain loop, and figures net of start-up.")
+    _add_recording(p)
+    p.add_argument("--workers", type=count_list(1, 64), default=[1, 2, 4], metavar="N,N",
+                   help="worker counts per process to measure (1,2,4)")
+    p.add_argument("--processes", type=count_list(1, 16), default=[1, 2], metavar="P,P",
+                   help="process counts to measure (1,2)")
+    p.add_argument("--rounds", type=count(1, 50), default=3,
+                   help="interleaved rounds per shape; the median is reported (3)")
+    p.add_argument("--plot", type=Path, metavar="FILE.png",
+                   help="also draw events/s per shape (needs matplotlib)")
+    p.add_argument("--out", type=Path, metavar="FILE.json", help="write the results as JSON")
+    p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    add_json(p)
+    add_flow_options(p)
+    p.set_defaults(run=cmd_bench)
+
+
+def _add_recording(p: argparse.ArgumentParser) -> None:
+    p.add_argument("recording", nargs="?", type=Path, metavar="DIR",
+                   help="recording directory (default: the bundled sample)")
+
+
+def _add_shape(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=count(1, 256), default=1, metavar="N",
+                   help="worker threads per process (1)")
+    p.add_argument("--processes", type=count(1, 64), default=1, metavar="P",
+                   help="processes in a local Bytewax cluster (1)")
+    p.add_argument("--speed", type=number(0, 1e9), default=0.0, metavar="X",
+                   help="replay at X times the recorded pace (0: as fast as possible)")
+    p.add_argument("--batch-size", type=count(1, 10_000_000), metavar="N",
+                   help="at most N events per source batch (default: whole frames)")
+    p.add_argument("--skip-damaged", action="store_true",
+                   help="replay what is readable of a damaged recording and report what was"
+                        " skipped (default: stop with an error naming the place)")
+
+
+def _add_detection(p: argparse.ArgumentParser) -> None:
+    from harness.flows.bots.semantics import MAX_LATENESS, MAX_WINDOW
+
+    g = p.add_argument_group("bot detection (without --flow)")
+    g.add_argument("--window", type=count(1, MAX_WINDOW), default=5, metavar="S",
+                   help="window length in seconds (5)")
+    g.add_argument("--lateness", type=count(0, MAX_LATENESS), default=10, metavar="S",
+                   help="allowed lateness in seconds (10)")
+    g.add_argument("--threshold", type=number(0), default=10.0, metavar="R",
+                   help="pages/second above which a window is malicious (10.0)")
+    g.add_argument("--min-count", type=count(1, 1_000_000_000), default=2, metavar="N",
+                   help="fewest events for a window summary (2)")
+    g.add_argument("--align", type=timestamp, default=ALIGN_2023, metavar="T",
+                   help="window alignment, ISO-8601 or unix seconds (2023-01-01T00:00:00Z)")
+
+
+def params_of(args: argparse.Namespace) -> DetectionParams:
+    return DetectionParams(window=args.window, lateness=args.lateness, align=args.align,
+                           min_count=args.min_count, threshold=args.threshold)
+
+
+def target_of(args: argparse.Namespace, console: bool = False) -> Any:
+    from harness.replay.targets import Target
+
+    if args.flow is None and (args.key != "user" or args.partitions is not None):
+        raise UsageError("--key and --partitions choose how your flow's source is sharded;"
+                         " give --flow MODULE:FUNCTION too")
+    wikis = getattr(args, "wikis", None)
+    return Target(flow=args.flow, key=args.key, partitions=args.partitions,
+                  start=getattr(args, "start", None), end=getattr(args, "end", None),
+                  wikis=tuple(wikis) if wikis else None,
+                  params=params_of(args) if hasattr(args, "window") else DetectionParams(),
+                  console=console)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from harness.flows.bots.replay import ReplayResult
+    from harness.replay.job import ReadOptions
+    from harness.replay.outputs import Outputs
+
+    recording = args.recording or sample_recording()
+    if (args.addresses is None) != (args.process_id is None):
+        raise UsageError("--addresses and --process-id go together (one member of a"
+                         " multi-machine cluster)")
+    addresses = _addresses(args.addresses, args.process_id)
+    outputs = Outputs({"--out": args.out, "--dead-letters": args.dead_letters},
+                      force=args.force, reading=[recording], state=args.recovery_dir)
+    target = target_of(args, console=not args.quiet and not args.json)
+    read = ReadOptions(recording, args.workers, args.processes, args.speed or None,
+                       args.batch_size, args.skip_damaged, args.recovery_dir,
+                       args.snapshot_interval)
+    result = target.run(read, addresses=addresses, process_id=args.process_id)
+    for note in result.notes:
+        print(f"warning: {note}", file=sys.stderr)
+    shape = {"workers": args.workers, "processes": args.processes}
+    if isinstance(result, ReplayResult):
+        out = result.output
+        _warn_damage(out.dead_letters, out.tally.skipped)
+        outputs.write("--out", (orjson.dumps(s) + b"\n" for s in out.summaries))
+        outputs.write("--dead-letters", (orjson.dumps(d) + b"\n" for d in out.dead_letters))
+        _report_bots(out.tally, result.wall_seconds, shape, args.json)
+    else:
+        flow_out = result.output
+        _warn_damage(flow_out.dead_letters, flow_out.tally.damaged)
+        outputs.write("--out", (line + b"\n" for line in flow_out.lines))
+        outputs.write("--dead-letters",
+                      (orjson.dumps(d) + b"\n" for d in flow_out.dead_letters))
+        _report_flow(args.flow, flow_out, result.wall_seconds, shape, args.json)
+    return 0
+
+
+def _addresses(text: str | None, process_id: int | None) -> list[str] | None:
+    if text is None:
+        return None
+    addresses = [a.strip() for a in text.split(";") if a.strip()]
+    for address in addresses:
+        host, colon, port = address.rpartition(":")
+        if not colon or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise UsageError(f"--addresses: {address!r} is not HOST:PORT")
+    if process_id is not None and process_id >= len(addresses):
+        raise UsageError(f"--process-id {process_id}: --addresses lists only"
+                         f" {len(addresses)} member(s) (0..{len(addresses) - 1})")
+    return addresses
+
+
+def _warn_damage(dead: list[dict[str, Any]], skipped: int) -> None:
+    damaged = [d for d in dead if d["reason"] == "damaged"]
+    if damaged:
+        print(f"warning: skipped {skipped} damaged line(s) in {len(damaged)} place(s): "
+              + "; ".join(str(d["where"]) for d in damaged[:5])
+              + (" ..." if len(damaged) > 5 else ""), file=sys.stderr)
+
+
+def _rate(events: int, wall: float) -> float:
+    return events / wall if wall > 0 else 0.0
+
+
+def _report_bots(t: Tally, wall: float, shape: dict[str, int], as_json: bool) -> None:
+    """The summary line; conservation is checked, not assumed."""
+    if not t.conserved():
+        raise RuntimeError("conservation violated: events != canary+invalid+late+counted"
+                           "+outside")
+    if as_json:
+        print(orjson.dumps({**t.to_json(), "events_per_second": round(_rate(t.events, wall)),
+                            "wall_seconds": round(wall, 3), **shape}).decode())
+        return
+    extra = "".join(f" {name}={getattr(t, name)}" for name in ("outside", "skipped")
+                    if getattr(t, name))
+    print(f"events={t.events} windows={t.windows} malicious={t.malicious} late={t.late}"
+          f" invalid={t.invalid} canary={t.canary} counted={t.counted}{extra}"
+          f" events/s={_rate(t.events, wall):.0f} wall={wall:.3f}s"
+          + "".join(f" {k}={v}" for k, v in shape.items()))
+
+
+def _report_flow(flow: str, out: Any, wall: float, shape: dict[str, int], as_json: bool) -> None:
+    t = out.tally
+    if not t.conserved():
+        raise RuntimeError("conservation violated: read != passed + dead letters + outside")
+    row = {"flow": flow, **t.to_json(), "dead_letters": t.dead_letters, "items": len(out.lines),
+           "events_per_second": round(_rate(t.read, wall)), "wall_seconds": round(wall, 3),
+           **shape}
+    if as_json:
+        print(orjson.dumps(row).decode())
+        return
+    extra = "".join(f" {name}={getattr(t, name)}" for name in ("outside", "damaged")
+                    if getattr(t, name))
+    print(f"events={t.read} passed={t.passed} dead_letters={t.dead_letters}"
+          f" (not_json={t.not_json} not_object={t.not_object} no_key={t.no_key}){extra}"
+          f" items={len(out.lines)} events/s={_rate(t.read, wall):.0f} wall={wall:.3f}s"
+          + "".join(f" {k}={v}" for k, v in shape.items()))
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from harness.check import check
+
+    recording = args.recording or sample_recording()
+    target = target_of(args)
+
+    def progress(shape: Any, seconds: float) -> None:
+        if not args.json:
+            print(f"check: {shape}: done in {seconds:.1f} s", file=sys.stderr)
+
+    result = check(lambda shape: target.outcome(recording, shape), progress=progress)
+    if args.json:
+        print(orjson.dumps({"flow": target.name, **result.to_json()}).decode())
+    else:
+        print(f"check: {target.name}: {result.summary()}")
+        for difference in result.differences:
+            print(difference.describe())
+    return 0 if result.deterministic else 1
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from harness.bench import BenchPlan, run_bench
+    from harness.replay.outputs import Outputs
+
+    recording = args.recording or sample_recording()
+    outputs = Outputs({"--out": args.out, "--plot": args.plot}, force=args.force,
+                      reading=[recording])
+    target_of(args)  # validates --flow/--key here, before anything is timed
+    plan = BenchPlan(recording, flow=args.flow, key=args.key, partitions=args.partitions,
+                     workers=args.workers, processes=args.processes, rounds=args.rounds)
+    results = run_bench(plan, progress=None if args.json else _bench_progress)
+    outputs.write("--out", [orjson.dumps(results.to_json(), option=orjson.OPT_INDENT_2)])
+    if args.plot is not None:
+        outputs.write("--plot", [results.plot_png()])
+    if args.json:
+        print(orjson.dumps(results.to_json()).decode())
+    else:
+        print("\n".join(results.table()))
+    return 0
+
+
+def _bench_progress(text: str) -> None:
+    print(f"bench: {text}", file=sys.stderr, flush=True)

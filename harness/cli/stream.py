@@ -1,0 +1,158 @@
+"""`harness record`, `harness live`, `harness serve`: the stream side."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from harness.cli.args import add_json, count, number, url
+from harness.errors import UsageError
+from harness.recording.lanes import DEFAULT_LANES, MAX_LANES
+from harness.recording.sample import sample_recording
+
+__all__ = ["register"]
+
+
+def register(sub: Any) -> None:
+    from harness.eventstreams.faults import Faults
+
+    p = sub.add_parser("record", help="record an EventStreams endpoint into a recording",
+                       description="Record Wikimedia's recentchange stream (or --url) into a"
+                                   " recording; the same command resumes an unfinished one.")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR",
+                   help="recording directory (new, or an unfinished one to resume)")
+    _add_stream_options(p)
+    add_json(p)
+    p.set_defaults(run=cmd_record)
+
+    p = sub.add_parser("live", help="run the bot-detection flow on the live stream",
+                       description="Run the bot-detection flow on the live stream, optionally"
+                                   " recording what it sees.")
+    _add_stream_options(p)
+    p.add_argument("--workers", type=count(1, 64), default=1, metavar="N",
+                   help="worker threads (1)")
+    p.add_argument("--out", type=Path, metavar="FILE",
+                   help="write every window summary here (JSON lines)")
+    p.add_argument("--record", type=Path, metavar="DIR",
+                   help="also record the stream into this new directory")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
+    from harness.cli.replay import _add_detection
+
+    _add_detection(p)
+    p.set_defaults(run=cmd_live)
+
+    p = sub.add_parser("serve", help="serve a recording as a local EventStreams endpoint",
+                       description="Play a recording as an EventStreams-compatible SSE"
+                                   " endpoint, with the real service's faults on request.")
+    p.add_argument("recording", nargs="?", type=Path, metavar="DIR",
+                   help="recording directory (default: the bundled sample)")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (127.0.0.1)")
+    p.add_argument("--port", type=count(0, 65535), default=8080,
+                   help="port (8080; 0 picks a free one)")
+    p.add_argument("--speed", type=number(0, 1e9), default=1.0, metavar="X",
+                   help="X times the recorded pace; 0 as fast as possible (1)")
+    p.add_argument("--end", choices=["close", "hold"], default="close",
+                   help="at the end of the recording: close, or hold the connection open")
+    faults = p.add_argument_group("fault injection (also as query parameters)")
+    for f in dataclasses.fields(Faults):
+        option = "--" + f.name.replace("_", "-")
+        if f.type == "bool":
+            faults.add_argument(option, action="store_true", help=f.metadata["help"])
+        else:
+            kind = count(0) if f.type == "int" else number(0)
+            faults.add_argument(option, type=kind, default=f.default, metavar="N",
+                                help=f.metadata["help"])
+    p.set_defaults(run=cmd_serve)
+
+
+def _add_stream_options(p: argparse.ArgumentParser) -> None:
+    from harness.eventstreams.client import DEFAULT_URL, USER_AGENT
+
+    p.add_argument("--url", type=url, default=DEFAULT_URL,
+                   help="EventStreams endpoint (default: Wikimedia recentchange)")
+    p.add_argument("--since", metavar="T",
+                   help="start from this time: unix ms or ISO-8601 (history)")
+    p.add_argument("--user-agent", default=USER_AGENT,
+                   help="User-Agent header (Wikimedia requires one with contact info)")
+    p.add_argument("--idle-timeout", type=number(0.1, 3600), default=30.0, metavar="S",
+                   help="reconnect when the stream is silent this long (30 s)")
+    p.add_argument("--max-failures", type=count(0), default=0, metavar="N",
+                   help="give up after N consecutive failed connection attempts (0: never)")
+    p.add_argument("--duration", type=number(0, above=True), metavar="S",
+                   help="stop after S seconds")
+    p.add_argument("--max-events", type=count(1), metavar="N",
+                   help="stop once the recording holds N events")
+    p.add_argument("--lanes", type=count(1, MAX_LANES), default=DEFAULT_LANES, metavar="K",
+                   help=f"key shards for parallel replay ({DEFAULT_LANES})")
+    p.add_argument("--quiet", action="store_true", help="no progress or alert lines")
+
+
+def _stream_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"idle_timeout": args.idle_timeout, "max_failures": args.max_failures or None}
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from harness.recording.recorder import record
+
+    report = record(args.out, url=args.url, duration=args.duration, max_events=args.max_events,
+                    since=args.since, user_agent=args.user_agent, lanes=args.lanes,
+                    progress=False if args.quiet or args.json else None,
+                    stream_options=_stream_options(args))
+    if args.json:
+        row = {k: v for k, v in dataclasses.asdict(report).items() if k != "stream"}
+        row["directory"] = str(report.directory)
+        row["stream"] = {k: v for k, v in dataclasses.asdict(report.stream).items()}
+        print(orjson.dumps(row, default=str).decode())
+        return 0
+    if report.resumed_after is not None:
+        print(f"record: resumed {args.out} after seq {report.resumed_after}", file=sys.stderr)
+    if report.events == 0 and not report.resumed_after:
+        state = "complete but EMPTY (no event arrived)" if report.complete else "empty"
+    else:
+        state = "complete" if report.complete else "unfinished (resumable)"
+    print(f"record: {args.out} {state}, stopped by {report.stopped_by or 'end of stream'}:"
+          f" {report.line()}")
+    return 0
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    from harness.cli.replay import _report_bots, params_of
+    from harness.eventstreams.client import EventStream
+    from harness.live import run_live
+    from harness.replay.outputs import Outputs
+
+    outputs = Outputs({"--out": args.out}, force=args.force,
+                      reading=[args.record] if args.record else [])
+    stream = EventStream(url=args.url, user_agent=args.user_agent, since=args.since,
+                         **_stream_options(args))
+    result = run_live(stream, params=params_of(args), workers=args.workers,
+                      record_to=args.record, max_events=args.max_events,
+                      duration=args.duration, console=not args.quiet, lanes=args.lanes)
+    outputs.write("--out", (orjson.dumps(s) + b"\n" for s in result.output.summaries))
+    _report_bots(result.output.tally, result.wall_seconds,
+                 {"workers": args.workers, "reconnects": stream.stats.reconnects}, False)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from harness.eventstreams.server import EventStreamServer, Faults
+
+    try:
+        faults = Faults(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Faults)})
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        server = EventStreamServer(args.recording or sample_recording(), host=args.host,
+                                   port=args.port, speed=args.speed, faults=faults,
+                                   end=args.end)
+    except OSError as exc:
+        raise UsageError(f"--host {args.host} --port {args.port}: cannot listen"
+                         f" ({exc.strerror or exc})") from None
+    print(f"serve: {server.url}  (Ctrl-C stops)", flush=True)
+    server.serve_forever()
+    return 0

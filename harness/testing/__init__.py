@@ -1,0 +1,105 @@
+"""Testing your own Bytewax flow against recordings, from pytest.
+
+    from harness.testing import assert_deterministic, run_flow
+
+    def test_counts(sample_recording):          # fixture of the harness's pytest plugin
+        items = run_flow(wiki_counts, sample_recording, key="wiki", workers=2)
+        assert {"wiki": "enwiki", ...} in items
+        assert_deterministic(wiki_counts, sample_recording, key="wiki")
+
+A *flow factory* is a function `factory(source, sink) -> Dataflow`, the same
+one `harness replay --flow MODULE:FUNCTION` runs; it must be importable by
+name (a module-level function) so that multi-process runs can load it.
+`harness.testing.strategies` has hypothesis strategies for realistic
+recentchange events, and `write_recording` turns any events into a real
+recording on disk, so a flow can be property-tested against a model.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from harness.check import DEFAULT_SHAPES, CheckResult, Shape, check
+from harness.errors import UsageError
+from harness.recording.lanes import DEFAULT_LANES
+from harness.recording.sample import sample_recording
+from harness.replay.job import ReadOptions
+from harness.replay.targets import Target
+
+__all__ = ["DEFAULT_SHAPES", "Shape", "assert_deterministic", "flow_spec", "run_flow",
+           "sample_recording", "write_recording"]
+
+FlowFactory = Callable[[Any, Any], Any]
+
+
+def flow_spec(factory: FlowFactory) -> tuple[str, tuple[str, ...]]:
+    """`MODULE:FUNCTION` of a factory, and the path its module is imported from."""
+    module, name = getattr(factory, "__module__", None), getattr(factory, "__qualname__", "")
+    if not module or not name.isidentifier() or module == "__main__":
+        raise UsageError(f"{factory!r}: a flow factory must be a module-level function of an"
+                         " importable module (multi-process runs import it by name)")
+    search: tuple[str, ...] = ()
+    file = getattr(sys.modules.get(module), "__file__", None)
+    if file is not None:
+        root = Path(file).resolve().parent
+        for _ in range(module.count(".")):
+            root = root.parent
+        search = (str(root),)
+    return f"{module}:{name}", search
+
+
+def _target(factory: FlowFactory, key: str, partitions: int | None) -> Target:
+    spec, search = flow_spec(factory)
+    return Target(flow=spec, key=key, partitions=partitions, search=search)
+
+
+def run_flow(factory: FlowFactory, recording: str | Path, *, key: str = "user",
+             workers: int = 1, processes: int = 1, batch_size: int | None = None,
+             partitions: int | None = None) -> list[Any]:
+    """Run `factory` over `recording` and return every item it wrote to the sink,
+    as JSON values, in canonical order (sorted by their canonical JSON text)."""
+    target = _target(factory, key, partitions)
+    result = target.run(ReadOptions(Path(recording), workers, processes,
+                                    batch_size=batch_size))
+    return [orjson.loads(line) for line in result.output.lines]  # type: ignore[union-attr]
+
+
+def assert_deterministic(factory: FlowFactory, recording: str | Path, *, key: str = "user",
+                         shapes: Sequence[Shape] = DEFAULT_SHAPES,
+                         partitions: int | None = None) -> CheckResult:
+    """Run `factory` on several cluster shapes; raise AssertionError naming the shapes
+    that differ and items found with only one of them."""
+    target = _target(factory, key, partitions)
+    result = check(lambda shape: target.outcome(Path(recording), shape), shapes)
+    if not result.deterministic:
+        raise AssertionError(f"{target.name}: {result.summary()}\n"
+                             + "\n".join(d.describe() for d in result.differences))
+    return result
+
+
+def write_recording(path: str | Path, events: Iterable[dict[str, Any] | bytes | str], *,
+                    lanes: int = DEFAULT_LANES, received: float | None = None,
+                    spacing: float = 0.02) -> Path:
+    """Write `events` (payload dicts, or raw payload text) as a real recording.
+
+    Receive times start at `received` (default: the first event's timestamp, else
+    1.7e9) and advance by `spacing` seconds per event; SSE ids are offsets.
+    """
+    from harness.recording.writer import RecordingWriter
+
+    out = Path(path)
+    with RecordingWriter(out, source="test:harness.testing", lanes=lanes) as writer:
+        clock = received
+        for i, event in enumerate(events):
+            if clock is None:
+                ts = event.get("timestamp") if isinstance(event, dict) else None
+                clock = float(ts) if type(ts) is int else 1.7e9
+            payload = orjson.dumps(event) if isinstance(event, dict) else event
+            writer.append(payload, f'[{{"topic":"test","partition":0,"offset":{i}}}]',
+                          clock + i * spacing)
+    return out

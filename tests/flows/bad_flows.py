@@ -1,0 +1,45 @@
+"""Flows for the tests: broken ones, a nondeterministic one, and a per-event one."""
+
+import itertools
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+
+_counter = itertools.count()
+
+
+def global_counter(source, sink):
+    """Numbers events with a module-global counter: state outside Bytewax."""
+    flow = Dataflow("global_counter")
+    edits = op.input("edits", flow, source)
+    op.output("out", op.map("number", edits, lambda e: {"id": e["meta"]["id"],
+                                                       "n": next(_counter)}), sink)
+    return flow
+
+
+def not_a_flow(source, sink):
+    return "a string"
+
+
+def unserialisable(source, sink):
+    flow = Dataflow("unserialisable")
+    op.output("out", op.map("obj", op.input("edits", flow, source), lambda e: object()), sink)
+    return flow
+
+
+def raises(source, sink):
+    flow = Dataflow("raises")
+    op.output("out", op.map("get", op.input("edits", flow, source),
+                            lambda e: e["no_such_field"]), sink)
+    return flow
+
+
+def every_event(source, sink):
+    """One item per event, keyed like the source: deterministic, and big enough to crash in."""
+    flow = Dataflow("every_event")
+    edits = op.input("edits", flow, source)
+    keyed = op.key_on("by_wiki", edits, lambda e: str(e["wiki"]))
+    numbered = op.stateful_map("number", keyed, lambda n, e: ((n or 0) + 1,
+                                                             {"id": e["meta"]["id"], "n": n}))
+    op.output("out", op.map("row", numbered, lambda kv: {"wiki": kv[0], **kv[1]}), sink)
+    return flow
