@@ -98,7 +98,7 @@ class CheckResult:
     def summary(self) -> str:
         if self.deterministic:
             return f"deterministic across {len(self.shapes)} runs, {self.items} items"
-        shapes = ", ".join(f"{d.other}" for d in self.differences)
+        shapes = "; ".join(f"{d.other}" for d in self.differences)
         return (f"NOT deterministic: {len(self.differences)} of {len(self.shapes) - 1} shapes"
                 f" differ from {self.shapes[0]} ({shapes})")
 

@@ -3,7 +3,7 @@
 Only the source differs from replay: `LiveSource` turns server-sent events
 into the same envelope `Chunk`s a recording holds (optionally recording
 them at the same time), and the flow runs with the wall clock, so windows
-also close when wall time passes their end plus the lateness (SPEC 2).
+also close when wall time passes their end plus the lateness.
 """
 
 from __future__ import annotations

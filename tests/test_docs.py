@@ -4,7 +4,9 @@ Conventions (docs/index.md repeats them for authors):
 
 - ```` ```python ```` blocks are executed in document order, each with `exec` in a fresh
   module namespace. A block whose info string is `python no-run` is not executed (keep
-  those for APIs shown only for contrast, e.g. the pre-0.19 Bytewax API).
+  those for APIs shown only for contrast, e.g. the pre-0.19 Bytewax API). A block whose
+  info string is `python file=PATH` shows the file `docs/PATH` word for word (checked) and
+  is written into the page's directory under its own name, for later commands to use.
 - If the next fenced block after a python block has the info string `text output`, the
   python block's stdout must equal it, line by line (trailing spaces and blank lines
   ignored, timing-dependent fields removed: see `TIMING`).
@@ -51,7 +53,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 SAMPLE = ROOT / "recordings" / "sample"
 PAGES = sorted(DOCS.glob("*.md"))
-SHELL_PAGES = {"tutorial.md"}
+SHELL_PAGES = {"tutorial.md", "your-own-flow.md"}
 DOC_PORT = "8080"
 MAX_DURATION = 3
 COMMAND_TIMEOUT = 120
@@ -207,7 +209,8 @@ class Shell:
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env["PATH"] = f"{self.bin_dir}{os.pathsep}{env.get('PATH', '')}"
+        env["PATH"] = os.pathsep.join([str(self.bin_dir), str(Path(sys.executable).parent),
+                                       env.get("PATH", "")])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH"))
                                             if p)
         return env
@@ -312,12 +315,27 @@ def harness_bin(directory: Path) -> Path:
     return directory
 
 
+def write_file_block(block: Block, file: str, page: str) -> None:
+    """A ```` ```python file=PATH ```` block shows a file of docs/ word for word; it is
+    written into the page's directory (under its own name) for later commands."""
+    source = DOCS / file
+    assert source.is_file(), f"{block.where(page)}: {file} is not a file under docs/"
+    body = "\n".join(block.body) + "\n"
+    assert body == source.read_text(), f"{block.where(page)}: differs from docs/{file}"
+    Path(source.name).write_text(body)
+
+
 def run_page(text: str, page: str, shell: Shell | None) -> int:
     """Run every runnable block of a page in order; return how many ran."""
     blocks = parse_blocks(text)
     ran = 0
     for index, block in enumerate(blocks):
-        if block.lang == "python" and "no-run" not in block.words:
+        file = next((w.removeprefix("file=") for w in block.words if w.startswith("file=")),
+                    None)
+        if block.lang == "python" and file is not None:
+            write_file_block(block, file, page)
+            ran += 1
+        elif block.lang == "python" and "no-run" not in block.words:
             assert "wikimedia.org" not in "\n".join(block.body), block.where(page)
             printed = run_python(block, page)
             following = blocks[index + 1] if index + 1 < len(blocks) else None

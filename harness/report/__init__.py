@@ -87,7 +87,7 @@ def write_report(
     """Write the report page for `recording` to `out` (atomically); return its numbers.
 
     When `summaries` or `dead_letters` is None the recording is replayed
-    through the bot-detection flow with `params` (default: the SPEC's), and
+    through the bot-detection flow with `params` (default: the contract's), and
     whatever was not given is taken from that replay. Given results without
     a `tally` get one derived from them and the recording scan: events and
     canaries as scanned, late and invalid from the dead letters, windows and

@@ -1,4 +1,4 @@
-"""The reference model: SPEC section 2 as one plain Python loop, no Bytewax.
+"""The reference model: the detection rules as one plain Python loop, no Bytewax.
 
 It reads every event in recording (arrival) order, keeps each user's
 maximum timestamp, and only at the end turns the windows into summaries.

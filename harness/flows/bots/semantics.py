@@ -1,4 +1,4 @@
-"""The detection semantics (SPEC section 2), defined once.
+"""The detection semantics (docs/contract.md, section 1), defined once.
 
 Everything that decides what an event *means* lives here: which events count,
 how a window is identified, when an event is late, when a window closes and
@@ -36,7 +36,7 @@ DAMAGED: Final = "damaged"
 
 @dataclass(frozen=True, slots=True)
 class DetectionParams:
-    """Parameters of the bot detector; defaults are the SPEC's."""
+    """Parameters of the bot detector; defaults are the contract's."""
 
     window: int = 5
     lateness: int = 10
