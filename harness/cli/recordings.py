@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from harness.cli.args import add_json, count
+from harness.cli.args import add_json, count, number
 from harness.recording.lanes import DEFAULT_LANES, MAX_LANES
 
 __all__ = ["register"]
@@ -36,6 +36,8 @@ def register(sub: Any) -> None:
     p.add_argument("--out", type=Path, required=True, metavar="DIR",
                    help="new recording directory")
     _add_lanes(p)
+    p.add_argument("--max-line-mb", type=number(0.001, 1024), default=16.0, metavar="MB",
+                   help="refuse a dump line longer than this, naming it (16 MiB)")
     p.set_defaults(run=cmd_import)
 
     p = sub.add_parser("verify", help="check a recording; exit 2 naming the damage",
@@ -65,7 +67,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from harness.recording.importer import import_dumps
 
-    manifest = import_dumps(args.files, args.out, lanes=args.lanes)
+    manifest = import_dumps(args.files, args.out, lanes=args.lanes,
+                            max_line_bytes=int(args.max_line_mb * (1 << 20)))
     print(f"import: wrote {manifest.events} events from {len(args.files)} file(s) to {args.out}")
     return 0
 

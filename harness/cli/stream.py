@@ -58,6 +58,10 @@ def register(sub: Any) -> None:
                    help="X times the recorded pace; 0 as fast as possible (1)")
     p.add_argument("--end", choices=["close", "hold"], default="close",
                    help="at the end of the recording: close, or hold the connection open")
+    p.add_argument("--header-timeout", type=number(0.1, 3600), default=10.0, metavar="S",
+                   help="disconnect a client that sends no complete request within S (10)")
+    p.add_argument("--max-connections", type=count(1, 10_000), default=128, metavar="N",
+                   help="answer 503 beyond N open connections (128)")
     faults = p.add_argument_group("fault injection (also as query parameters)")
     for f in dataclasses.fields(Faults):
         option = "--" + f.name.replace("_", "-")
@@ -89,20 +93,33 @@ def _add_stream_options(p: argparse.ArgumentParser) -> None:
                    help="stop once the recording holds N events")
     p.add_argument("--lanes", type=count(1, MAX_LANES), default=DEFAULT_LANES, metavar="K",
                    help=f"key shards for parallel replay ({DEFAULT_LANES})")
+    p.add_argument("--max-event-mb", type=number(0.001, 1024), default=16.0, metavar="MB",
+                   help="drop (and count) an event larger than this (16 MiB)")
+    p.add_argument("--retry-after-cap", type=number(1, 86400), default=300.0, metavar="S",
+                   help="never wait longer than this for a server's Retry-After (300 s)")
     p.add_argument("--quiet", action="store_true", help="no progress or alert lines")
 
 
 def _stream_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {"idle_timeout": args.idle_timeout, "max_failures": args.max_failures or None}
+    return {"idle_timeout": args.idle_timeout, "max_failures": args.max_failures or None,
+            "max_event_bytes": int(args.max_event_mb * (1 << 20)),
+            "retry_after_cap": args.retry_after_cap}
 
 
 def cmd_record(args: argparse.Namespace) -> int:
     from harness.recording.recorder import record
 
+    def problem(text: str) -> None:
+        print(f"record: {text}; retrying with backoff", file=sys.stderr, flush=True)
+
     report = record(args.out, url=args.url, duration=args.duration, max_events=args.max_events,
                     since=args.since, user_agent=args.user_agent, lanes=args.lanes,
                     progress=False if args.quiet or args.json else None,
-                    stream_options=_stream_options(args))
+                    stream_options=_stream_options(args),
+                    # a line per new problem, unless there is a progress line to show it
+                    # or the stream gives up anyway (--max-failures: then one error line)
+                    problems=None if (args.json or args.max_failures or args.quiet
+                                      or sys.stderr.isatty()) else problem)
     if args.json:
         row = {k: v for k, v in dataclasses.asdict(report).items() if k != "stream"}
         row["directory"] = str(report.directory)
@@ -149,7 +166,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         server = EventStreamServer(args.recording or sample_recording(), host=args.host,
                                    port=args.port, speed=args.speed, faults=faults,
-                                   end=args.end)
+                                   end=args.end, header_timeout=args.header_timeout,
+                                   max_connections=args.max_connections)
     except OSError as exc:
         raise UsageError(f"--host {args.host} --port {args.port}: cannot listen"
                          f" ({exc.strerror or exc})") from None

@@ -15,6 +15,7 @@ a timestamp position re-sends every event at or after that millisecond.
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 import os
 import select
@@ -55,6 +56,7 @@ __all__ = ["EventStreamServer", "Faults", "ServerStats"]
 STREAM_PATH: Final = "/v2/stream/"
 _DISCONNECTED: Final = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 _POLL: Final = 0.1
+_BUSY_RETRY_AFTER: Final = 5  # seconds, sent with 503 when max_connections are open
 
 Positioned = Iterator[tuple[int, Envelope]]
 Seeking = Iterator[tuple[int, Envelope] | None]  # None: still seeking, send a keepalive
@@ -81,6 +83,8 @@ class ServerStats:
     malformed: int = 0
     canaries: int = 0
     errors: int = 0
+    header_timeouts: int = 0  # connections dropped for not sending a request head in time
+    busy: int = 0  # connections turned away with 503: max_connections were open
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, **counts: int) -> None:
@@ -110,6 +114,7 @@ class _Reject(Exception):
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
+    request_queue_size = 128
 
     def __init__(self, owner: EventStreamServer, address: tuple[str, int]) -> None:
         self.owner = owner
@@ -123,6 +128,7 @@ class _HTTPServer(ThreadingHTTPServer):
         self.server_name, self.server_port = str(host), int(port)
 
     def process_request(self, request: Any, client_address: Any) -> None:
+        """One thread per connection, up to `max_connections`; beyond that a 503."""
         owner = self.owner
         if owner._stopping.is_set():
             self.shutdown_request(request)
@@ -131,7 +137,14 @@ class _HTTPServer(ThreadingHTTPServer):
                                   args=(request, client_address), daemon=True,
                                   name=f"{owner._name}-conn")
         with owner._lock:
-            owner._connections[thread] = request
+            busy = len(owner._connections) >= owner.max_connections
+            if not busy:
+                owner._connections[thread] = request
+        if busy:
+            owner.stats.add(busy=1)
+            _turn_away(request, len(owner._connections))
+            self.shutdown_request(request)
+            return
         thread.start()
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
@@ -148,13 +161,63 @@ class _HTTPServer(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
+def _turn_away(sock: socket.socket, open_connections: int) -> None:
+    """Answer 503 without a thread: read what the client sent so far (so that closing
+    does not reset the connection), then write the answer, never blocking."""
+    body = f"busy: {open_connections} connections open (max_connections)\n".encode()
+    answer = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8"
+              f"\r\nContent-Length: {len(body)}\r\nRetry-After: {_BUSY_RETRY_AFTER}"
+              f"\r\nConnection: close\r\n\r\n").encode() + body
+    with contextlib.suppress(OSError):
+        sock.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            sock.recv(65536)
+        sock.send(answer)
+
+
+class _HeadReader(io.RawIOBase):
+    """Socket reads that must all be done by one deadline (the request head's).
+
+    A read after the deadline, or one that waits past it, raises
+    `TimeoutError`, which ends the request quietly: a client trickling a
+    byte at a time cannot keep a thread.
+    """
+
+    def __init__(self, sock: socket.socket, deadline: float, on_timeout: Callable[[], None]):
+        super().__init__()
+        self._sock, self._deadline, self._on_timeout = sock, deadline, on_timeout
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            remaining = self._deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("request head not complete in time")
+            self._sock.settimeout(remaining)
+            return self._sock.recv_into(buffer)
+        except TimeoutError:
+            self._on_timeout()
+            raise
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "harness-eventstreams/1"
     server: _HTTPServer
 
+    def setup(self) -> None:
+        super().setup()
+        owner = self.server.owner
+        self.rfile.close()
+        self.rfile = io.BufferedReader(_HeadReader(
+            self.connection, time.monotonic() + owner.header_timeout,
+            lambda: owner.stats.add(header_timeouts=1)))
+
     def do_GET(self) -> None:
         self.close_connection = True
+        self.connection.settimeout(None)  # the head is in; streaming has its own pacing
         owner = self.server.owner
         try:
             owner._serve_request(self)
@@ -184,6 +247,11 @@ class EventStreamServer:
 
     A request is checked in this order: path (404), query parameters (400),
     User-Agent (403), `fail_first` (its status), then `Last-Event-ID` (400).
+
+    Hostile clients cannot pile up threads: a connection whose request head
+    is not complete `header_timeout` seconds after it was accepted is
+    closed, and beyond `max_connections` open connections a new one is
+    answered 503 with `Retry-After` (counted in `stats.busy`).
     """
 
     def __init__(
@@ -196,6 +264,8 @@ class EventStreamServer:
         faults: Faults | None = None,
         end: Literal["close", "hold"] = "close",
         keepalive: float = 1.0,
+        header_timeout: float = 10.0,
+        max_connections: int = 128,
         verbose: bool = False,
     ) -> None:
         if not (math.isfinite(speed) and speed >= 0):
@@ -204,12 +274,18 @@ class EventStreamServer:
             raise ValueError(f"end must be 'close' or 'hold', got {end!r}")
         if not (math.isfinite(keepalive) and keepalive > 0):
             raise ValueError(f"keepalive must be > 0 seconds, got {keepalive}")
+        if not (math.isfinite(header_timeout) and header_timeout > 0):
+            raise ValueError(f"header_timeout must be > 0 seconds, got {header_timeout}")
+        if isinstance(max_connections, bool) or max_connections < 1:
+            raise ValueError(f"max_connections must be >= 1, got {max_connections}")
         self.recording = os.fspath(recording)
         Recording(self.recording)  # fail early (RecordingError) on a bad directory
         self.speed = speed
         self.faults = faults or Faults()
         self.end = end
         self.keepalive = keepalive
+        self.header_timeout = header_timeout
+        self.max_connections = max_connections
         self.verbose = verbose
         self.stats = ServerStats()
         self._lock = threading.Lock()

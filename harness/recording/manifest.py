@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Final
 
@@ -29,7 +29,7 @@ MANIFEST: Final = "manifest.json"
 
 
 def utc_now() -> str:
-    return datetime.now(tz=UTC).isoformat(timespec="milliseconds")
+    return datetime.now(tz=timezone.utc).isoformat(timespec="milliseconds")
 
 
 @dataclass(slots=True)
@@ -64,6 +64,9 @@ class Manifest:
     format: str = FORMAT
     version: int = VERSION
     lane_key: str = LANE_RULE
+    # What the recorder's stream went through, summed over its sessions (reconnects,
+    # duplicates dropped, server errors, ...); empty for imported and synthetic ones.
+    stream: dict[str, int] = field(default_factory=dict)
     segments: list[Segment] = field(default_factory=list)
 
     @property
@@ -131,12 +134,19 @@ _ADMITS: Final[dict[str, tuple[type, ...]]] = {
 
 def _checked(raw: dict[str, Any], cls: type, where: str) -> dict[str, Any]:
     """The known fields of `raw`, each checked against `cls`'s annotation."""
-    out = {}
+    out: dict[str, Any] = {}
     for f in fields(cls):
         if f.name not in raw or f.name == "segments":
             continue
         value = raw[f.name]
         kind = str(f.type)
+        if kind == "dict[str, int]":
+            if not isinstance(value, dict) or not all(
+                    isinstance(k, str) and type(v) is int for k, v in value.items()):
+                raise RecordingError(f"{where}: manifest field {f.name!r} is {value!r},"
+                                     " expected an object of whole numbers")
+            out[f.name] = value
+            continue
         optional = kind.endswith(" | None")
         admits = _ADMITS[kind.removesuffix(" | None")]
         ok = (value is None and optional) or (

@@ -5,17 +5,21 @@ the writer (`RecordingWriter`) makes it durable, one block
 at least every second. SIGINT and SIGTERM stop cleanly: the last block is
 written, the segment finished and the manifest marked complete. A recorder
 killed outright leaves an unfinished recording that the next
-`harness record --out SAME_DIR` resumes from its last stored SSE id.
+`harness record --out SAME_DIR` resumes from its last stored SSE id;
+`max_events` counts the whole recording, so a resumed run stops at the
+same total as an uninterrupted one.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -25,6 +29,7 @@ from harness.eventstreams.client import (
     USER_AGENT,
     EventStream,
     StreamStats,
+    check_url,
     public_url,
 )
 from harness.progress import Progress
@@ -54,12 +59,14 @@ class RecordReport:
 
     def line(self) -> str:
         s = self.stream
-        last = (datetime.fromtimestamp(self.last_event_time, tz=UTC).isoformat()
+        last = (datetime.fromtimestamp(self.last_event_time, tz=timezone.utc).isoformat()
                 if self.last_event_time is not None else "-")
         rate = self.events / self.seconds if self.seconds > 0 else 0.0
+        oversized = f" oversized={s.oversized}" if s.oversized else ""
         return (f"events={self.events} events/s={rate:.1f} bytes={self.written_bytes}"
                 f" compression={self.ratio:.1f}x reconnects={s.reconnects}"
-                f" duplicates={s.duplicates} server_errors={s.errors} last_event={last}")
+                f" duplicates={s.duplicates} server_errors={s.errors}{oversized}"
+                f" last_event={last}")
 
 
 @contextmanager
@@ -90,12 +97,16 @@ def record(
     progress: bool | None = None,
     segment_seconds: float | None = 3600.0,
     stream_options: dict[str, Any] | None = None,
+    problems: Callable[[str], None] | None = None,
 ) -> RecordReport:
     """Record `url` into `out` until `duration`, `max_events`, a signal, or a fatal error.
 
     An unfinished recording in `out` is resumed; a complete one, or any other
-    non-empty directory, is refused.
+    non-empty directory, is refused. `max_events` is the recording's total
+    (events kept from before a resume included), not this session's. Each new
+    connection problem is passed to `problems` (e.g. printed) as it happens.
     """
+    check_url(url)
     directory = Path(out)
     resume = (directory / MANIFEST).is_file()  # the writer refuses a complete one
     writer = RecordingWriter(directory, source=public_url(url), lanes=lanes, resume=resume,
@@ -107,16 +118,20 @@ def record(
     report = RecordReport(directory, stream=stream.stats,
                           resumed_after=point.last_seq if resume else None)
     meter = Progress(f"record {directory}", enabled=progress)
+    told = None  # the last problem reported to `problems`
     started = time.monotonic()
     clean = False
     try:
         with _graceful_stop(stream, report):
+            if max_events is not None and writer.events >= max_events:
+                report.stopped_by = "max-events"
+                stream.stop()
             for item in stream.events():
                 if item is not None:
                     writer.append(item.data, item.sse_id, item.received)
                     report.events += 1
                     report.received_bytes += len(item.data)
-                    if max_events is not None and report.events >= max_events:
+                    if max_events is not None and writer.events >= max_events:
                         report.stopped_by = "max-events"
                         stream.stop()
                 else:
@@ -125,11 +140,16 @@ def record(
                     report.stopped_by = report.stopped_by or "duration"
                     stream.stop()
                 meter.update(report.events, _status(writer, stream.stats))
+                problem = stream.stats.last_problem
+                if problems is not None and problem and problem != told:
+                    told = problem
+                    problems(problem)
         clean = True
     finally:
         report.seconds = time.monotonic() - started
         meter.done()
         if not writer.closed:
+            _add_counters(writer.manifest.stream, stream.stats)
             try:
                 writer.close(complete=clean)
             except OSError:
@@ -142,6 +162,20 @@ def record(
     return report
 
 
+def _add_counters(kept: dict[str, int], stats: StreamStats) -> None:
+    """Add a session's stream counters to those the manifest keeps."""
+    for name, value in dataclasses.asdict(stats).items():
+        if type(value) is int:
+            kept[name] = kept.get(name, 0) + value
+
+
 def _status(writer: RecordingWriter, stats: StreamStats) -> str:
-    return (f"{writer.bytes_written / 1e6:,.1f} MB, {stats.reconnects} reconnects,"
-            f" {stats.duplicates} dup")
+    """The progress line's tail: what is stored, and while the stream waits to retry,
+    why and for how long ("cannot connect to host:443 (Connection refused); retry in 8 s")."""
+    status = (f"{writer.bytes_written / 1e6:,.1f} MB, {stats.reconnects} reconnects,"
+              f" {stats.duplicates} dup")
+    retry_at = stats.next_retry_at
+    if retry_at is not None and stats.last_problem:
+        wait = max(retry_at - time.monotonic(), 0.0)
+        status += f"; {stats.last_problem}; retry in {math.ceil(wait)} s"
+    return status
