@@ -37,7 +37,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -286,7 +286,7 @@ def run_gate(args: argparse.Namespace) -> int:
     current = _current(info, samples)
     print(_samples_line(samples))
     if args.update:
-        current["created"] = datetime.now(tz=UTC).isoformat(timespec="seconds")
+        current["created"] = datetime.now(tz=timezone.utc).isoformat(timespec="seconds")
         args.baseline.write_text(json.dumps(current, indent=2) + "\n")
         print(f"gate: baseline written to {args.baseline}: {current['instructions']:,}"
               f" instructions ({time.perf_counter() - started:.0f} s)")

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
-__all__ = ["HarnessError", "RecordingError", "StreamError", "UsageError", "logging_errors"]
+__all__ = ["HarnessError", "Interrupted", "RecordingError", "StreamError", "Terminated",
+           "UsageError", "interruption", "logging_errors"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -32,6 +33,34 @@ class RecordingError(HarnessError):
 
 class StreamError(HarnessError):
     """An endpoint cannot be streamed from (bad URL, fatal status, retries exhausted)."""
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread the way KeyboardInterrupt is for SIGINT."""
+
+
+class Interrupted(BaseException):
+    """A run stopped by SIGINT or SIGTERM; `partial` is what it had done by then."""
+
+    def __init__(self, signal_name: str, partial: Any = None) -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+        self.partial = partial
+
+
+def interruption(exc: BaseException | None) -> str | None:
+    """"SIGINT" or "SIGTERM" if `exc` is, or was caused by, an interruption."""
+    seen = 0
+    while exc is not None and seen < 50:
+        if isinstance(exc, KeyboardInterrupt):
+            return "SIGINT"
+        if isinstance(exc, Terminated):
+            return "SIGTERM"
+        if isinstance(exc, Interrupted):
+            return exc.signal_name
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return None
 
 
 def logging_errors(fn: Callable[P, R], error_log: Path | None) -> Callable[P, R]:

@@ -7,12 +7,17 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["fsync_dir", "sha256_file", "write_atomically"]
+__all__ = ["DirectoryLock", "alive", "fsync_dir", "sha256_file", "write_atomically"]
 
 
 def write_atomically(path: Path, chunks: Iterable[bytes], *, durable: bool = False) -> None:
     """Write under a temporary name, then rename into place, so that neither a reader
-    nor a killed writer ever sees half a file. `durable` also fsyncs file and directory."""
+    nor a killed writer ever sees half a file. `durable` also fsyncs file and directory.
+    Temporary files that killed writers left beside `path` are removed."""
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = stale.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and not alive(int(pid)):
+            stale.unlink(missing_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with tmp.open("wb") as f:
@@ -25,6 +30,17 @@ def write_atomically(path: Path, chunks: Iterable[bytes], *, durable: bool = Fal
         tmp.unlink(missing_ok=True)
     if durable:
         fsync_dir(path.parent)
+
+
+def alive(pid: int) -> bool:
+    """Whether a process with this PID exists (it may belong to someone else)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def fsync_dir(directory: Path) -> None:

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -103,7 +103,7 @@ class _LivePartition(StatefulSourcePartition[Chunk, None]):
 
     def next_awake(self) -> datetime | None:
         if self._inbox.empty():
-            return datetime.now(tz=UTC) + timedelta(seconds=_POLL)
+            return datetime.now(tz=timezone.utc) + timedelta(seconds=_POLL)
         return None
 
     def snapshot(self) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -85,9 +85,9 @@ def test_flow_equals_reference_model(tmp_path_factory, events, p, lanes, block, 
 def _bytewax_windows(events: list[Any], p: DetectionParams) -> tuple[list[tuple], int]:
     """Bytewax's own EventClock + TumblingWindower over the countable events."""
     valid_events = [v for v in map(classify, events) if isinstance(v, tuple)]
-    align = datetime.fromtimestamp(p.align, tz=UTC)
-    frozen = datetime(2000, 1, 1, tzinfo=UTC)
-    clock = win.EventClock(lambda v: datetime.fromtimestamp(v[1], tz=UTC),
+    align = datetime.fromtimestamp(p.align, tz=timezone.utc)
+    frozen = datetime(2000, 1, 1, tzinfo=timezone.utc)
+    clock = win.EventClock(lambda v: datetime.fromtimestamp(v[1], tz=timezone.utc),
                            wait_for_system_duration=timedelta(seconds=p.lateness),
                            now_getter=lambda: frozen, to_system_utc=lambda _: None)
     windower = win.TumblingWindower(length=timedelta(seconds=p.window), align_to=align)

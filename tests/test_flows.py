@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -147,7 +147,7 @@ def _wiki_model(recording: Path) -> list[bytes]:
         newest[wiki] = max(newest.get(wiki, ts), ts)
         counts[wiki, (ts - 1_672_531_200) // 60] += 1
     for (wiki, minute), n in counts.items():
-        start = datetime.fromtimestamp(1_672_531_200 + minute * 60, UTC).isoformat()
+        start = datetime.fromtimestamp(1_672_531_200 + minute * 60, timezone.utc).isoformat()
         rows.append({"wiki": wiki, "window_start": start, "edits": n})
     return sorted(orjson.dumps(r, option=orjson.OPT_SORT_KEYS) for r in rows)
 

@@ -14,9 +14,11 @@ import math
 import re
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NoReturn
+
+from harness.times import parse_iso
 
 __all__ = ["Parser", "count", "count_list", "number", "timestamp", "url"]
 
@@ -48,8 +50,7 @@ class Parser(argparse.ArgumentParser):
             hint = f"; did you mean {close[0]}?" if close else f" (one of {', '.join(options)})"
             what = "command" if name in ("COMMAND", "command") or name.startswith("{") else name
             return f"unknown {what} {got!r}{hint}"
-        message = re.sub(r"^argument ([^:]+): ", r"\1: ", message)
-        return message.replace("/", " or ", 1) if message.startswith("-") else message
+        return re.sub(r"^argument ([^:]+): ", r"\1: ", message)
 
     def _known_options(self) -> list[str]:
         return [o for o in self._option_string_actions if o.startswith("--")]
@@ -105,8 +106,8 @@ def number(low: float = 0.0, high: float | None = None, *,
 
 
 # Years 1..9999: what a window summary can render as an ISO date.
-_MIN = int(datetime(1, 1, 1, tzinfo=UTC).timestamp())
-_MAX = int(datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp())
+_MIN = int(datetime(1, 1, 1, tzinfo=timezone.utc).timestamp())
+_MAX = int(datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc).timestamp())
 
 
 def timestamp(text: str) -> int:
@@ -115,12 +116,10 @@ def timestamp(text: str) -> int:
         value = int(text)
     except ValueError:
         try:
-            when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            when = parse_iso(text)
         except ValueError:
             raise argparse.ArgumentTypeError(
                 f"expected an ISO-8601 time or unix seconds, got {text!r}") from None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
         value = int(when.timestamp())
     if not _MIN <= value <= _MAX:
         raise argparse.ArgumentTypeError(f"expected a time in years 1..9999, got {text!r}")

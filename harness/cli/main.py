@@ -19,7 +19,7 @@ from types import FrameType
 from harness import __version__
 from harness.cli import recordings, replay, report, stream
 from harness.cli.args import Parser
-from harness.errors import HarnessError
+from harness.errors import HarnessError, Interrupted, Terminated, interruption
 
 __all__ = ["build_parser", "main"]
 
@@ -32,10 +32,6 @@ examples:
   harness report --out report.html             look at what was flagged
 
 'harness COMMAND --help' describes each command."""
-
-
-class Terminated(BaseException):
-    """SIGTERM, raised in the main thread like KeyboardInterrupt for SIGINT."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,12 +79,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HarnessError as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"{name}: interrupted", file=sys.stderr)
-        return 130
-    except Terminated:
-        print(f"{name}: terminated", file=sys.stderr)
-        return 143
+    except (KeyboardInterrupt, Terminated, Interrupted) as exc:
+        stopped_by = interruption(exc) or "SIGINT"
+        print(f"{name}: interrupted by {stopped_by}; what was done so far is above, outputs"
+              " not written", file=sys.stderr)
+        return 143 if stopped_by == "SIGTERM" else 130
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"{name}: error: {where}{exc.strerror or exc}", file=sys.stderr)

@@ -144,11 +144,14 @@ def target_of(args: argparse.Namespace, console: bool = False) -> Any:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from harness.errors import Interrupted
     from harness.flows.bots.replay import ReplayResult
+    from harness.flows.bots.sinks import RunOutput
     from harness.replay.job import ReadOptions
     from harness.replay.outputs import Outputs
 
     recording = args.recording or sample_recording()
+    _warn_if_empty(recording)
     if (args.addresses is None) != (args.process_id is None):
         raise UsageError("--addresses and --process-id go together (one member of a"
                          " multi-machine cluster)")
@@ -159,10 +162,21 @@ def cmd_replay(args: argparse.Namespace) -> int:
     read = ReadOptions(recording, args.workers, args.processes, args.speed or None,
                        args.batch_size, args.skip_damaged, args.recovery_dir,
                        args.snapshot_interval)
-    result = target.run(read, addresses=addresses, process_id=args.process_id)
+    shape = {"workers": args.workers, "processes": args.processes}
+    try:
+        result = target.run(read, addresses=addresses, process_id=args.process_id,
+                            progress=False if args.quiet or args.json else None)
+    except Interrupted as stop:  # the counts so far; outputs are not written
+        partial = stop.partial
+        if partial is not None:
+            wall = partial.wall_seconds
+            if isinstance(partial.output, RunOutput):
+                _report_bots(partial.output.tally, wall, shape, args.json, partial=True)
+            else:
+                _report_flow(args.flow, partial.output, wall, shape, args.json, partial=True)
+        raise
     for note in result.notes:
         print(f"warning: {note}", file=sys.stderr)
-    shape = {"workers": args.workers, "processes": args.processes}
     if isinstance(result, ReplayResult):
         out = result.output
         _warn_damage(out.dead_letters, out.tally.skipped)
@@ -177,6 +191,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
                       (orjson.dumps(d) + b"\n" for d in flow_out.dead_letters))
         _report_flow(args.flow, flow_out, result.wall_seconds, shape, args.json)
     return 0
+
+
+def _warn_if_empty(recording: Path) -> None:
+    from harness.recording.manifest import Manifest
+
+    manifest = Manifest.load(recording)
+    if manifest.events == 0:
+        state = "complete" if manifest.complete else "unfinished"
+        print(f"warning: {recording} is empty ({state}, 0 events): nothing to replay",
+              file=sys.stderr)
 
 
 def _addresses(text: str | None, process_id: int | None) -> list[str] | None:
@@ -205,9 +229,12 @@ def _rate(events: int, wall: float) -> float:
     return events / wall if wall > 0 else 0.0
 
 
-def _report_bots(t: Tally, wall: float, shape: dict[str, int], as_json: bool) -> None:
-    """The summary line; conservation is checked, not assumed."""
-    if not t.conserved():
+def _report_bots(t: Tally, wall: float, shape: dict[str, Any], as_json: bool,
+                 partial: bool = False) -> None:
+    """The summary line; conservation is checked, not assumed (except of a partial run)."""
+    if partial:
+        shape = {**shape, "interrupted": True}
+    elif not t.conserved():
         raise RuntimeError("conservation violated: events != canary+invalid+late+counted"
                            "+outside")
     if as_json:
@@ -222,9 +249,12 @@ def _report_bots(t: Tally, wall: float, shape: dict[str, int], as_json: bool) ->
           + "".join(f" {k}={v}" for k, v in shape.items()))
 
 
-def _report_flow(flow: str, out: Any, wall: float, shape: dict[str, int], as_json: bool) -> None:
+def _report_flow(flow: str, out: Any, wall: float, shape: dict[str, Any], as_json: bool,
+                 partial: bool = False) -> None:
     t = out.tally
-    if not t.conserved():
+    if partial:
+        shape = {**shape, "interrupted": True}
+    elif not t.conserved():
         raise RuntimeError("conservation violated: read != passed + dead letters + outside")
     row = {"flow": flow, **t.to_json(), "dead_letters": t.dead_letters, "items": len(out.lines),
            "events_per_second": round(_rate(t.read, wall)), "wall_seconds": round(wall, 3),

@@ -12,12 +12,14 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Final, TypeGuard
+from typing import TYPE_CHECKING, Any, Final, TypeGuard
 
 import orjson
 
-from harness.recording.envelope import Envelope
+from harness.times import parse_iso
+
+if TYPE_CHECKING:  # the recording imports this module: no cycle at run time
+    from harness.recording.envelope import Envelope
 
 __all__ = ["TOPIC", "Position", "event_key", "event_ms", "parse_resume", "parse_since",
            "resume_hit", "resume_id", "wire_id"]
@@ -111,11 +113,9 @@ def parse_since(text: str) -> float:
         ms = float(text)
     except ValueError:
         try:
-            when = datetime.fromisoformat(text)
+            when = parse_iso(text)
         except ValueError:
             raise ValueError(f"since={text!r} is neither epoch milliseconds nor ISO-8601") from None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
         return when.timestamp() * 1000.0
     if not math.isfinite(ms):
         raise ValueError(f"since={text!r} is not a finite number")
@@ -130,10 +130,7 @@ def _data_ms(envelope: Envelope) -> float | None:
     meta = data.get("meta")
     if isinstance(meta, dict) and isinstance(meta.get("dt"), str):
         with contextlib.suppress(ValueError):
-            when = datetime.fromisoformat(meta["dt"])
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=UTC)
-            return when.timestamp() * 1000.0
+            return parse_iso(meta["dt"]).timestamp() * 1000.0
     ts = data.get("timestamp")
     return ts * 1000.0 if _is_number(ts) else None
 

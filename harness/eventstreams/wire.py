@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Final
 
 import orjson
@@ -49,7 +49,7 @@ def event_frame(envelope: Envelope) -> bytes:
 def canary_frame(envelope: Envelope, position: int) -> bytes:
     ms = event_ms(envelope)
     seconds = int(ms // 1000) if ms is not None else int(time.time())
-    dt = datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
+    dt = datetime.fromtimestamp(seconds, timezone.utc).isoformat().replace("+00:00", "Z")
     ident = str(uuid.uuid5(uuid.NAMESPACE_URL, f"harness-canary/{position}"))
     event = {
         "$schema": "/mediawiki/recentchange/1.0.0",

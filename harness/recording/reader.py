@@ -25,7 +25,8 @@ from harness.recording.manifest import Manifest, Segment
 
 __all__ = ["MAX_FRAME_BYTES", "LanePosition", "Recording"]
 
-MAX_FRAME_BYTES: Final = 256 << 20  # one lane frame, decompressed; larger is damage
+# One lane frame, decompressed; a larger one is damage (HARNESS_MAX_FRAME_MB raises it).
+MAX_FRAME_BYTES: Final = int(float(os.environ.get("HARNESS_MAX_FRAME_MB", "256")) * (1 << 20))
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from bytewax.dataflow import Dataflow
 from harness.flows import build_user_flow, load_flow
 from harness.replay.cluster import ERRORS
 from harness.replay.job import ReadOptions
-from harness.replay.run import Run, run_job
+from harness.replay.run import Run, run_job, unaccounted
 from harness.replay.sink import JsonSink, collect_items, exactly_once
 from harness.replay.source import ReplaySource, SourceTally, read_source_report
 
@@ -55,6 +55,9 @@ class FlowJob:
                             skip_damaged=read.skip_damaged, report_dir=run_dir,
                             error_log=run_dir / ERRORS if run_dir is not None else None)
 
+    def done(self, run_dir: Path) -> int:
+        return read_source_report(run_dir, dead_letters=False)[0].read
+
     def build(self, run_dir: Path) -> Dataflow:
         sink = JsonSink(run_dir)
         flow = build_user_flow(self.flow, load_flow(self.flow, self.search),
@@ -79,6 +82,17 @@ def collect(run_dir: Path) -> FlowOutput:
 
 
 def replay_flow(job: FlowJob, *, addresses: list[str] | None = None,
-                process_id: int | None = None) -> Run[FlowOutput]:
+                process_id: int | None = None, progress: bool | None = False
+                ) -> Run[FlowOutput]:
     """Run a user's flow over a recording and collect what it wrote."""
-    return run_job(job, collect, addresses=addresses, process_id=process_id)
+    run = run_job(job, collect, addresses=addresses, process_id=process_id,
+                  progress=progress)
+    tally = run.output.tally
+    missing = unaccounted(run.recording, tally.read, tally.damaged)
+    if missing and addresses is None:
+        tally.damaged += missing
+        run.output.dead_letters.append({
+            "seq": -1, "reason": "damaged", "partition": None,
+            "where": f"{job.read.recording}: {missing} event(s) the manifest lists were not"
+                     " found (segments cut short or damaged between blocks)"})
+    return run

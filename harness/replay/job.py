@@ -82,6 +82,10 @@ class Job(Protocol):
         """What a recovery state made by this job must match to be resumed."""
         ...
 
+    def done(self, run_dir: Path) -> int:
+        """Events read so far, from what the workers wrote into `run_dir` (for progress)."""
+        ...
+
 
 J = TypeVar("J")
 

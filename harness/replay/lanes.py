@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -201,7 +201,7 @@ class LanePartition(StatefulSourcePartition[Chunk, LanePosition]):
     def next_awake(self) -> datetime | None:
         if self._due is None or self._due <= time.time():
             return None
-        return datetime.fromtimestamp(self._due, tz=UTC)
+        return datetime.fromtimestamp(self._due, tz=timezone.utc)
 
     def snapshot(self) -> LanePosition:
         return self._position

@@ -25,7 +25,7 @@ from typing import Any
 from bytewax.recovery import init_db_dir
 
 from harness.errors import HarnessError
-from harness.files import DirectoryLock, write_atomically
+from harness.files import DirectoryLock, alive, write_atomically
 
 __all__ = ["RECOVERY_PARTITIONS", "run_directory"]
 
@@ -99,17 +99,8 @@ def remove_stale_run_directories() -> None:
     """Remove run directories whose process no longer exists (a SIGKILL'd run's)."""
     for path in Path(tempfile.gettempdir()).glob(_RUN_PREFIX + "*"):
         match = _RUN_NAME.match(path.name)
-        if match is None or _alive(int(match.group(1))):
+        if match is None or alive(int(match.group(1))):
             continue
         with contextlib.suppress(OSError):
             shutil.rmtree(path)
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

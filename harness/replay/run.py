@@ -15,14 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from harness.errors import RecordingError
+from harness.errors import Interrupted, RecordingError, interruption
 from harness.files import sha256_file
+from harness.progress import Progress, watching
 from harness.recording.reader import Recording
 from harness.replay.cluster import run_cluster, run_member
 from harness.replay.job import Job
 from harness.replay.recovery import run_directory
 
-__all__ = ["Run", "run_job"]
+__all__ = ["Run", "run_job", "unaccounted"]
 
 T = TypeVar("T")
 
@@ -38,11 +39,13 @@ class Run(Generic[T]):
 
 
 def run_job(job: Job, collect: Callable[[Path], T], *, addresses: list[str] | None = None,
-            process_id: int | None = None) -> Run[T]:
+            process_id: int | None = None, progress: bool | None = False) -> Run[T]:
     """Run `job` and collect its outputs.
 
     With `addresses`, this process is member `process_id` of a cluster whose
     other members run elsewhere; the outputs then hold this member's share.
+    `progress` None shows a progress line when stderr is a terminal. A run
+    stopped by SIGINT or SIGTERM raises `Interrupted` holding the partial `Run`.
     """
     read = job.read
     recording = Recording(read.recording, skip_damaged=read.skip_damaged)
@@ -50,15 +53,33 @@ def run_job(job: Job, collect: Callable[[Path], T], *, addresses: list[str] | No
     identity = {"recording": str(recording.directory.resolve()),
                 "created": recording.manifest.created, "events": recording.manifest.events,
                 **job.identity()}
+    meter = None if progress is False else Progress(
+        f"replay {recording.directory.name}", recording.manifest.events, enabled=progress)
     with run_directory(read.recovery_dir, identity) as run_dir:
         start = time.perf_counter()
-        if addresses is not None or read.processes == 1:
-            run_member(job, run_dir, addresses, process_id)
-        else:
-            run_cluster(job, run_dir)
+        try:
+            with watching(meter, lambda: job.done(run_dir)):
+                if addresses is not None or read.processes == 1:
+                    run_member(job, run_dir, addresses, process_id)
+                else:
+                    run_cluster(job, run_dir)
+        except BaseException as exc:
+            stopped_by = interruption(exc)
+            if stopped_by is None:
+                raise
+            partial = Run(collect(run_dir), time.perf_counter() - start, recording, notes)
+            raise Interrupted(stopped_by, partial) from None
         wall = time.perf_counter() - start
         output = collect(run_dir)
     return Run(output, wall, recording, notes)
+
+
+def unaccounted(recording: Recording, read: int, skipped: int) -> int:
+    """Events the manifest lists that a whole `--skip-damaged` run neither read nor
+    reported (damage no reader could place, e.g. a segment cut at a block boundary)."""
+    if not recording.skip_damaged or not recording.manifest.complete:
+        return 0
+    return max(recording.manifest.events - read - skipped, 0)
 
 
 def _check_hashes(recording: Recording) -> list[str]:

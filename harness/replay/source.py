@@ -43,7 +43,7 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar, Final
 
@@ -74,6 +74,7 @@ OUTSIDE: Final = "outside"
 DAMAGED: Final = "damaged"
 DEAD_LETTERS: Final = "source-deadletters-{}.jsonl"
 TALLY: Final = "source-tally-{}.json"
+TALLY_EVERY: Final = 0.25  # seconds between tally files written while running
 
 
 def key_getter(key: str | KeyGetter) -> KeyGetter:
@@ -262,6 +263,7 @@ class _Report:
         self._file: BinaryIO | None = None
         self._tally_path: Path | None = None
         self._pending: list[bytes] = []
+        self._tally_at = time.monotonic()
         if directory is not None:
             self._file = (directory / DEAD_LETTERS.format(part)).open("ab")
             self._file.truncate(start.report_bytes)
@@ -281,6 +283,12 @@ class _Report:
             setattr(tally, field_name, getattr(tally, field_name) + 1)
             self._dead(seq, verdict)
         return None
+
+    def progressed(self) -> None:
+        """Write the counts now and then while running (for progress and Ctrl-C)."""
+        if self._tally_path is not None and time.monotonic() - self._tally_at >= TALLY_EVERY:
+            write_atomically(self._tally_path, [orjson.dumps(self.tally.to_json())])
+            self._tally_at = time.monotonic()
 
     def outside(self, events: int) -> None:
         """A whole segment skipped by the time slice."""
@@ -335,6 +343,7 @@ class _LanePayloads(_Partition):
         out: list[Payload] = []
         for chunk in self._lanes.next_batch():
             self._add(chunk, out)
+        self._report.progressed()
         return out
 
     def _add(self, chunk: Chunk, out: list[Payload]) -> None:
@@ -556,13 +565,14 @@ class _ShardPayloads(_Partition):
             state.position = SourcePosition(segment, offset, n)
         if not state.queue and reader.after is not None:
             state.position = _moved(state.position, *reader.after)
+        self._report.progressed()
         return out
 
     def next_awake(self) -> datetime | None:
         due = self._reader.due
         if due is None or due <= time.time():
             return None
-        return datetime.fromtimestamp(due, tz=UTC)
+        return datetime.fromtimestamp(due, tz=timezone.utc)
 
     def snapshot(self) -> SourcePosition:
         p = self._state.position
@@ -573,13 +583,14 @@ class _ShardPayloads(_Partition):
         self._reader.release()
 
 
-def read_source_report(directory: Path) -> tuple[SourceTally, list[dict[str, Any]]]:
+def read_source_report(directory: Path, *, dead_letters: bool = True
+                       ) -> tuple[SourceTally, list[dict[str, Any]]]:
     """The merged counts and dead letters (in seq order) of all partitions of a run."""
     tally = SourceTally()
     for path in sorted(directory.glob(TALLY.format("*"))):
         tally.add(SourceTally(**orjson.loads(path.read_bytes())))
     dead: list[dict[str, Any]] = []
-    for path in sorted(directory.glob(DEAD_LETTERS.format("*"))):
+    for path in sorted(directory.glob(DEAD_LETTERS.format("*")) if dead_letters else ()):
         dead.extend(orjson.loads(line) for line in path.read_bytes().splitlines())
     dead.sort(key=lambda row: (row["seq"], row["reason"], row.get("where") or ""))
     return tally, dead

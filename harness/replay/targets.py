@@ -56,11 +56,13 @@ class Target:
                        self.wikis, **extra)
 
     def run(self, read: ReadOptions, *, addresses: list[str] | None = None,
-            process_id: int | None = None) -> ReplayResult | Run[FlowOutput]:
+            process_id: int | None = None, progress: bool | None = False
+            ) -> ReplayResult | Run[FlowOutput]:
         job = self.job(read)
         if isinstance(job, ReplayConfig):
-            return replay(job, addresses=addresses, process_id=process_id)
-        return replay_flow(job, addresses=addresses, process_id=process_id)
+            return replay(job, addresses=addresses, process_id=process_id, progress=progress)
+        return replay_flow(job, addresses=addresses, process_id=process_id,
+                           progress=progress)
 
     def outcome(self, recording: Path, shape: Shape) -> Outcome:
         """Run on `shape` and reduce the result to canonical lines and counts."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from html import escape
 from typing import Final
 
@@ -189,7 +189,7 @@ def time_ticks(lo: float, hi: float, *, target: int = 8) -> tuple[list[tuple[flo
 
 
 def _utc(t: float, fmt: str) -> str:
-    return datetime.fromtimestamp(t, tz=UTC).strftime(fmt)
+    return datetime.fromtimestamp(t, tz=timezone.utc).strftime(fmt)
 
 
 def _number(value: float) -> str:

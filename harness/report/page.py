@@ -14,7 +14,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
 from typing import Any, Final
@@ -472,12 +472,12 @@ def _one_day(series: Series | None) -> bool:
 
 
 def _day(t: float) -> str:
-    return datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%d")
+    return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%d")
 
 
 def _when(t: float, time_only: bool = False) -> str:
     """A time to the nearest second, UTC."""
-    return datetime.fromtimestamp(round(t), tz=UTC).strftime("%H:%M:%S" if time_only
+    return datetime.fromtimestamp(round(t), tz=timezone.utc).strftime("%H:%M:%S" if time_only
                                                       else "%Y-%m-%d %H:%M:%S")
 
 
@@ -491,15 +491,15 @@ def _range(lo: float | None, hi: float | None, time_only: bool = False, sep: str
 
 
 def _iso(t: float) -> str:
-    return datetime.fromtimestamp(t, tz=UTC).isoformat()
+    return datetime.fromtimestamp(t, tz=timezone.utc).isoformat()
 
 
 def _span(start: float, seconds: float) -> str:
     """`22:13:30 UTC` for one second, `22:13:30-22:13:35 UTC` (en dash) for longer."""
-    first = datetime.fromtimestamp(start, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+    first = datetime.fromtimestamp(start, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
     if seconds <= 1:
         return f"{first} UTC"
-    return f"{first}\u2013{datetime.fromtimestamp(start + seconds, tz=UTC):%H:%M:%S} UTC"
+    return f"{first}\u2013{datetime.fromtimestamp(start + seconds, tz=timezone.utc):%H:%M:%S} UTC"
 
 
 def _per(series: Series | None) -> str:

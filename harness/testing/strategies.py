@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from hypothesis import strategies as st
@@ -46,7 +46,7 @@ def _domain(wiki: str) -> str:
 def _event(user: str, wiki: str, timestamp: int, kind: str, title: str, rev: int,
            offset: int) -> dict[str, Any]:
     domain = _domain(wiki)
-    dt = datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
+    dt = datetime.fromtimestamp(timestamp, timezone.utc).isoformat().replace("+00:00", "Z")
     ident = str(uuid.UUID(int=(offset * 2654435761 + rev) % (1 << 128), version=4))
     event: dict[str, Any] = {
         "$schema": "/mediawiki/recentchange/1.0.0",
@@ -102,7 +102,7 @@ def event_streams(draw: st.DrawFn, min_size: int = 0, max_size: int = 200, *,
         kind = draw(st.integers(0, 99))
         if canaries and kind == 0:
             out.append({"meta": {"domain": "canary", "id": f"canary-{offset}",
-                                 "dt": datetime.fromtimestamp(ts, UTC).isoformat()},
+                                 "dt": datetime.fromtimestamp(ts, timezone.utc).isoformat()},
                         "timestamp": ts, "type": "edit"})
             continue
         if invalid and kind == 1:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +90,7 @@ class DetectLogic(StatefulBatchLogic[EventBatch, Report, UserStates]):
     def notify_at(self) -> datetime | None:
         if self.detector.clock is None or not self.detector.has_open_windows():
             return None
-        return datetime.now(tz=UTC) + timedelta(seconds=1)
+        return datetime.now(tz=timezone.utc) + timedelta(seconds=1)
 
     def snapshot(self) -> UserStates:
         return copy.deepcopy(self.detector.users)

@@ -16,13 +16,13 @@ from bytewax.dataflow import Dataflow
 from harness.errors import RecordingError
 from harness.flows.bots.flow import build_flow
 from harness.flows.bots.semantics import DetectionParams, Tally
-from harness.flows.bots.sinks import LaneFileSink, RunOutput, collect
+from harness.flows.bots.sinks import LaneFileSink, RunOutput, collect, events_done
 from harness.recording.reader import Recording
 from harness.recording.slice import Slice
 from harness.replay.cluster import ERRORS
 from harness.replay.job import ReadOptions
 from harness.replay.lanes import LaneSource
-from harness.replay.run import run_job
+from harness.replay.run import run_job, unaccounted
 
 __all__ = ["ReplayConfig", "ReplayResult", "replay"]
 
@@ -64,6 +64,9 @@ class ReplayConfig:
         return {"flow": "bots", "params": asdict(self.params), "start": self.start,
                 "end": self.end, "wikis": list(self.wikis) if self.wikis is not None else None}
 
+    def done(self, run_dir: Path) -> int:
+        return events_done(run_dir)
+
     def build(self, run_dir: Path) -> Dataflow:
         source = LaneSource(self.recording, self.speed, self.batch_size,
                             error_log=run_dir / ERRORS, skip_damaged=self.skip_damaged,
@@ -95,14 +98,22 @@ class ReplayResult:
 
 
 def replay(config: ReplayConfig, *, addresses: list[str] | None = None,
-           process_id: int | None = None) -> ReplayResult:
+           process_id: int | None = None, progress: bool | None = False) -> ReplayResult:
     """Replay a recording through the detection flow and merge the outputs.
 
     With `addresses`, this process is member `process_id` of a cluster whose
     other members run elsewhere; the result then holds this member's share.
     """
-    run = run_job(config, collect, addresses=addresses, process_id=process_id)
+    run = run_job(config, collect, addresses=addresses, process_id=process_id,
+                  progress=progress)
     manifest, output = run.recording.manifest, run.output
+    missing = unaccounted(run.recording, output.tally.events, output.tally.skipped)
+    if missing and addresses is None:
+        where = (f"{config.recording}: {missing} event(s) the manifest lists were not found"
+                 " (segments cut short or damaged between blocks)")
+        output.tally.skipped += missing
+        output.dead_letters.append({"seq": -1, "reason": "damaged", "user": None,
+                                    "timestamp": None, "where": where})
     if (manifest.complete and addresses is None and not config.skip_damaged
             and not config.slice and output.tally.events != manifest.events):
         raise RecordingError(f"{config.recording}: the manifest lists {manifest.events}"

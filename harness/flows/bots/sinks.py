@@ -8,6 +8,7 @@ two writers share a file and a multi-process run needs no coordination;
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
@@ -23,6 +24,7 @@ from harness.recording.lanes import lane_index, lane_name
 SUMMARIES = "summaries-{}.jsonl"
 DEAD_LETTERS = "deadletters-{}.jsonl"
 TALLY = "tally-{}.json"
+TALLY_EVERY = 0.25  # seconds between tally files written while running
 
 
 def alert_line(summary: WindowSummary) -> str:
@@ -80,6 +82,7 @@ class _LaneWriter(StatefulSinkPartition[Report, SinkPosition]):
         self._dead = _reopen(run_dir / DEAD_LETTERS.format(part), start.dead_letters)
         self._tally_path = run_dir / TALLY.format(part)
         self._tally = Tally(**dict(start.tally))
+        self._tally_at = time.monotonic()
         self._console = console
 
     def write_batch(self, reports: list[Report]) -> None:
@@ -97,6 +100,8 @@ class _LaneWriter(StatefulSinkPartition[Report, SinkPosition]):
             self._summaries.write(b"\n".join(summaries) + b"\n")
         if dead:
             self._dead.write(b"\n".join(dead) + b"\n")
+        if time.monotonic() - self._tally_at >= TALLY_EVERY:  # for progress and Ctrl-C
+            self._write_tally()
 
     def snapshot(self) -> SinkPosition:
         self._summaries.flush()
@@ -107,6 +112,7 @@ class _LaneWriter(StatefulSinkPartition[Report, SinkPosition]):
 
     def _write_tally(self) -> None:
         write_atomically(self._tally_path, [orjson.dumps(self._tally.to_json())])
+        self._tally_at = time.monotonic()
 
     def close(self) -> None:
         self._summaries.close()
@@ -130,6 +136,11 @@ def _lines(path: Path) -> list[dict[str, Any]]:
 
 def summary_order(summary: dict[str, Any]) -> tuple[str, str]:
     return summary["window_start"], summary["user"]
+
+
+def events_done(run_dir: Path) -> int:
+    """Events counted so far by all workers (their tally files lag by at most TALLY_EVERY)."""
+    return sum(orjson.loads(p.read_bytes())["events"] for p in run_dir.glob("tally-*.json"))
 
 
 def collect(run_dir: Path) -> RunOutput:
