@@ -67,6 +67,68 @@ class Measurement:
     instructions: int
     seconds: float
     tally: dict[str, int]
+    functions: dict[str, int]  # callgrind self instructions per native function
+
+
+PROFILE_TOP = 400  # functions kept in the baseline for the differential profile
+DIFF_ROWS = 12
+
+
+def self_costs(text: str) -> dict[str, int]:
+    """Self instructions per function of a callgrind output file.
+
+    Cost lines after `fn=` belong to that function; the line after `calls=`
+    is the inclusive cost of a call and is skipped. Names are compressed
+    (`fn=(12) name` once, `fn=(12)` after), also through `cfn=` lines.
+    """
+    names: dict[str, str] = {}
+    costs: dict[str, int] = {}
+    current: str | None = None
+    skip = False
+    for line in text.splitlines():
+        head = line[:4]
+        if head.startswith(("fn=", "cfn=")):
+            match = _COMPRESSED.match(line)
+            if match is None:
+                continue
+            ident, name = match.group(2), match.group(3)
+            if name:
+                names[ident] = name
+            if match.group(1) == "fn":
+                current = ident
+            continue
+        if line.startswith("calls="):
+            skip = True
+            continue
+        if current is not None and line[:1].isdigit() or line[:1] in ("+", "-", "*"):
+            if skip:
+                skip = False
+                continue
+            parts = line.split()
+            if len(parts) >= 2 and parts[1].isdigit() and current is not None:
+                costs[current] = costs.get(current, 0) + int(parts[1])
+    return {names.get(k, k): v for k, v in costs.items()}
+
+
+_COMPRESSED = re.compile(r"^(c?fn)=\((\d+)\)(?: (.*))?$")
+
+
+def grown(baseline: dict[str, int], current: dict[str, int], rows: int = DIFF_ROWS
+          ) -> list[str]:
+    """The functions whose self instructions grew most (a differential profile).
+
+    Only functions in the baseline's top list are compared with it; one that
+    is missing there counts from zero, so a new hot spot shows up too.
+    """
+    floor = min(baseline.values()) if baseline else 0
+    changes = []
+    for name, now in current.items():
+        before = baseline.get(name, 0 if now > floor else now)
+        if now != before:
+            changes.append((now - before, before, now, name))
+    changes.sort(reverse=True)
+    return [f"gate:   {delta:+14,d}  {before:>14,d} -> {now:>14,d}  {name[:100]}"
+            for delta, before, now, name in changes[:rows] if delta > 0]
 
 
 # ---------------------------------------------------------------- recording
@@ -156,7 +218,7 @@ def measure_once(recording: Path, extra_env: dict[str, str] | None = None) -> Me
     if instructions == 0:
         raise GateError(f"callgrind collected nothing: is {TOGGLE!r} still the function Bytewax"
                         " runs a single-worker dataflow in? (bytewax version changed?)")
-    return Measurement(instructions, seconds, tally)
+    return Measurement(instructions, seconds, tally, self_costs(text))
 
 
 def measure(recording: Path, runs: int, extra_env: dict[str, str] | None = None,
@@ -235,6 +297,9 @@ def verdict(baseline: dict[str, Any], current: dict[str, Any], tolerance: float
         lines.append("gate:   the replay now executes more instructions than the baseline"
                      " allows; find the cause, or if it is intended, run"
                      f" {UPDATE_COMMAND} and commit the new baseline")
+        lines.append("gate: where it grew (callgrind self instructions per function,"
+                     " baseline -> now):")
+        lines += grown(baseline.get("functions", {}), current.get("functions", {}))
     elif change < -tolerance:
         lines.append(f"gate: OK (faster): {head}; consider {UPDATE_COMMAND} so the gate keeps"
                      " its margin")
@@ -258,7 +323,13 @@ def _current(recording_info: dict[str, Any], samples: list[Measurement]) -> dict
         "counted": f"callgrind Ir with --collect-atstart=no --toggle-collect={TOGGLE},"
                    " PYTHONHASHSEED=0",
         "versions": versions(),
+        "functions": _top(samples[len(samples) // 2].functions),
     }
+
+
+def _top(functions: dict[str, int]) -> dict[str, int]:
+    ranked = sorted(functions.items(), key=lambda kv: -kv[1])[:PROFILE_TOP]
+    return dict(ranked)
 
 
 def _samples_line(samples: list[Measurement]) -> str:
@@ -315,7 +386,11 @@ def self_test(recording: Path, args: argparse.Namespace, started: float) -> int:
           f" {'passes' if same_ok else 'FAILS'} (must pass)")
     print(f"gate self-test: HARNESS_SLOWDOWN_LOOPS={args.loops}: {c.instructions:,}"
           f" ({slowed:+.2%}): {'passes' if slow_ok else 'fails'} (must fail)")
-    good = same_ok and not slow_ok
+    where = grown(_top(a.functions), c.functions, rows=3)
+    print("gate self-test: where the slowdown shows:")
+    for line in where:
+        print(line)
+    good = same_ok and not slow_ok and bool(where)
     print(f"gate self-test: {'OK' if good else 'BROKEN'}"
           f" ({time.perf_counter() - started:.0f} s)")
     return 0 if good else 1

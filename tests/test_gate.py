@@ -102,6 +102,45 @@ def test_the_committed_baseline_matches_the_gate() -> None:
     assert gate.TOGGLE in baseline["counted"]
 
 
+CALLGRIND = """\
+events: Ir
+fn=(1) main
+10 5
+cfn=(2) helper
+calls=2 20
+10 100
+15 7
+fn=(2)
+20 40
+fn=(3) other
+1 3
+"""
+
+
+def test_self_costs_follow_compressed_names_and_skip_call_costs() -> None:
+    assert gate.self_costs(CALLGRIND) == {"main": 12, "helper": 40, "other": 3}
+
+
+def test_a_failure_says_which_functions_grew_most() -> None:
+    before = {"decode_loop": 1_000, "zstd": 5_000, "steady": 2_000}
+    after = {"decode_loop": 90_000, "zstd": 5_100, "steady": 2_000, "new_hot_spot": 30_000}
+    ok, lines = gate.verdict(_result(8_000, functions=before),
+                             _result(127_100, functions=after), 0.03)
+    assert not ok
+    profile = lines[lines.index(next(x for x in lines if "where it grew" in x)) + 1:]
+    assert [line.split()[-1] for line in profile] == ["decode_loop", "new_hot_spot", "zstd"]
+    assert "+89,000" in profile[0]
+
+
+def test_the_gate_env_installs_the_versions_its_baseline_was_taken_with() -> None:
+    constraints = dict(line.split("==") for line in
+                       (gate.BASELINE.parent / "gate-constraints.txt").read_text().splitlines()
+                       if line and not line.startswith("#"))
+    baseline = json.loads(gate.BASELINE.read_text())
+    for package in gate.PACKAGES:
+        assert constraints[package] == baseline["versions"][package], package
+
+
 def test_no_valgrind_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(gate.GateError, match="valgrind not found"):
@@ -126,7 +165,10 @@ def test_gate_passes_unchanged_runs_and_catches_a_slowdown(tmp_path: Path) -> No
                              gate.TOLERANCE)
     assert ok, lines
     assert abs(second.instructions - first.instructions) / first.instructions < 0.005
-    ok, lines = gate.verdict(baseline, _result(slowed.instructions, tally=slowed.tally),
-                             gate.TOLERANCE)
+    baseline["functions"] = gate._top(first.functions)
+    ok, lines = gate.verdict(baseline, _result(slowed.instructions, tally=slowed.tally,
+                                               functions=slowed.functions), gate.TOLERANCE)
     assert not ok, lines
     assert slowed.instructions >= 1.10 * first.instructions, lines
+    profile = lines[lines.index(next(x for x in lines if "where it grew" in x)) + 1:]
+    assert profile and "_PyEval_EvalFrameDefault" in " ".join(profile[:3]), lines

@@ -20,7 +20,12 @@ from harness.replay.cluster import ERRORS
 from harness.replay.job import ReadOptions
 from harness.replay.run import Run, run_job, unaccounted
 from harness.replay.sink import JsonSink, collect_items, exactly_once
-from harness.replay.source import ReplaySource, SourceTally, read_source_report
+from harness.replay.source import (
+    ReplaySource,
+    SourceTally,
+    live_source_tally,
+    read_source_report,
+)
 
 __all__ = ["FlowJob", "FlowOutput", "replay_flow"]
 
@@ -56,7 +61,10 @@ class FlowJob:
                             error_log=run_dir / ERRORS if run_dir is not None else None)
 
     def done(self, run_dir: Path) -> int:
-        return read_source_report(run_dir, dead_letters=False)[0].read
+        return live_source_tally(run_dir).read
+
+    def partial(self, run_dir: Path) -> FlowOutput:
+        return FlowOutput([], live_source_tally(run_dir), [])
 
     def build(self, run_dir: Path) -> Dataflow:
         sink = JsonSink(run_dir)

@@ -86,6 +86,10 @@ class Job(Protocol):
         """Events read so far, from what the workers wrote into `run_dir` (for progress)."""
         ...
 
+    def partial(self, run_dir: Path) -> Any:
+        """The counts so far of a run that was interrupted (outputs are not kept)."""
+        ...
+
 
 J = TypeVar("J")
 

@@ -67,7 +67,7 @@ def run_job(job: Job, collect: Callable[[Path], T], *, addresses: list[str] | No
             stopped_by = interruption(exc)
             if stopped_by is None:
                 raise
-            partial = Run(collect(run_dir), time.perf_counter() - start, recording, notes)
+            partial = Run(job.partial(run_dir), time.perf_counter() - start, recording, notes)
             raise Interrupted(stopped_by, partial) from None
         wall = time.perf_counter() - start
         output = collect(run_dir)

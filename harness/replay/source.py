@@ -52,7 +52,7 @@ import zstandard
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from harness.errors import RecordingError, UsageError, logging_errors
-from harness.files import write_atomically
+from harness.files import Counters, write_atomically
 from harness.recording.blocks import Block, Damage
 from harness.recording.envelope import Envelope, EnvelopeError
 from harness.recording.lanes import Chunk, lane_index, lane_name
@@ -74,7 +74,7 @@ OUTSIDE: Final = "outside"
 DAMAGED: Final = "damaged"
 DEAD_LETTERS: Final = "source-deadletters-{}.jsonl"
 TALLY: Final = "source-tally-{}.json"
-TALLY_EVERY: Final = 0.25  # seconds between tally files written while running
+LIVE: Final = "source-live-{}.bin"  # running counts (for progress and Ctrl-C)
 
 
 def key_getter(key: str | KeyGetter) -> KeyGetter:
@@ -136,6 +136,9 @@ class SourceTally:
 
     def to_json(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+TALLY_FIELDS: Final = tuple(f.name for f in fields(SourceTally))
 
 
 @dataclass(frozen=True)
@@ -263,8 +266,9 @@ class _Report:
         self._file: BinaryIO | None = None
         self._tally_path: Path | None = None
         self._pending: list[bytes] = []
-        self._tally_at = time.monotonic()
+        self._live: Counters | None = None
         if directory is not None:
+            self._live = Counters(directory / LIVE.format(part), TALLY_FIELDS)
             self._file = (directory / DEAD_LETTERS.format(part)).open("ab")
             self._file.truncate(start.report_bytes)
             self._tally_path = directory / TALLY.format(part)
@@ -285,10 +289,9 @@ class _Report:
         return None
 
     def progressed(self) -> None:
-        """Write the counts now and then while running (for progress and Ctrl-C)."""
-        if self._tally_path is not None and time.monotonic() - self._tally_at >= TALLY_EVERY:
-            write_atomically(self._tally_path, [orjson.dumps(self.tally.to_json())])
-            self._tally_at = time.monotonic()
+        """Keep the running counts current (for progress and Ctrl-C)."""
+        if self._live is not None:
+            self._live.update(self.tally.to_json())
 
     def outside(self, events: int) -> None:
         """A whole segment skipped by the time slice."""
@@ -320,6 +323,8 @@ class _Report:
 
     def close(self) -> None:
         self.position(0, 0, 0)
+        if self._live is not None:
+            self._live.close()
         if self._file is not None:
             self._file.close()
         elif self.tally.dead_letters or self.tally.damaged:
@@ -583,14 +588,19 @@ class _ShardPayloads(_Partition):
         self._reader.release()
 
 
-def read_source_report(directory: Path, *, dead_letters: bool = True
-                       ) -> tuple[SourceTally, list[dict[str, Any]]]:
+def live_source_tally(directory: Path) -> SourceTally:
+    """What all partitions have counted so far, while the run goes on."""
+    return SourceTally(**Counters.read(sorted(directory.glob(LIVE.format("*"))),
+                                       TALLY_FIELDS))
+
+
+def read_source_report(directory: Path) -> tuple[SourceTally, list[dict[str, Any]]]:
     """The merged counts and dead letters (in seq order) of all partitions of a run."""
     tally = SourceTally()
     for path in sorted(directory.glob(TALLY.format("*"))):
         tally.add(SourceTally(**orjson.loads(path.read_bytes())))
     dead: list[dict[str, Any]] = []
-    for path in sorted(directory.glob(DEAD_LETTERS.format("*")) if dead_letters else ()):
+    for path in sorted(directory.glob(DEAD_LETTERS.format("*"))):
         dead.extend(orjson.loads(line) for line in path.read_bytes().splitlines())
     dead.sort(key=lambda row: (row["seq"], row["reason"], row.get("where") or ""))
     return tally, dead

@@ -16,7 +16,7 @@ from bytewax.dataflow import Dataflow
 from harness.errors import RecordingError
 from harness.flows.bots.flow import build_flow
 from harness.flows.bots.semantics import DetectionParams, Tally
-from harness.flows.bots.sinks import LaneFileSink, RunOutput, collect, events_done
+from harness.flows.bots.sinks import LaneFileSink, RunOutput, collect, live_tally
 from harness.recording.reader import Recording
 from harness.recording.slice import Slice
 from harness.replay.cluster import ERRORS
@@ -65,7 +65,10 @@ class ReplayConfig:
                 "end": self.end, "wikis": list(self.wikis) if self.wikis is not None else None}
 
     def done(self, run_dir: Path) -> int:
-        return events_done(run_dir)
+        return live_tally(run_dir).events
+
+    def partial(self, run_dir: Path) -> RunOutput:
+        return RunOutput(tally=live_tally(run_dir))
 
     def build(self, run_dir: Path) -> Dataflow:
         source = LaneSource(self.recording, self.speed, self.batch_size,

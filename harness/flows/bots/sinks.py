@@ -8,15 +8,14 @@ two writers share a file and a multi-process run needs no coordination;
 from __future__ import annotations
 
 import sys
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
 import orjson
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
-from harness.files import write_atomically
+from harness.files import Counters, write_atomically
 from harness.flows.bots.flow import Report
 from harness.flows.bots.semantics import Tally, WindowSummary
 from harness.recording.lanes import lane_index, lane_name
@@ -24,7 +23,8 @@ from harness.recording.lanes import lane_index, lane_name
 SUMMARIES = "summaries-{}.jsonl"
 DEAD_LETTERS = "deadletters-{}.jsonl"
 TALLY = "tally-{}.json"
-TALLY_EVERY = 0.25  # seconds between tally files written while running
+TALLY_FIELDS = tuple(f.name for f in fields(Tally))
+LIVE = "live-{}.bin"  # each partition's running counts (for progress and Ctrl-C)
 
 
 def alert_line(summary: WindowSummary) -> str:
@@ -82,7 +82,7 @@ class _LaneWriter(StatefulSinkPartition[Report, SinkPosition]):
         self._dead = _reopen(run_dir / DEAD_LETTERS.format(part), start.dead_letters)
         self._tally_path = run_dir / TALLY.format(part)
         self._tally = Tally(**dict(start.tally))
-        self._tally_at = time.monotonic()
+        self._live = Counters(run_dir / LIVE.format(part), TALLY_FIELDS)
         self._console = console
 
     def write_batch(self, reports: list[Report]) -> None:
@@ -100,8 +100,7 @@ class _LaneWriter(StatefulSinkPartition[Report, SinkPosition]):
             self._summaries.write(b"\n".join(summaries) + b"\n")
         if dead:
             self._dead.write(b"\n".join(dead) + b"\n")
-        if time.monotonic() - self._tally_at >= TALLY_EVERY:  # for progress and Ctrl-C
-            self._write_tally()
+        self._live.update(self._tally.to_json())
 
     def snapshot(self) -> SinkPosition:
         self._summaries.flush()
@@ -112,12 +111,12 @@ class _LaneWriter(StatefulSinkPartition[Report, SinkPosition]):
 
     def _write_tally(self) -> None:
         write_atomically(self._tally_path, [orjson.dumps(self._tally.to_json())])
-        self._tally_at = time.monotonic()
 
     def close(self) -> None:
         self._summaries.close()
         self._dead.close()
         self._write_tally()
+        self._live.close()
 
 
 @dataclass
@@ -138,9 +137,9 @@ def summary_order(summary: dict[str, Any]) -> tuple[str, str]:
     return summary["window_start"], summary["user"]
 
 
-def events_done(run_dir: Path) -> int:
-    """Events counted so far by all workers (their tally files lag by at most TALLY_EVERY)."""
-    return sum(orjson.loads(p.read_bytes())["events"] for p in run_dir.glob("tally-*.json"))
+def live_tally(run_dir: Path) -> Tally:
+    """What all workers have counted so far, while the run goes on."""
+    return Tally(**Counters.read(sorted(run_dir.glob(LIVE.format("*"))), TALLY_FIELDS))
 
 
 def collect(run_dir: Path) -> RunOutput:
