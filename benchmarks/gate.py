@@ -100,12 +100,12 @@ def self_costs(text: str) -> dict[str, int]:
         if line.startswith("calls="):
             skip = True
             continue
-        if current is not None and line[:1].isdigit() or line[:1] in ("+", "-", "*"):
+        if current is not None and (line[:1].isdigit() or line[:1] in ("+", "-", "*")):
             if skip:
                 skip = False
                 continue
             parts = line.split()
-            if len(parts) >= 2 and parts[1].isdigit() and current is not None:
+            if len(parts) >= 2 and parts[1].isdigit():
                 costs[current] = costs.get(current, 0) + int(parts[1])
     return {names.get(k, k): v for k, v in costs.items()}
 

@@ -22,7 +22,9 @@ settings.register_profile(
 settings.register_profile("ci", parent=settings.get_profile("default"), derandomize=True)
 settings.load_profile("ci" if os.environ.get("CI") else "default")
 
-REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+# Optional real recentchange extracts (public, MIT): HARNESS_REALDATA, else beside the checkout.
+REALDATA = Path(os.environ.get("HARNESS_REALDATA")
+                or Path(__file__).resolve().parents[2] / "shared" / "realdata")
 
 
 def write_recording(

@@ -1,4 +1,4 @@
-"""Real public recentchange extracts (../shared/realdata, when present): flow == reference."""
+"""Real public recentchange extracts, when present (HARNESS_REALDATA): flow == reference."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from tests.conftest import REALDATA, flow_outcome, reference_outcome, run_flow
 FILES = ["editgroups_one_qs_batch.jsonl", "editgroups_qs_batch_with_reverts.jsonl",
          "polars_book_wikimedia.ndjson"]
 
-pytestmark = pytest.mark.skipif(not REALDATA.is_dir(), reason="../shared/realdata not present")
+pytestmark = pytest.mark.skipif(
+    not REALDATA.is_dir(), reason="optional real recentchange extracts not present (set"
+                                  " HARNESS_REALDATA to their directory to run these)")
 
 
 @pytest.mark.parametrize("name", FILES)

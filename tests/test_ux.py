@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -61,10 +62,8 @@ def test_a_signal_ends_a_paced_replay_cleanly(tmp_path: Path, sig: signal.Signal
     members = _descendants(proc.pid)
     if sig == signal.SIGINT:  # as a terminal's Ctrl-C does: the whole process group
         for pid in [proc.pid, *members]:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
     else:
         proc.send_signal(sig)  # as `kill PID` does: the replay only
     stdout, stderr = proc.communicate(timeout=30)
