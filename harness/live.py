@@ -1,9 +1,22 @@
 """`harness live`: the detection flow fed straight from the stream.
 
-Only the source differs from replay: `LiveSource` turns server-sent events
-into the same envelope `Chunk`s a recording holds (optionally recording
-them at the same time), and the flow runs with the wall clock, so windows
-also close when wall time passes their end plus the lateness.
+Only the source and the clock differ from replay. `LiveSource` turns
+server-sent events into the same envelope `Chunk`s a recording holds
+(optionally recording them at the same time), and the flow decides with
+the *recorded clock*: each event's receive time, stamped when the SSE
+client parsed it and kept in the recording as `recv`.
+
+Why that makes live decisions a function of the recording: whether an
+event is late, and which window it counts in, depends only on its
+timestamp, its receive time, and those of its user's earlier events, all
+of which the recording holds. It does not depend on when the process got
+round to the event (a slow batch, a backlog). While the stream is idle the
+source sends *ticks*, so that windows still close and their summaries come
+out; a tick carries a time no later than the receive time of any event not
+yet handed to the flow (see `Arrivals`), so an event it overtakes would be
+late against that time anyway, and a tick changes only *when* a summary is
+emitted, never what it says. `harness replay --clock recorded` therefore
+writes exactly what the live run wrote.
 """
 
 from __future__ import annotations
@@ -12,7 +25,6 @@ import queue
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -22,6 +34,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from harness.eventstreams.client import EventStream, ReceivedEvent, public_url
 from harness.flows.bots.flow import build_flow
 from harness.flows.bots.replay import ReplayResult
+from harness.flows.bots.routing import LanePlan
 from harness.flows.bots.semantics import DetectionParams
 from harness.flows.bots.sinks import LaneFileSink, collect
 from harness.recording.envelope import encode_envelope
@@ -30,6 +43,7 @@ from harness.recording.writer import RecordingWriter
 from harness.replay.cluster import execute
 
 _POLL = 0.05
+TICK_EVERY = 1.0  # seconds of quiet between ticks
 
 
 @dataclass
@@ -60,6 +74,7 @@ class _LivePartition(StatefulSourcePartition[Chunk, None]):
         self._deadline = (time.monotonic() + source.duration
                           if source.duration is not None else None)
         self._received = 0
+        self._ticked: float | None = None
         self._reader = threading.Thread(target=self._read, daemon=True, name="live-stream")
         self._reader.start()
 
@@ -75,6 +90,8 @@ class _LivePartition(StatefulSourcePartition[Chunk, None]):
         src = self._source
         if self._deadline is not None and time.monotonic() >= self._deadline:
             src.stream.stop()
+        # Before draining: every event received before `quiet` is in the inbox by now.
+        quiet = src.stream.arrivals.quiet_since()
         by_lane: dict[int, list[bytes]] = {}
         while True:
             try:
@@ -85,6 +102,7 @@ class _LivePartition(StatefulSourcePartition[Chunk, None]):
                 if not by_lane:
                     raise StopIteration
                 self._inbox.put(None)  # end after this batch
+                quiet = None
                 break
             if src.max_events is not None and self._received >= src.max_events:
                 continue
@@ -99,7 +117,11 @@ class _LivePartition(StatefulSourcePartition[Chunk, None]):
                 src.stream.stop()
         if src.writer is not None:
             src.writer.flush_if_due()
-        return [Chunk(lane, b"\n".join(lines) + b"\n") for lane, lines in by_lane.items()]
+        chunks = [Chunk(lane, b"\n".join(lines) + b"\n") for lane, lines in by_lane.items()]
+        if quiet is not None and (self._ticked is None or quiet - self._ticked >= TICK_EVERY):
+            self._ticked = quiet  # after the events: each lane sees them before the tick
+            chunks += [Chunk(lane, b"", tick=quiet) for lane in range(src.lanes)]
+        return chunks
 
     def next_awake(self) -> datetime | None:
         if self._inbox.empty():
@@ -123,10 +145,11 @@ def run_live(
     max_events: int | None = None,
     duration: float | None = None,
     console: bool = True,
-    clock: Callable[[], float] = time.time,
     lanes: int = DEFAULT_LANES,
 ) -> ReplayResult:
-    """Run the detection flow on a live stream; optionally record what it sees."""
+    """Run the detection flow on a live stream, deciding by the recorded clock;
+    optionally record what it sees (`record_to`), so that `harness replay
+    --clock recorded` of that recording reproduces the run's output."""
     writer = (RecordingWriter(record_to, source=public_url(stream.url), lanes=lanes)
               if record_to is not None else None)
     source = LiveSource(stream, lanes, writer, max_events, duration)
@@ -135,8 +158,9 @@ def run_live(
     try:
         with tempfile.TemporaryDirectory(prefix="harness-live-") as tmp:
             run_dir = Path(tmp)
-            flow = build_flow(source, LaneFileSink(run_dir, lanes, console), params, clock=clock,
-                              lanes=lanes, workers=workers)
+            plan = LanePlan.dealt(tuple(range(lanes)), workers)
+            flow = build_flow(source, LaneFileSink(run_dir, plan, console), params,
+                              recorded=True, plan=plan)
             execute(flow, run_dir, workers)
             output = collect(run_dir)
         clean = True

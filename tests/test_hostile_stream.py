@@ -233,6 +233,11 @@ def payload_of(envelope: Any) -> bytes:
 # ------------------------------------------- 1. kill and resume, many times
 
 
+def stored(recording: Path) -> int:
+    """Bytes of segments written so far (finished or not): grows with every block."""
+    return sum(p.stat().st_size for p in recording.glob("seg-*")) if recording.is_dir() else 0
+
+
 def test_four_kills_and_resumes_record_every_event_exactly_once(source: Path,
                                                                 tmp_path: Path) -> None:
     copy = tmp_path / "copy"
@@ -240,9 +245,13 @@ def test_four_kills_and_resumes_record_every_event_exactly_once(source: Path,
     # ~75 events/s: a session killed after a block or two holds fewer events than the
     # 5 s that a resume rewinds, so the repeats reach back into earlier sessions' segments
     with EventStreamServer(source, speed=paced(source, 40.0)) as server:
-        for pause in (2.0, 1.5, 1.8, 1.4):
+        for pause in (0.6, 0.2, 0.5, 0.1):
+            before = stored(copy)
             proc = harness(*command, "--url", server.url)
-            try:
+            try:  # killed once this session has stored a block, wherever that falls
+                deadline = time.monotonic() + 30
+                while stored(copy) <= before and time.monotonic() < deadline:
+                    time.sleep(0.05)
                 time.sleep(pause)
             finally:
                 end(proc)

@@ -78,13 +78,23 @@ def test_detector_late_and_closing_in_event_time() -> None:
     assert tally.counted == 3
 
 
-def test_detector_wall_clock_closes_windows_without_new_events() -> None:
-    now = [0.0]
-    d, tally, out = Detector(P, clock=lambda: now[0]), Tally(), []
+def test_the_recorded_clock_moves_watermarks_and_ticks_close_windows() -> None:
+    d, tally, out = Detector(P, recorded=True), Tally(), []
     t = P.align + 1000
-    d.process(["u"] * 3, [t, t, t + 1], [1, 2, 3], tally, out)
-    d.advance(tally, out)
-    assert out == [] and d.has_open_windows()
-    now[0] = 14.0  # watermark t+1-10+14 = t+5 = the window's end
-    d.advance(tally, out)
-    assert len(out) == 1 and out[0].count == 3 and not d.has_open_windows()
+    d.process(["u"] * 3, [t, t, t + 1], [1, 2, 3], tally, out, recvs=[100.0, 100.5, 101.0])
+    d.advance(105.0, tally, out)  # watermark t+1-10 + (105-101) = t-5: nothing closes
+    assert out == []
+    d.advance(115.0, tally, out)  # t+1-10 + 14 = t+5 = the window's end: it closes
+    assert len(out) == 1 and out[0].count == 3
+    # received after that time, with a timestamp in the closed window: late, as it
+    # would have been without the tick (the watermark at 116 is t+6)
+    d.process(["u"], [t + 2], [4], tally, out, recvs=[116.0])
+    assert out[-1].reason == "late" and tally.late == 1
+
+
+def test_event_time_ignores_receive_times_and_ticks() -> None:
+    d, tally, out = Detector(P), Tally(), []
+    t = P.align + 1000
+    d.process(["u"] * 3, [t, t, t + 1], [1, 2, 3], tally, out, recvs=[1.0, 500.0, 900.0])
+    d.advance(10_000.0, tally, out)
+    assert out == [] and tally.counted == 3

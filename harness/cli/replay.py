@@ -50,6 +50,10 @@ def register(sub: Any) -> None:
                    help="run one member of a multi-machine cluster (with --process-id)")
     p.add_argument("--process-id", type=count(0, 255), metavar="I",
                    help="this member's index in --addresses")
+    p.add_argument("--clock", choices=["event", "recorded"], default="event",
+                   help="event: decide by event time alone (deterministic on any shape);"
+                        " recorded: by each event's recorded receive time, as a live run"
+                        " decided, so its output is reproduced exactly (default: event)")
     add_json(p)
     add_flow_options(p)
     add_slice_options(p)
@@ -140,7 +144,7 @@ def target_of(args: argparse.Namespace, console: bool = False) -> Any:
                   start=getattr(args, "start", None), end=getattr(args, "end", None),
                   wikis=tuple(wikis) if wikis else None,
                   params=params_of(args) if hasattr(args, "window") else DetectionParams(),
-                  console=console)
+                  console=console, clock=getattr(args, "clock", "event"))
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -165,7 +169,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     shape = {"workers": args.workers, "processes": args.processes}
     try:
         result = target.run(read, addresses=addresses, process_id=args.process_id,
-                            progress=False if args.quiet or args.json else None)
+                            progress=False if args.quiet or args.json else None,
+                            summaries=args.out is not None)
     except Interrupted as stop:  # the counts so far; outputs are not written
         partial = stop.partial
         if partial is not None:

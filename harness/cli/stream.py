@@ -75,7 +75,7 @@ def register(sub: Any) -> None:
 
 
 def _add_stream_options(p: argparse.ArgumentParser) -> None:
-    from harness.eventstreams.client import DEFAULT_URL, USER_AGENT
+    from harness.eventstreams.ids import DEFAULT_URL, USER_AGENT
 
     p.add_argument("--url", type=url, default=DEFAULT_URL,
                    help="EventStreams endpoint (default: Wikimedia recentchange)")

@@ -29,14 +29,9 @@ import orjson
 import sseclient
 import urllib3
 
-from harness import __version__
 from harness.errors import StreamError
-from harness.eventstreams.ids import event_key, resume_id
+from harness.eventstreams.ids import DEFAULT_URL, USER_AGENT, event_key, resume_id
 
-DEFAULT_URL = "https://stream.wikimedia.org/v2/stream/recentchange"
-USER_AGENT = (f"wikistream-harness/{__version__}"
-              " (https://github.com/wikistream-harness/wikistream-harness; replay/benchmark"
-              " harness for Bytewax flows)")
 DEFAULT_MAX_EVENT_BYTES: Final = 16 << 20  # Wikimedia events are about 1 KB
 MAX_EVENT_LINES: Final = 64  # EventStreams sends 3 (event, id, data)
 DEFAULT_RETRY_AFTER_CAP: Final = 300.0
@@ -78,6 +73,38 @@ class ReceivedEvent:
     data: str
     sse_id: str | None
     received: float
+
+
+class Arrivals:
+    """Receive times, and when every event received so far has been handed on.
+
+    `stamp()` gives an event its receive time (`ReceivedEvent.received`, what a
+    recording keeps as `recv`) and counts it; `settle()` counts one event
+    done with (delivered to the consumer and handled, or dropped). Both take
+    one lock, so `quiet_since()` can say, atomically: at this time, every
+    event stamped before it has been settled, or None. Live mode closes
+    windows while the stream is idle only up to such a time, never past the
+    receive time of an event still on its way.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stamped = 0
+        self._settled = 0
+
+    def stamp(self) -> float:
+        with self._lock:
+            self._stamped += 1
+            return time.time()
+
+    def settle(self, count: int = 1) -> None:
+        if count:
+            with self._lock:
+                self._settled += count
+
+    def quiet_since(self) -> float | None:
+        with self._lock:
+            return time.time() if self._settled == self._stamped else None
 
 
 # ------------------------------------------------------------------- URLs
@@ -241,9 +268,11 @@ class Connection:
 
     def __init__(self, http: urllib3.PoolManager, url: str, headers: dict[str, str],
                  connect_timeout: float, *, read_timeout: float | None = None,
-                 max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+                 max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+                 arrivals: Arrivals | None = None) -> None:
         shown = public_url(url)
         self.max_event_bytes = max_event_bytes
+        self.arrivals = arrivals or Arrivals()
         try:
             self._response = http.request(
                 "GET", url, headers=headers, preload_content=False, redirect=True,
@@ -288,7 +317,7 @@ class Connection:
                     self.last_progress = time.monotonic()
 
         for event in sseclient.SSEClient(frames()).events():
-            yield ReceivedEvent(event.event, event.data, event.id, time.time())
+            yield ReceivedEvent(event.event, event.data, event.id, self.arrivals.stamp())
 
     def close(self) -> None:
         with contextlib.suppress(Exception):  # already closed, or the socket is gone
@@ -311,17 +340,19 @@ class _Inbox:
         self._closed = False
         self._changed = threading.Condition()
 
-    def put(self, item: Any) -> None:
+    def put(self, item: Any) -> bool:
+        """Queue `item`; False if the inbox was closed (the item is dropped)."""
         size = len(item.data) if isinstance(item, ReceivedEvent) else 0
         with self._changed:
             while self._items and not self._closed and (
                     len(self._items) >= self._max_items or self._chars + size > self._max_chars):
                 self._changed.wait()
             if self._closed:
-                return
+                return False
             self._items.append((item, size))
             self._chars += size
             self._changed.notify_all()
+            return True
 
     def get(self, timeout: float) -> Any:
         """The next item; raises `queue.Empty` after `timeout` seconds without one."""
@@ -333,11 +364,14 @@ class _Inbox:
             self._changed.notify_all()
             return item
 
-    def close(self) -> None:
+    def close(self) -> int:
+        """Close; the number of events that were still queued (dropped)."""
         with self._changed:
             self._closed = True
+            dropped = sum(isinstance(item, ReceivedEvent) for item, _ in self._items)
             self._items.clear()
             self._changed.notify_all()
+            return dropped
 
 
 # ----------------------------------------------------------------- stream
@@ -406,6 +440,7 @@ class EventStream:
         self._stop = threading.Event()
         self._http = urllib3.PoolManager(cert_reqs="CERT_REQUIRED")
         self._connection: Connection | None = None
+        self.arrivals = Arrivals()  # receive times; what has been handed on
         # A connection that brings nothing new halves the rewind; one that
         # brings more new events than repeats doubles it back towards
         # `rewind_seconds`. A server that drops us sooner than the rewind
@@ -480,7 +515,8 @@ class EventStream:
                 # Twice the idle timeout: the watchdog drops a silent stream first.
                 connection = Connection(self._http, self._target(), self._headers(),
                                         self.connect_timeout, read_timeout=2 * self.idle_timeout,
-                                        max_event_bytes=self.max_event_bytes)
+                                        max_event_bytes=self.max_event_bytes,
+                                        arrivals=self.arrivals)
             except RetryableError as exc:
                 self.stats.failures += 1
                 self.stats.last_problem = str(exc)
@@ -546,17 +582,20 @@ class EventStream:
                 if item.kind == "error":
                     self.stats.errors += 1
                     self.stats.last_problem = f"server sent event: error: {item.data[:200]}"
+                    self.arrivals.settle()
                     continue
                 if self._is_duplicate(item):
+                    self.arrivals.settle()
                     continue
                 delivered += 1
                 if item.sse_id:
                     self.last_id = item.sse_id
                 yield item
+                self.arrivals.settle()  # the consumer has handled it: it asks for the next
             return delivered
         finally:
             self._connection = None
-            inbox.close()
+            self.arrivals.settle(inbox.close())
             connection.close()
             reader.join(timeout=1)
 
@@ -574,7 +613,8 @@ class EventStream:
 def _pump(connection: Connection, inbox: _Inbox) -> None:
     try:
         for event in connection.events():
-            inbox.put(event)
+            if not inbox.put(event):
+                connection.arrivals.settle()  # dropped with its closed connection
     except Exception as exc:  # any transport failure ends this connection
         inbox.put(exc)
         return

@@ -16,15 +16,20 @@ from typing import TYPE_CHECKING, Any, Final, TypeGuard
 
 import orjson
 
+from harness import __version__
 from harness.times import parse_iso
 
 if TYPE_CHECKING:  # the recording imports this module: no cycle at run time
     from harness.recording.envelope import Envelope
 
-__all__ = ["TOPIC", "Position", "event_key", "event_ms", "parse_resume", "parse_since",
-           "resume_hit", "resume_id", "wire_id"]
+__all__ = ["DEFAULT_URL", "TOPIC", "USER_AGENT", "Position", "event_key", "event_ms",
+           "parse_resume", "parse_since", "resume_hit", "resume_id", "wire_id"]
 
 TOPIC: Final = "eqiad.mediawiki.recentchange"
+DEFAULT_URL: Final = "https://stream.wikimedia.org/v2/stream/recentchange"
+USER_AGENT: Final = (f"wikistream-harness/{__version__}"
+              " (https://github.com/wikistream-harness/wikistream-harness; replay/benchmark"
+              " harness for Bytewax flows)")
 
 
 def event_key(value: Any, sse_id: str | None) -> str | None:

@@ -60,6 +60,14 @@ class Chunk:
     strict: bool = True
     damage: Damage | None = None
     outside: int = 0  # events of segments skipped whole by a slice, not read
+    tick: float | None = None  # live, idle: every event received before this is in
+
+    @property
+    def line_count(self) -> int:
+        """How many lines the chunk holds (from where they came, when known)."""
+        if self.origin:
+            return sum(count for _, _, count in self.origin)
+        return self.lines.count(b"\n") + (not self.lines.endswith(b"\n"))
 
     def place(self, line: int) -> str:
         """Where the chunk's `line` (1-based) is in the recording."""

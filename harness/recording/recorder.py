@@ -24,14 +24,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from harness.eventstreams.client import (
-    DEFAULT_URL,
-    USER_AGENT,
-    EventStream,
-    StreamStats,
-    check_url,
-    public_url,
-)
+from harness.eventstreams.client import EventStream, StreamStats, check_url, public_url
+from harness.eventstreams.ids import DEFAULT_URL, USER_AGENT
 from harness.progress import Progress
 from harness.recording.lanes import DEFAULT_LANES
 from harness.recording.manifest import MANIFEST

@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -31,8 +31,8 @@ from harness import errors
 from harness.errors import HarnessError
 from harness.replay.job import Job, job_from_json, job_to_json
 
-__all__ = ["ERRORS", "ClusterError", "execute", "first_error", "free_addresses", "run_cluster",
-           "run_member", "terminate"]
+__all__ = ["ERRORS", "Cluster", "ClusterError", "execute", "first_error", "free_addresses",
+           "run_cluster", "run_member", "terminate"]
 
 ERRORS = "errors.txt"
 
@@ -145,47 +145,164 @@ def run_member(job: Job, run_dir: Path, addresses: list[str] | None = None,
 
 def run_cluster(job: Job, run_dir: Path) -> None:
     """Run `job` as a local cluster of `job.read.processes` member processes."""
-    processes = job.read.processes
-    addresses = free_addresses(processes)
-    logs = [run_dir / f"process-{pid}.err" for pid in range(processes)]
-    procs: list[subprocess.Popen[bytes]] = []
-    spec = job_to_json(job)
+    cluster = Cluster(job, run_dir)
+    cluster.start()
+    cluster.wait()
+
+
+class Cluster:
+    """A local cluster of `job.read.processes` members, started and supervised by PID.
+
+    Members are forked from this process, which has imported everything
+    already (and prepared the job), so a member starts in milliseconds; where
+    forking is not safe (other threads running) they are started as fresh
+    `python -m harness.replay.cluster` interpreters instead. Member i
+    connects to members below it, so it waits until member i-1 listens.
+    Start it before starting any thread of your own.
+    """
+
+    def __init__(self, job: Job, run_dir: Path) -> None:
+        self.job, self.run_dir = job, run_dir
+        self.addresses = free_addresses(job.read.processes)
+        self.logs = [run_dir / f"process-{i}.err" for i in range(job.read.processes)]
+        self.members: list[_Member] = []
+
+    def start(self) -> None:
+        job, run_dir, addresses = self.job, self.run_dir, self.addresses
+        job.prepare()
+        forking = _can_fork()
+        try:
+            for index, log in enumerate(self.logs):
+                if forking:
+                    self.members.append(
+                        _Member(pid=_fork_member(job, run_dir, addresses, index, log)))
+                    continue
+                if index:  # members connect to lower ones; too early, Bytewax waits 1 s
+                    _await_listening(_port(addresses[index - 1]), self.members[-1].poll)
+                with log.open("wb") as err:
+                    self.members.append(_Member(popen=subprocess.Popen(
+                        [sys.executable, "-m", "harness.replay.cluster", job_to_json(job),
+                         str(run_dir), ";".join(addresses), str(index), str(os.getpid())],
+                        stderr=err, preexec_fn=_die_with_parent)))
+        except BaseException:
+            _wait_all(self.members, grace=0.0)
+            raise
+
+    def wait(self) -> None:
+        """Until every member has ended; then report the first failure in one line."""
+        members = self.members
+        try:
+            # One failed member makes its peers fail too; wait for all, then explain.
+            while None in (codes := [m.poll() for m in members]):  # poll every member
+                if any(code not in (None, 0) for code in codes):
+                    _wait_all(members, grace=3.0)
+                    break
+                time.sleep(0.01)
+        finally:
+            _wait_all(members, grace=0.0)
+        error = first_error(self.run_dir)
+        if error is not None:
+            raise error
+        for log in self.logs:
+            _forward(log)
+        for index, member in enumerate(members):
+            if member.returncode != 0:
+                raise ClusterError(f"cluster process {index} exited with {member.returncode}")
+
+
+def _port(address: str) -> int:
+    return int(address.rsplit(":", 1)[1])
+
+
+def _can_fork() -> bool:
+    """Fork only a single-threaded process (Linux: count its tasks, Rust's included)."""
+    tasks = Path(f"/proc/{os.getpid()}/task")
+    return hasattr(os, "fork") and tasks.is_dir() and len(list(tasks.iterdir())) == 1
+
+
+def _fork_member(job: Job, run_dir: Path, addresses: list[str], index: int,
+                 log: Path) -> int:
+    """Fork member `index`; the child runs it and leaves with `os._exit`."""
+    parent = os.getpid()
+    sys.stdout.flush()  # nothing buffered here may be written twice by a child
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
     try:
-        for pid, log in enumerate(logs):
-            if pid:  # members connect to lower ones; started early, Bytewax retries after 1 s
-                _await_listening(int(addresses[pid - 1].rsplit(":", 1)[1]), procs[-1])
-            with log.open("wb") as err:
-                procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "harness.replay.cluster", spec, str(run_dir),
-                     ";".join(addresses), str(pid), str(os.getpid())],
-                    stderr=err, preexec_fn=_die_with_parent))
-        # One failed member makes its peers fail too; wait for all, then explain.
-        while None in (codes := [p.poll() for p in procs]):  # poll every member
-            if any(code not in (None, 0) for code in codes):
-                _wait_all(procs, grace=3.0)
-                break
-            time.sleep(0.02)
+        _die_with_parent()
+        if os.getppid() != parent:  # the parent died before the death signal was armed
+            os._exit(1)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(fd, 2)
+        os.close(fd)
+        if index:
+            _await_listening(_port(addresses[index - 1]), lambda: None)
+        run_member(job, run_dir, addresses, index)
+        code = 0
+    except HarnessError as exc:
+        with (run_dir / ERRORS).open("a") as errors:  # the parent reports it from here
+            errors.write(f"{type(exc).__name__}\t{exc}\n")
+        code = 2
+    except KeyboardInterrupt:
+        code = 130
+    except BaseException:  # a peer's failure, or a panic: the parent explains
+        code = 1
     finally:
-        _wait_all(procs, grace=0.0)
-    error = first_error(run_dir)
-    if error is not None:
-        raise error
-    for log in logs:
-        _forward(log)
-    for pid, p in enumerate(procs):
-        if p.returncode != 0:
-            raise ClusterError(f"cluster process {pid} exited with {p.returncode}")
+        os._exit(code)
 
 
-def _await_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    """Wait until a local TCP port is in LISTEN state (Linux /proc; else a short pause)."""
+class _Member:
+    """A cluster member process: forked (a pid) or started (a Popen), ended by PID."""
+
+    def __init__(self, pid: int | None = None,
+                 popen: subprocess.Popen[bytes] | None = None) -> None:
+        self._popen = popen
+        self.pid = popen.pid if popen is not None else pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            if self._popen is not None:
+                self.returncode = self._popen.poll()
+            else:
+                assert self.pid is not None
+                done, status = os.waitpid(self.pid, os.WNOHANG)
+                if done:
+                    self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float) -> int | None:
+        deadline = time.monotonic() + timeout
+        while self.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.returncode
+
+    def terminate(self, grace: float = 5.0) -> None:
+        """SIGTERM, then SIGKILL if it is still there after `grace` seconds."""
+        if self.poll() is not None or self.pid is None:
+            return
+        os.kill(self.pid, signal.SIGTERM)
+        if self.wait(grace) is None:
+            os.kill(self.pid, signal.SIGKILL)
+            while self.poll() is None:
+                time.sleep(0.01)
+
+
+def _await_listening(port: int, ended: Callable[[], int | None], timeout: float = 10.0
+                     ) -> None:
+    """Wait until a local TCP port is in LISTEN state (Linux /proc; else a short pause),
+    or its process has `ended`."""
     table = Path("/proc/net/tcp")
     if not table.exists():
         time.sleep(0.5)
         return
     wanted = f":{port:04X} "
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
+    while time.monotonic() < deadline and ended() is None:
         for line in table.read_text().splitlines()[1:]:
             fields = line.split()
             if (fields[1] + " ").endswith(wanted) and fields[3] == "0A":
@@ -202,26 +319,17 @@ def _die_with_parent() -> None:
         pass
 
 
-def _wait_all(procs: list[subprocess.Popen[bytes]], grace: float) -> None:
+def _wait_all(members: list[_Member], grace: float) -> None:
     """Let members finish within `grace` seconds, then end the rest by PID."""
     deadline = time.monotonic() + grace
-    for p in procs:
-        try:
-            p.wait(max(deadline - time.monotonic(), 0.0))
-        except subprocess.TimeoutExpired:
-            terminate(p)
+    for member in members:
+        if member.wait(max(deadline - time.monotonic(), 0.0)) is None:
+            member.terminate()
 
 
 def terminate(proc: subprocess.Popen[Any], grace: float = 5.0) -> None:
     """End a child by its PID: SIGTERM, then SIGKILL if it is still there after `grace` s."""
-    if proc.poll() is not None:
-        return
-    os.kill(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+    _Member(popen=proc).terminate(grace)
 
 
 def _member_main(argv: list[str]) -> None:

@@ -42,13 +42,14 @@ class FlowJob:
     end: int | None = None
     wikis: tuple[str, ...] | None = None
     search: tuple[str, ...] = field(default_factory=lambda: (os.getcwd(),))
+    clock: str = "event"  # "recorded": items carry their receive times (RecordedClock)
 
     def __post_init__(self) -> None:
         load_flow(self.flow, self.search)  # fail early, in this process, in one line
 
     def identity(self) -> dict[str, Any]:
         return {"flow": self.flow, "key": self.key, "partitions": self.partitions,
-                "start": self.start, "end": self.end,
+                "clock": self.clock, "start": self.start, "end": self.end,
                 "wikis": list(self.wikis) if self.wikis is not None else None}
 
     def source(self, run_dir: Path | None) -> ReplaySource:
@@ -58,7 +59,11 @@ class FlowJob:
                             end=self.end,
                             wikis=frozenset(self.wikis) if self.wikis is not None else None,
                             skip_damaged=read.skip_damaged, report_dir=run_dir,
+                            received=self.clock == "recorded",
                             error_log=run_dir / ERRORS if run_dir is not None else None)
+
+    def prepare(self) -> None:
+        load_flow(self.flow, self.search)  # imported once, before members are forked
 
     def done(self, run_dir: Path) -> int:
         return live_source_tally(run_dir).read

@@ -78,6 +78,10 @@ class Job(Protocol):
         """The dataflow of one process; it writes its outputs under `run_dir`."""
         ...
 
+    def prepare(self) -> None:
+        """Work every member would repeat, done once before members are forked."""
+        ...
+
     def identity(self) -> dict[str, Any]:
         """What a recovery state made by this job must match to be resumed."""
         ...

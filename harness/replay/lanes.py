@@ -51,6 +51,7 @@ class LaneSource(FixedPartitionedSource[Chunk, LanePosition]):
     error_log: Path | None = None
     skip_damaged: bool = False
     slice_: Slice | None = None
+    slots: tuple[int, ...] | None = None  # slot (partition) -> the lane it reads; default: same
 
     def list_parts(self) -> list[str]:
         return [lane_name(lane) for lane in range(Recording(self.path).lanes)]
@@ -59,7 +60,9 @@ class LaneSource(FixedPartitionedSource[Chunk, LanePosition]):
         self, step_id: str, for_part: str, resume_state: LanePosition | None
     ) -> LanePartition:
         recording = Recording(self.path, skip_damaged=self.skip_damaged)
-        return LanePartition(recording, lane_index(for_part), resume_state or LanePosition(),
+        slot = lane_index(for_part)
+        lane = self.slots[slot] if self.slots is not None else slot
+        return LanePartition(recording, lane, resume_state or LanePosition(),
                              self.speed, self.batch_size, self.error_log,
                              self.slice_.excludes_segment if self.slice_ else None)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -19,7 +20,7 @@ from harness.errors import Interrupted, RecordingError, interruption
 from harness.files import sha256_file
 from harness.progress import Progress, watching
 from harness.recording.reader import Recording
-from harness.replay.cluster import run_cluster, run_member
+from harness.replay.cluster import Cluster, run_member
 from harness.replay.job import Job
 from harness.replay.recovery import run_directory
 
@@ -49,7 +50,7 @@ def run_job(job: Job, collect: Callable[[Path], T], *, addresses: list[str] | No
     """
     read = job.read
     recording = Recording(read.recording, skip_damaged=read.skip_damaged)
-    notes = _check_hashes(recording) + _scan_unfinished(recording)
+    notes = _scan_unfinished(recording)
     identity = {"recording": str(recording.directory.resolve()),
                 "created": recording.manifest.created, "events": recording.manifest.events,
                 **job.identity()}
@@ -57,12 +58,29 @@ def run_job(job: Job, collect: Callable[[Path], T], *, addresses: list[str] | No
         f"replay {recording.directory.name}", recording.manifest.events, enabled=progress)
     with run_directory(read.recovery_dir, identity) as run_dir:
         start = time.perf_counter()
+        cluster = None
         try:
-            with watching(meter, lambda: job.done(run_dir)):
-                if addresses is not None or read.processes == 1:
-                    run_member(job, run_dir, addresses, process_id)
-                else:
-                    run_cluster(job, run_dir)
+            if addresses is None and read.processes > 1:
+                cluster = Cluster(job, run_dir)
+                cluster.start()  # forks: before any thread of ours exists
+            # The segments' sha256 is checked beside the run, on the other core; a
+            # mismatch in a strict replay still fails it before anything is written.
+            with ThreadPoolExecutor(1) as hashing:
+                hashes = hashing.submit(_check_hashes, recording)
+                try:
+                    with watching(meter, lambda: job.done(run_dir)):
+                        if cluster is not None:
+                            cluster.wait()
+                        else:
+                            run_member(job, run_dir, addresses, process_id)
+                except Exception:
+                    # A damaged segment fails the run and the hash alike; the hash
+                    # names the damage the same way every time, so it wins.
+                    mismatch = hashes.exception()
+                    if isinstance(mismatch, RecordingError):
+                        raise mismatch from None
+                    raise
+                notes = hashes.result() + notes
         except BaseException as exc:
             stopped_by = interruption(exc)
             if stopped_by is None:

@@ -59,6 +59,7 @@ from harness.recording.lanes import Chunk, lane_index, lane_name
 from harness.recording.manifest import Segment
 from harness.recording.reader import LanePosition, Recording
 from harness.recording.slice import Slice
+from harness.replay.clock import Received
 from harness.replay.lanes import LanePartition
 
 __all__ = ["KeyGetter", "ReplaySource", "SourcePosition", "SourceTally", "key_getter",
@@ -162,7 +163,9 @@ class ReplaySource(FixedPartitionedSource[Payload, SourcePosition]):
     times the recorded pace (by receive time; None or 0: as fast as
     possible); `start`/`end` keep events with `start <= timestamp < end`
     (unix seconds); `wikis` keeps events of those wikis; `skip_damaged`
-    replays what is readable of a damaged recording and reports the rest.
+    replays what is readable of a damaged recording and reports the rest;
+    `received` makes items `Received` dicts that carry their receive time,
+    for a `RecordedClock` (`harness replay --clock recorded`).
     """
 
     recording: Path
@@ -175,6 +178,7 @@ class ReplaySource(FixedPartitionedSource[Payload, SourcePosition]):
     wikis: frozenset[str] | None = None
     skip_damaged: bool = False
     report_dir: Path | None = None
+    received: bool = False
     error_log: Path | None = field(default=None, repr=False)
     token: str = field(default_factory=lambda: uuid.uuid4().hex, repr=False, compare=False)
 
@@ -209,7 +213,7 @@ class ReplaySource(FixedPartitionedSource[Payload, SourcePosition]):
         start = resume_state or SourcePosition()
         recording = Recording(self.recording, skip_damaged=self.skip_damaged)
         report = _Report(self.report_dir, for_part, start)
-        selector = _Selector(self, recording)
+        selector = Selector.of(self, recording)
         if self.by_lane:
             lane = lane_index(for_part)
             lanes = LanePartition(recording, lane, LanePosition(start.segment, start.offset,
@@ -226,14 +230,25 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "._" else "_" for c in name)[:40] or "key"
 
 
-class _Selector:
-    """Decides what becomes of one envelope: passed on (with its key text) or why not."""
+class Selector:
+    """Decides what becomes of one envelope: passed on (with its key text) or why not.
 
-    def __init__(self, source: ReplaySource, recording: Recording) -> None:
-        self._key = key_getter(source.key)
-        self.slice = Slice(source.start, source.end, source.wikis)
-        self.shards = source.partitions or recording.lanes
-        self._segments = recording.manifest.segments
+    With `received`, a payload passed on is a `Received` dict that also carries
+    the event's receive time and seq (for `RecordedClock`).
+    """
+
+    def __init__(self, key: str | KeyGetter, slice_: Slice, received: bool = False,
+                 shards: int = 1, segments: list[Segment] | None = None) -> None:
+        self._key = key_getter(key)
+        self.slice = slice_
+        self.received = received
+        self.shards = shards
+        self._segments = segments or []
+
+    @classmethod
+    def of(cls, source: ReplaySource, recording: Recording) -> Selector:
+        return cls(source.key, Slice(source.start, source.end, source.wikis), source.received,
+                   source.partitions or recording.lanes, recording.manifest.segments)
 
     def skip_segment(self, segment: Segment) -> bool:
         return self.slice.excludes_segment(segment)
@@ -251,7 +266,9 @@ class _Selector:
         if self.slice and not self.slice.admits(payload.get("timestamp"), payload.get("wiki")):
             return OUTSIDE
         text = key_text(self._key(payload))
-        return NO_KEY if text is None else (payload, text)
+        if text is None:
+            return NO_KEY
+        return (Received(payload, env.recv, env.seq) if self.received else payload), text
 
 
 Verdict = tuple[Payload, str] | str
@@ -339,7 +356,7 @@ _Partition = StatefulSourcePartition[Payload, SourcePosition]
 class _LanePayloads(_Partition):
     """Key `user`: one recording lane, its lines turned into payloads."""
 
-    def __init__(self, lanes: LanePartition, selector: _Selector, report: _Report) -> None:
+    def __init__(self, lanes: LanePartition, selector: Selector, report: _Report) -> None:
         self._lanes = lanes
         self._selector = selector
         self._report = report
@@ -407,7 +424,7 @@ class _SharedReader:
 
     @classmethod
     def for_worker(cls, source: ReplaySource, step_id: str, recording: Recording,
-                   selector: _Selector) -> _SharedReader:
+                   selector: Selector) -> _SharedReader:
         key = (source.token, step_id, threading.get_ident())
         with cls._lock:
             reader = cls._readers.get(key)
@@ -416,7 +433,7 @@ class _SharedReader:
             return reader
 
     def __init__(self, key: tuple[str, str, int], source: ReplaySource, recording: Recording,
-                 selector: _Selector) -> None:
+                 selector: Selector) -> None:
         self._key = key
         self._recording = recording
         self._selector = selector

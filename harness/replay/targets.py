@@ -17,13 +17,25 @@ from typing import Any
 import orjson
 
 from harness.check import Outcome, Shape
+from harness.errors import UsageError
 from harness.flows.bots.replay import ReplayConfig, ReplayResult, replay
 from harness.flows.bots.semantics import DetectionParams
+from harness.recording.manifest import Manifest
 from harness.replay.flowjob import FlowJob, FlowOutput, replay_flow
 from harness.replay.job import ReadOptions
 from harness.replay.run import Run
 
-__all__ = ["Target"]
+__all__ = ["Target", "require_receive_times"]
+
+
+def require_receive_times(recording: Path) -> None:
+    """Refuse `--clock recorded` on a recording whose `recv` is not when events arrived."""
+    manifest = Manifest.load(recording)
+    if not manifest.has_receive_times:
+        raise UsageError(f"--clock recorded: {recording} was imported from dumps"
+                         f" ({manifest.source[:80]}), so it has no receive times (its recv"
+                         " is each event's own timestamp); replay it with --clock event, or"
+                         " record the stream with harness record or harness live --record")
 
 
 @dataclass(frozen=True)
@@ -40,6 +52,7 @@ class Target:
     params: DetectionParams = field(default_factory=DetectionParams)
     search: tuple[str, ...] = ()
     console: bool = False
+    clock: str = "event"  # "recorded": decide by the recorded receive times
 
     @property
     def name(self) -> str:
@@ -50,17 +63,20 @@ class Target:
             return ReplayConfig(read.recording, self.params, read.workers, read.processes,
                                 read.speed, read.batch_size, self.console, read.recovery_dir,
                                 read.snapshot_interval, read.skip_damaged, self.start,
-                                self.end, self.wikis)
+                                self.end, self.wikis, self.clock)
         extra = {"search": self.search} if self.search else {}
         return FlowJob(read, self.flow, self.key, self.partitions, self.start, self.end,
-                       self.wikis, **extra)
+                       self.wikis, clock=self.clock, **extra)
 
     def run(self, read: ReadOptions, *, addresses: list[str] | None = None,
-            process_id: int | None = None, progress: bool | None = False
-            ) -> ReplayResult | Run[FlowOutput]:
+            process_id: int | None = None, progress: bool | None = False,
+            summaries: bool = True) -> ReplayResult | Run[FlowOutput]:
+        if self.clock == "recorded":
+            require_receive_times(read.recording)
         job = self.job(read)
         if isinstance(job, ReplayConfig):
-            return replay(job, addresses=addresses, process_id=process_id, progress=progress)
+            return replay(job, addresses=addresses, process_id=process_id, progress=progress,
+                          summaries=summaries)
         return replay_flow(job, addresses=addresses, process_id=process_id,
                            progress=progress)
 

@@ -9,6 +9,7 @@ itself, so the rules stay in one place. The envelope fields read here
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,6 +48,8 @@ class EventBatch:
     damage: list[DeadLetter] = field(default_factory=list)
     skipped: int = 0
     outside: int = 0  # events outside the replayed slice
+    recvs: list[float] = field(default_factory=list)  # receive times (recorded clock only)
+    tick: float | None = None  # live, idle: the clock has reached this time
 
 
 class _Meta(msgspec.Struct):
@@ -68,8 +71,19 @@ class _Envelope(msgspec.Struct):
     data: _Event | UnsetType = UNSET  # unset: a kept non-JSON payload
 
 
-class _SlicedEnvelope(_Envelope):
-    data: _SlicedEvent | UnsetType = UNSET
+@functools.cache
+def _envelope_type(wiki: bool, recv: bool) -> type[_Envelope]:
+    """The envelope fields to decode: `wiki` for a slice by wiki, `recv` for the
+    recorded clock; nothing else is materialised."""
+    if not wiki and not recv:
+        return _Envelope
+    event = _SlicedEvent if wiki else _Event
+    fields: list[tuple[str, Any, Any]] = [("data", event | UnsetType, UNSET)]
+    if recv:
+        fields.append(("recv", float, 0.0))
+    kind: type[_Envelope] = msgspec.defstruct(  # type: ignore[assignment]
+        "_Envelope", fields, bases=(_Envelope,))
+    return kind
 
 
 # RecursionError: msgspec gives up on deep nesting sooner than orjson does.
@@ -91,20 +105,20 @@ class Decoder:
     that is not JSON is reported as invalid whatever the slice).
     """
 
-    def __init__(self, params: DetectionParams | None = None, slice_: Slice | None = None
-                 ) -> None:
+    def __init__(self, params: DetectionParams | None = None, slice_: Slice | None = None,
+                 recorded: bool = False) -> None:
         self.params = params or DetectionParams()
         self.slice = slice_ if slice_ else None
+        self.recorded = recorded  # also decode each event's receive time (the clock)
         self._low, self._high = self.params.timestamp_range()
-        kind: type[_Envelope] = (_SlicedEnvelope if self.slice and self.slice.wikis is not None
-                                 else _Envelope)
-        self._decode_all: Callable[[bytes], list[_Envelope]] = msgspec.json.Decoder(
-            list[kind]).decode  # type: ignore[valid-type]
-        self._decode_one: Callable[[bytes], _Envelope] = msgspec.json.Decoder(kind).decode
+        kind = _envelope_type(self.slice is not None and self.slice.wikis is not None, recorded)
+        decoder = msgspec.json.Decoder(kind)
+        self._decode_all: Callable[[bytes], list[_Envelope]] = decoder.decode_lines
+        self._decode_one: Callable[[bytes], _Envelope] = decoder.decode
 
     def __call__(self, chunk: Chunk) -> EventBatch:
-        lines = chunk.lines.rstrip(b"\n")
-        batch = EventBatch(chunk.lane)
+        lines = chunk.lines
+        batch = EventBatch(chunk.lane, tick=chunk.tick)
         if chunk.damage is not None:
             batch.damage.append(DeadLetter(-1, DAMAGED, where=chunk.damage.where))
             batch.skipped += chunk.damage.lines
@@ -113,9 +127,12 @@ class Decoder:
         if not lines:
             return batch
         try:
-            envelopes = self._decode_all(b"[" + lines.replace(b"\n", b",") + b"]")
+            envelopes = self._decode_all(lines)
+            # decode_lines passes over blank lines, which no recording holds: damage
+            if len(envelopes) != chunk.line_count:
+                raise msgspec.DecodeError("a blank line")
         except _NOT_FAST:
-            for number, line in enumerate(lines.split(b"\n"), start=1):
+            for number, line in enumerate(lines.rstrip(b"\n").split(b"\n"), start=1):
                 if not self._decode_line(line, batch):
                     where = chunk.place(number)
                     if chunk.strict:
@@ -131,8 +148,8 @@ class Decoder:
         return batch
 
     def _add_envelopes(self, envelopes: list[_Envelope], batch: EventBatch) -> None:
-        users, stamps, seqs = batch.users, batch.timestamps, batch.seqs
-        low, high, slice_ = self._low, self._high, self.slice
+        users, stamps, seqs, recvs = batch.users, batch.timestamps, batch.seqs, batch.recvs
+        low, high, slice_, recorded = self._low, self._high, self.slice, self.recorded
         for env in envelopes:  # the hot loop
             data = env.data
             if data is not UNSET:
@@ -145,6 +162,8 @@ class Decoder:
                     users.append(user)
                     stamps.append(ts)
                     seqs.append(env.seq)
+                    if recorded:
+                        recvs.append(env.recv)  # type: ignore[attr-defined]
                     continue
             self._add_unusual(env, batch)
 
@@ -157,7 +176,7 @@ class Decoder:
         fields: dict[str, Any] = {"user": data.user, "timestamp": data.timestamp}
         if data.meta is not None:
             fields["meta"] = {"domain": data.meta.domain}
-        self._add_slow(env.seq, fields, batch)
+        self._add_slow(env.seq, fields, batch, getattr(env, "recv", 0.0))
 
     def _decode_line(self, line: bytes, batch: EventBatch) -> bool:
         """Add one line; False if it is not an envelope at all (damage, not an event)."""
@@ -182,10 +201,12 @@ class Decoder:
                 and not self.slice.admits(payload.get("timestamp"), payload.get("wiki"))):
             batch.outside += 1
             return True
-        self._add_slow(envelope["seq"], payload, batch)
+        recv = envelope.get("recv")
+        self._add_slow(envelope["seq"], payload, batch,
+                       recv if type(recv) in (int, float) else 0.0)
         return True
 
-    def _add_slow(self, seq: int, payload: Any, batch: EventBatch) -> None:
+    def _add_slow(self, seq: int, payload: Any, batch: EventBatch, recv: Any) -> None:
         verdict = classify(payload, self.params)
         if verdict == CANARY:
             batch.canary += 1
@@ -196,6 +217,8 @@ class Decoder:
             batch.users.append(user)
             batch.timestamps.append(timestamp)
             batch.seqs.append(seq)
+            if self.recorded:
+                batch.recvs.append(float(recv))
 
 
 def decode(chunk: Chunk, params: DetectionParams | None = None) -> EventBatch:

@@ -1,6 +1,6 @@
 """The bot-detection dataflow, defined once for replay and live.
 
-    source --Chunk--> decode --EventBatch--> key by lane --> detect --Report--> sink
+    source --Chunk--> key by lane --> detect (decode, then detect) --Report--> sink
 
 A `Chunk` is a run of recording lines (envelopes) from one lane. Sources
 differ (a recording, the live stream); everything after them is this one
@@ -12,12 +12,9 @@ detection written as an ordinary plug-in over the public replay source.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
@@ -27,7 +24,7 @@ from bytewax.outputs import Sink
 
 from harness.errors import logging_errors
 from harness.flows.bots.decode import Decoder, EventBatch
-from harness.flows.bots.routing import lane_keys
+from harness.flows.bots.routing import LanePlan
 from harness.flows.bots.semantics import (
     DeadLetter,
     DetectionParams,
@@ -40,9 +37,6 @@ from harness.recording.slice import Slice
 
 __all__ = ["DetectLogic", "Report", "build_flow"]
 
-UserStates = dict[str, Any]
-
-
 @dataclass(slots=True)
 class Report:
     """What detect produced for one batch: window summaries and dead letters, in
@@ -53,19 +47,28 @@ class Report:
     tally: Tally = field(default_factory=Tally)
 
 
-class DetectLogic(StatefulBatchLogic[EventBatch, Report, UserStates]):
-    """Runs a `Detector` over one lane's batches; emits a `Report` per batch."""
+class DetectLogic(StatefulBatchLogic[Chunk, Report, bytes | None]):
+    """Decodes one lane's chunks and runs a `Detector` over them; a `Report` per batch.
 
-    def __init__(self, params: DetectionParams, clock: Callable[[], float] | None,
-                 resume: UserStates | None) -> None:
-        self.detector = Detector(params, clock)
-        if resume is not None:
-            self.detector.users = resume
+    Decoding here, after the keyed exchange, means only raw lines ever cross
+    it. The detector's state is snapshotted (compactly) only when recovery is
+    on: without it nobody reads the snapshot.
+    """
 
-    def on_batch(self, values: list[EventBatch]) -> tuple[list[Report], bool]:
+    def __init__(self, decode: Callable[[Chunk], EventBatch], detector: Detector,
+                 recovery: bool, resume: bytes | None) -> None:
+        self.decode = decode
+        self.detector = detector
+        self.recovery = recovery
+        if resume:
+            detector.restore(resume)
+
+    def on_batch(self, values: list[Chunk]) -> tuple[list[Report], bool]:
         report = Report()
         tally, emit = report.tally, report.items
-        for batch in values:
+        detector = self.detector
+        for chunk in values:
+            batch = self.decode(chunk)
             tally.events += batch.events
             tally.canary += batch.canary
             tally.outside += batch.outside
@@ -73,27 +76,19 @@ class DetectLogic(StatefulBatchLogic[EventBatch, Report, UserStates]):
             tally.skipped += batch.skipped
             emit.extend(batch.invalid)
             emit.extend(batch.damage)
-            self.detector.process(batch.users, batch.timestamps, batch.seqs, tally, emit)
-        self.detector.advance(tally, emit)
+            detector.process(batch.users, batch.timestamps, batch.seqs, tally, emit,
+                             batch.recvs)
+            if batch.tick is not None:
+                detector.advance(batch.tick, tally, emit)
         return [report], StatefulBatchLogic.RETAIN
-
-    def on_notify(self) -> tuple[list[Report], bool]:
-        report = Report()
-        self.detector.advance(report.tally, report.items)
-        return ([report] if report.items else []), StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[list[Report], bool]:
         report = Report()
         self.detector.finish(report.tally, report.items)
         return [report], StatefulBatchLogic.RETAIN
 
-    def notify_at(self) -> datetime | None:
-        if self.detector.clock is None or not self.detector.has_open_windows():
-            return None
-        return datetime.now(tz=timezone.utc) + timedelta(seconds=1)
-
-    def snapshot(self) -> UserStates:
-        return copy.deepcopy(self.detector.users)
+    def snapshot(self) -> bytes | None:
+        return self.detector.snapshot() if self.recovery else None
 
 
 def build_flow(
@@ -101,27 +96,33 @@ def build_flow(
     sink: Sink[tuple[str, Report]],
     params: DetectionParams | None = None,
     *,
-    clock: Callable[[], float] | None = None,
+    recorded: bool = False,
+    recovery: bool = False,
     flow_id: str = "wikistream_bots",
     error_log: Path | None = None,
-    lanes: int = 1,
-    workers: int = 1,
+    plan: LanePlan | None = None,
     slice_: Slice | None = None,
 ) -> Dataflow:
-    """The detection dataflow. `clock=None` is event time only (replay);
-    pass `time.time` for live wall-clock watermarks. Damage found while
-    decoding is also appended to `error_log`. `lanes` and `workers` (the
-    cluster's total) only spread the lanes' detect state evenly over the
-    workers; any values give the same output. `slice_` keeps part of the
-    input (the rest is counted as `outside`)."""
+    """The detection dataflow.
+
+    `recorded` False decides by event time only (replay); True uses each
+    event's receive time as the clock (live, and `--clock recorded` replays
+    of it), with `Chunk.tick`s closing windows while the stream is idle.
+    `recovery` snapshots the detectors' state. Damage found while decoding
+    is also appended to `error_log`. `plan` (see `routing`) only places the
+    lanes' state on the workers that read them; any plan gives the same
+    output. `slice_` keeps part of the input (the rest is counted as
+    `outside`).
+    """
     params = params or DetectionParams()
+    decode = logging_errors(Decoder(params, slice_, recorded), error_log)
     flow = Dataflow(flow_id)
     chunks = op.input("events", flow, source)
-    batches = op.map("decode", chunks, logging_errors(Decoder(params, slice_), error_log))
-    keys = lane_keys(lanes, workers)  # lane -> a key owned by worker lane % workers
-    keyed = op.key_on("by_lane", batches,
-                      lambda b: keys[b.lane] if b.lane < len(keys) else lane_name(b.lane))
+    keys = (plan or LanePlan.identity(1)).keys  # lane -> a key its reader's worker owns
+    keyed = op.key_on("by_lane", chunks,
+                      lambda c: keys[c.lane] if c.lane < len(keys) else lane_name(c.lane))
     detected = op.stateful_batch(
-        "detect", keyed, lambda resume: DetectLogic(params, clock, resume))
+        "detect", keyed,
+        lambda resume: DetectLogic(decode, Detector(params, recorded), recovery, resume))
     op.output("sink", detected, sink)
     return flow

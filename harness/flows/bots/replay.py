@@ -13,18 +13,21 @@ from typing import Any
 
 from bytewax.dataflow import Dataflow
 
-from harness.errors import RecordingError
+from harness.errors import RecordingError, UsageError
 from harness.flows.bots.flow import build_flow
+from harness.flows.bots.routing import LanePlan, plan_lanes
 from harness.flows.bots.semantics import DetectionParams, Tally
 from harness.flows.bots.sinks import LaneFileSink, RunOutput, collect, live_tally
-from harness.recording.reader import Recording
 from harness.recording.slice import Slice
 from harness.replay.cluster import ERRORS
 from harness.replay.job import ReadOptions
 from harness.replay.lanes import LaneSource
 from harness.replay.run import run_job, unaccounted
 
-__all__ = ["ReplayConfig", "ReplayResult", "replay"]
+__all__ = ["CLOCKS", "ReplayConfig", "ReplayResult", "replay"]
+
+CLOCKS = ("event", "recorded")
+STATE_FORMAT = 2  # of the detectors' recovery snapshots
 
 
 @dataclass(frozen=True)
@@ -44,10 +47,13 @@ class ReplayConfig:
     start: int | None = None  # a slice: events with start <= timestamp < end ...
     end: int | None = None
     wikis: tuple[str, ...] | None = None  # ... of these wikis
+    clock: str = "event"  # "recorded": decide as live did, by each event's receive time
 
     def __post_init__(self) -> None:
         self.read  # noqa: B018 - validates the options
         self.slice  # noqa: B018
+        if self.clock not in CLOCKS:
+            raise UsageError(f"--clock must be one of {', '.join(CLOCKS)}, got {self.clock!r}")
 
     @property
     def slice(self) -> Slice:
@@ -61,8 +67,18 @@ class ReplayConfig:
                            self.snapshot_interval)
 
     def identity(self) -> dict[str, Any]:
-        return {"flow": "bots", "params": asdict(self.params), "start": self.start,
-                "end": self.end, "wikis": list(self.wikis) if self.wikis is not None else None}
+        return {"flow": "bots", "state": STATE_FORMAT, "params": asdict(self.params),
+                "clock": self.clock, "start": self.start, "end": self.end,
+                "wikis": list(self.wikis) if self.wikis is not None else None}
+
+    def prepare(self) -> None:
+        self.plan()
+
+    def plan(self) -> LanePlan:
+        """Lanes balanced over this shape's workers, or, when the state must survive a
+        change of shape, the identity plan (the same on any shape)."""
+        return plan_lanes(self.recording, self.workers * self.processes,
+                          balanced=self.recovery_dir is None)
 
     def done(self, run_dir: Path) -> int:
         return live_tally(run_dir).events
@@ -71,16 +87,14 @@ class ReplayConfig:
         return RunOutput(tally=live_tally(run_dir))
 
     def build(self, run_dir: Path) -> Dataflow:
+        plan = self.plan()
         source = LaneSource(self.recording, self.speed, self.batch_size,
                             error_log=run_dir / ERRORS, skip_damaged=self.skip_damaged,
-                            slice_=self.slice)
-        lanes = Recording(self.recording).lanes
-        sink = LaneFileSink(run_dir, lanes, self.console)
-        # Lane keys balanced for this shape, or, when the state must survive a
-        # change of shape, plain lane names (the same keys on any shape).
-        routed = 1 if self.recovery_dir is not None else self.workers * self.processes
-        return build_flow(source, sink, self.params, error_log=run_dir / ERRORS, lanes=lanes,
-                          workers=routed, slice_=self.slice)
+                            slice_=self.slice, slots=plan.lanes)
+        sink = LaneFileSink(run_dir, plan, self.console)
+        return build_flow(source, sink, self.params, recorded=self.clock == "recorded",
+                          recovery=self.recovery_dir is not None, error_log=run_dir / ERRORS,
+                          plan=plan, slice_=self.slice)
 
 
 @dataclass
@@ -101,14 +115,17 @@ class ReplayResult:
 
 
 def replay(config: ReplayConfig, *, addresses: list[str] | None = None,
-           process_id: int | None = None, progress: bool | None = False) -> ReplayResult:
+           process_id: int | None = None, progress: bool | None = False,
+           summaries: bool = True) -> ReplayResult:
     """Replay a recording through the detection flow and merge the outputs.
 
     With `addresses`, this process is member `process_id` of a cluster whose
     other members run elsewhere; the result then holds this member's share.
+    `summaries` False leaves the window summaries out of the result (the
+    counts are still there), which spares reading them all back.
     """
-    run = run_job(config, collect, addresses=addresses, process_id=process_id,
-                  progress=progress)
+    run = run_job(config, lambda run_dir: collect(run_dir, summaries), addresses=addresses,
+                  process_id=process_id, progress=progress)
     manifest, output = run.recording.manifest, run.output
     missing = unaccounted(run.recording, output.tally.events, output.tally.skipped)
     if missing and addresses is None:

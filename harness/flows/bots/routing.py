@@ -1,19 +1,26 @@
-"""Which worker owns a lane's detect state: chosen, not left to the key hash.
+"""Which worker reads and detects each lane: planned, not left to hashes and names.
 
-Bytewax sends a keyed item to worker `hash(key) % workers`. With 8 lanes
-over 2 workers that hash gave a 5/3 split, so one process did 62% of the
-detection. Here each lane `i` gets a key that routes to worker
-`i % workers` — the worker Bytewax's own round-robin gives its source
-partition — so lanes spread evenly and a lane's batches mostly stay where
-they were read. The keys are found by asking Bytewax itself (a tiny
-in-process run), so nothing depends on how its hash is computed; when no
-candidate routes as wanted, the plain lane name is used (correct, just
-not balanced).
+Bytewax gives a fixed-partition source's (and sink's) partitions to workers
+round robin in the sorted order of their names, and sends a keyed item to
+worker `hash(key) % workers`. Left alone, 8 lanes over 2 workers split 5/3
+by key hash, and even 4/4 by count is 57/43 by events (lanes differ in
+size). A `LanePlan` fixes both: partition *slot* s (named `lane-0000s`)
+lives on worker `s % workers`, the plan decides which recorded lane each
+slot reads, greedily balancing the lanes' event counts (read from the
+block headers, cheap), and each lane gets a detect key that routes to its
+slot's worker, so a lane's batches stay where they were read. Keys are
+found by asking Bytewax itself (a tiny in-process run), so nothing depends
+on how its hash is computed; when no candidate routes as wanted, the plain
+lane name is used (correct, just not balanced). Under recovery the plan is
+the identity with plain keys, so that state taken on one shape resumes on
+any other.
 """
 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
+from pathlib import Path
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
@@ -21,6 +28,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import TestingSource, cluster_main
 
 from harness.recording.lanes import lane_name
+from harness.recording.reader import Recording
 
 _CANDIDATES = 64
 
@@ -46,18 +54,84 @@ def _candidates(lane: int) -> list[str]:
     return [lane_name(lane)] + [f"{lane_name(lane)}~{j}" for j in range(_CANDIDATES)]
 
 
+@dataclass(frozen=True)
+class LanePlan:
+    """Slot s reads recorded lane `lanes[s]`; recorded lane l is keyed `keys[l]`."""
+
+    lanes: tuple[int, ...]
+    keys: tuple[str, ...]
+
+    @functools.cached_property
+    def slot_of(self) -> dict[int, int]:
+        return {lane: slot for slot, lane in enumerate(self.lanes)}
+
+    @classmethod
+    def identity(cls, lanes: int) -> LanePlan:
+        """Slot = lane, plain lane names: the same on every shape."""
+        return cls(tuple(range(lanes)), tuple(lane_name(lane) for lane in range(lanes)))
+
+    @classmethod
+    def dealt(cls, slots: tuple[int, ...], workers: int) -> LanePlan:
+        """`slots`, with keys routing each lane to its slot's worker."""
+        targets = [0] * len(slots)
+        for slot, lane in enumerate(slots):
+            targets[lane] = slot % workers
+        return cls(slots, lane_keys(tuple(targets), workers))
+
+
+def plan_lanes(recording: Path, workers: int, balanced: bool = True) -> LanePlan:
+    """The plan for `workers` workers in all (see the module doc)."""
+    manifest = Recording(recording).manifest
+    if workers <= 1 or not balanced:
+        return LanePlan.identity(manifest.lanes)
+    return _balanced_plan(recording, manifest.created, manifest.events, workers)
+
+
 @functools.cache
-def lane_keys(lanes: int, workers: int) -> tuple[str, ...]:
-    """A key per lane such that lane `i`'s key routes to worker `i % workers`."""
+def _balanced_plan(recording: Path, created: str, events: int, workers: int) -> LanePlan:
+    return LanePlan.dealt(balance(lane_sizes(recording), workers), workers)
+
+
+def lane_sizes(recording: Path) -> list[int]:
+    """Events per lane, from the block headers (no frame is decompressed)."""
+    reading = Recording(recording, skip_damaged=True)
+    sizes = [0] * reading.lanes
+    for block in reading.blocks():
+        for ref in block.header.lanes:
+            if ref.lane < len(sizes):
+                sizes[ref.lane] += ref.events
+    return sizes
+
+
+def balance(sizes: list[int], workers: int) -> tuple[int, ...]:
+    """Slots in order: slot s goes to worker s % workers, and each worker's share of
+    slots is fixed, so lanes are dealt biggest first to the least loaded worker
+    that still has a slot free."""
+    capacity = [len(range(w, len(sizes), workers)) for w in range(workers)]
+    load = [0] * workers
+    owned: list[list[int]] = [[] for _ in range(workers)]
+    for lane in sorted(range(len(sizes)), key=lambda lane: (-sizes[lane], lane)):
+        worker = min((w for w in range(workers) if len(owned[w]) < capacity[w]),
+                     key=lambda w: (load[w], w))
+        owned[worker].append(lane)
+        load[worker] += sizes[lane]
+    return tuple(owned[slot % workers][slot // workers] for slot in range(len(sizes)))
+
+
+@functools.cache
+def lane_keys(targets: tuple[int, ...], workers: int) -> tuple[str, ...]:
+    """A key per lane such that lane `l`'s key routes to worker `targets[l]`."""
+    lanes = len(targets)
     if workers <= 1:
         return tuple(lane_name(lane) for lane in range(lanes))
     keys = [key for lane in range(lanes) for key in _candidates(lane)]
     seen: dict[str, int] = {}
     flow = Dataflow("harness_routing_probe")
-    keyed = op.key_on("key", op.input("keys", flow, TestingSource(keys)), lambda k: k)
+    keyed = op.key_on("key", op.input("keys", flow, TestingSource(keys, batch_size=len(keys))),
+                      lambda k: k)
     op.output("where", op.stateful_map("route", keyed, lambda _, k: (None, k)), _Where(seen))
     cluster_main(flow, [], 0, worker_count_per_proc=workers)  # type: ignore[no-untyped-call]
     return tuple(
-        next((key for key in _candidates(lane) if seen.get(key) == lane % workers),
+        next((key for key in _candidates(lane) if seen.get(key) == targets[lane]),
              lane_name(lane))
         for lane in range(lanes))

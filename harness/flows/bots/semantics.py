@@ -8,8 +8,12 @@ mode all call into this module; none of them re-states a rule.
 
 from __future__ import annotations
 
+import functools
+import itertools
+import marshal
 import math
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Final
 
@@ -100,6 +104,7 @@ def classify(payload: Any, params: DetectionParams | None = None) -> tuple[str, 
 _DEFAULT = DetectionParams()
 
 
+@functools.lru_cache(maxsize=1 << 16)  # window starts and ends repeat across users
 def _iso(timestamp: int) -> str:
     return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat()
 
@@ -201,29 +206,32 @@ class Tally:
 
 @dataclass(slots=True)
 class _UserState:
-    watermark_base: int  # largest timestamp seen minus lateness
-    seen_at: float  # clock reading when watermark_base last rose
-    windows: dict[int, list[int]] = field(default_factory=dict)  # id -> [count, first, last]
+    watermark_base: float  # largest timestamp seen minus lateness
+    seen_at: float  # the clock's reading when watermark_base last rose (0: event time only)
+    windows: dict[int, list[int]]  # id -> [count, first, last]
+    oldest: int  # the smallest open window id (meaningless while windows is empty)
 
 
-@dataclass
 class Detector:
     """Per-user lateness and tumbling windows for one ordered stream of events.
 
     The watermark of a user is `max timestamp - lateness`, plus the time the
-    `clock` has advanced since that maximum was seen: exactly Bytewax's
-    `EventClock`. Replay passes no clock, so the watermark moves only with
-    event time and the result is independent of speed and batching. An
+    clock has advanced since that maximum was seen: exactly Bytewax's
+    `EventClock`. By default there is no clock (event time only: replay),
+    so the watermark moves only with event time and the result is
+    independent of speed and batching. With `recorded`, the clock is each
+    event's receive time (`recvs`): live mode, and its exact replay. An
     event is late iff its timestamp is below its user's watermark; a window
-    closes once its end is at or below the watermark, or at end of input.
+    closes once its end is at or below the watermark (checked on every
+    event of that user, and on `advance`), or at end of input.
     """
 
-    params: DetectionParams
-    clock: Any = None  # Callable[[], float] | None; None means event time only
-    users: dict[str, _UserState] = field(default_factory=dict)
+    __slots__ = ("params", "recorded", "users")
 
-    def _now(self) -> float:
-        return self.clock() if self.clock is not None else 0
+    def __init__(self, params: DetectionParams, recorded: bool = False) -> None:
+        self.params = params
+        self.recorded = recorded
+        self.users: dict[str, _UserState] = {}
 
     def process(
         self,
@@ -232,86 +240,96 @@ class Detector:
         seqs: list[int],
         tally: Tally,
         emit: list[WindowSummary | DeadLetter],
+        recvs: list[float] | None = None,
     ) -> None:
-        """Feed events in stream order; append what closes or is late to `emit`."""
+        """Feed events in stream order; append what closes or is late to `emit`.
+
+        `recvs` (the clock: each event's receive time) is required when
+        `recorded`, ignored otherwise.
+        """
         params = self.params
-        lateness, window, align = params.lateness, params.window, params.align
+        lateness, window, align, min_count = (params.lateness, params.window, params.align,
+                                              params.min_count)
         states = self.users
-        now = self._now()
-        for user, ts, seq in zip(users, timestamps, seqs, strict=True):
-            state = states.get(user)
-            watermark: float
-            if state is None:
-                state = states[user] = _UserState(ts - lateness, now)
-                watermark = state.watermark_base
-            else:
-                watermark = state.watermark_base + (now - state.seen_at)
-                if ts < watermark:
-                    tally.late += 1
-                    emit.append(DeadLetter(seq, LATE, user, ts))
-                    continue
-                if ts - lateness > watermark:
-                    state.watermark_base = watermark = ts - lateness
-                    state.seen_at = now
+        nows: Iterable[float] = recvs if self.recorded and recvs is not None else _NO_CLOCK
+        counted = late = 0
+        # strict=False: `nows` is endless without a clock
+        for user, ts, seq, now in zip(users, timestamps, seqs, nows, strict=False):  # hot
             wid = (ts - align) // window
-            acc = state.windows.get(wid)
+            state = states.get(user)
+            if state is None:
+                states[user] = _UserState(ts - lateness, now, {wid: [1, ts, ts]}, wid)
+                counted += 1
+                continue
+            watermark = state.watermark_base + (now - state.seen_at)
+            if ts < watermark:
+                late += 1
+                emit.append(DeadLetter(seq, LATE, user, ts))
+                continue
+            if ts - lateness > watermark:
+                state.watermark_base = watermark = ts - lateness
+                state.seen_at = now
+            counted += 1
+            windows = state.windows
+            acc = windows.get(wid)
             if acc is None:
-                state.windows[wid] = [1, ts, ts]
+                windows[wid] = [1, ts, ts]
+                if wid < state.oldest or len(windows) == 1:
+                    state.oldest = wid
             else:
                 acc[0] += 1
                 if ts < acc[1]:
                     acc[1] = ts
                 elif ts > acc[2]:
                     acc[2] = ts
-            tally.counted += 1
-            # The event's own window cannot close (its end > ts >= watermark),
-            # so only a user with an older open window may have one to close.
-            if len(state.windows) > 1:
-                self._close(user, state, watermark, tally, emit)
+            # A window closes once its end, align + (id + 1) * window, is at or below
+            # the watermark: id < (watermark - align) // window. The event's own
+            # window cannot (its end > ts >= watermark).
+            bound = (watermark - align) // window
+            oldest = state.oldest
+            while oldest < bound:  # oldest first; the event's own window stays open
+                count, first, last = windows.pop(oldest)
+                if count >= min_count:  # a smaller window yields nothing: no summary made
+                    self._emit(user, oldest, count, first, last, tally, emit)
+                state.oldest = oldest = wid if len(windows) == 1 else min(windows)
+        tally.counted += counted
+        tally.late += late
 
-    def _close(
-        self,
-        user: str,
-        state: _UserState,
-        watermark: float,
-        tally: Tally,
-        emit: list[WindowSummary | DeadLetter],
-    ) -> None:
-        # end = align + (wid+1)*window <= watermark  <=>  wid < (watermark-align) // window
-        bound = (watermark - self.params.align) // self.params.window
-        closable = [wid for wid in state.windows if wid < bound]
-        for wid in sorted(closable):
-            count, first, last = state.windows.pop(wid)
-            self._emit(user, wid, count, first, last, tally, emit)
+    def _close(self, user: str, state: _UserState, watermark: float, min_count: int,
+               tally: Tally, emit: list[WindowSummary | DeadLetter]) -> None:
+        """Close every window of `user` that `watermark` has passed, oldest first."""
+        params = self.params
+        bound = (watermark - params.align) // params.window
+        windows = state.windows
+        for wid in sorted(w for w in windows if w < bound):
+            count, first, last = windows.pop(wid)
+            if count >= min_count:
+                self._emit(user, wid, count, first, last, tally, emit)
+        state.oldest = min(windows) if windows else 0
 
-    def _emit(
-        self,
-        user: str,
-        wid: int,
-        count: int,
-        first: int,
-        last: int,
-        tally: Tally,
-        emit: list[WindowSummary | DeadLetter],
-    ) -> None:
+    def _emit(self, user: str, wid: int, count: int, first: int, last: int, tally: Tally,
+              emit: list[WindowSummary | DeadLetter]) -> None:
         summary = summarize(self.params, user, wid, count, first, last)
         if summary is not None:
             tally.windows += 1
             tally.malicious += summary.malicious
             emit.append(summary)
 
-    def advance(self, tally: Tally, emit: list[WindowSummary | DeadLetter]) -> None:
-        """Close windows that wall-clock time has passed (live mode only)."""
-        if self.clock is None:
+    def advance(self, now: float, tally: Tally, emit: list[WindowSummary | DeadLetter]) -> None:
+        """Close the windows the clock at `now` has passed (live mode, while idle).
+
+        This changes only *when* a summary is emitted, never what it says,
+        provided `now` is at or below the receive time of every event not
+        yet processed: such an event would be late against `now` anyway.
+        """
+        if not self.recorded:
             return
-        now = self._now()
+        min_count = self.params.min_count
         for user, state in self.users.items():
             if state.windows:
-                self._close(user, state, state.watermark_base + (now - state.seen_at),
-                            tally, emit)
-
-    def has_open_windows(self) -> bool:
-        return any(state.windows for state in self.users.values())
+                watermark = state.watermark_base + (now - state.seen_at)
+                if state.oldest < (watermark - self.params.align) // self.params.window:
+                    self._close(user, state, watermark, min_count, tally, emit)
 
     def finish(self, tally: Tally, emit: list[WindowSummary | DeadLetter]) -> None:
         """End of input: every open window closes."""
@@ -320,3 +338,15 @@ class Detector:
                 count, first, last = state.windows[wid]
                 self._emit(user, wid, count, first, last, tally, emit)
             state.windows.clear()
+
+    def snapshot(self) -> bytes:
+        """The state as compact bytes (marshal of plain values): cheap to take and store."""
+        return marshal.dumps({user: (s.watermark_base, s.seen_at, s.windows, s.oldest)
+                              for user, s in self.users.items()})
+
+    def restore(self, snapshot: bytes) -> None:
+        self.users = {user: _UserState(base, seen, windows, oldest)
+                      for user, (base, seen, windows, oldest) in marshal.loads(snapshot).items()}
+
+
+_NO_CLOCK = itertools.repeat(0.0)

@@ -17,6 +17,7 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from harness.files import Counters, write_atomically
 from harness.flows.bots.flow import Report
+from harness.flows.bots.routing import LanePlan
 from harness.flows.bots.semantics import Tally, WindowSummary
 from harness.recording.lanes import lane_index, lane_name
 
@@ -54,14 +55,14 @@ class LaneFileSink(FixedPartitionedSink[Report, SinkPosition]):
     """
 
     run_dir: Path
-    lanes: int
+    plan: LanePlan
     console: bool = False
 
     def list_parts(self) -> list[str]:
-        return [lane_name(lane) for lane in range(self.lanes)]
+        return [lane_name(slot) for slot in range(len(self.plan.lanes))]
 
     def part_fn(self, item_key: str) -> int:
-        return lane_index(item_key)
+        return self.plan.slot_of[lane_index(item_key)]  # the slot that reads the key's lane
 
     def build_part(self, step_id: str, for_part: str,
                    resume_state: SinkPosition | None) -> _LaneWriter:
@@ -142,13 +143,14 @@ def live_tally(run_dir: Path) -> Tally:
     return Tally(**Counters.read(sorted(run_dir.glob(LIVE.format("*"))), TALLY_FIELDS))
 
 
-def collect(run_dir: Path) -> RunOutput:
-    """Merge every worker's parts; summaries sorted by (window_start, user)."""
+def collect(run_dir: Path, summaries: bool = True) -> RunOutput:
+    """Merge every worker's parts; summaries (unless not wanted: they are all the
+    windows, which only an --out file needs) sorted by (window_start, user)."""
     out = RunOutput()
     for path in sorted(run_dir.glob("tally-*.json")):
         out.tally.add(Tally(**orjson.loads(path.read_bytes())))
         out.parts += 1
-    for path in sorted(run_dir.glob("summaries-*.jsonl")):
+    for path in sorted(run_dir.glob("summaries-*.jsonl") if summaries else ()):
         out.summaries.extend(_lines(path))
     for path in sorted(run_dir.glob("deadletters-*.jsonl")):
         out.dead_letters.extend(_lines(path))
