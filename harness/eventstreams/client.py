@@ -91,11 +91,16 @@ class Arrivals:
         self._lock = threading.Lock()
         self._stamped = 0
         self._settled = 0
+        self._latest = 0.0  # times never go back, even when the system clock does
+
+    def _now(self) -> float:
+        self._latest = max(self._latest, time.time())
+        return self._latest
 
     def stamp(self) -> float:
         with self._lock:
             self._stamped += 1
-            return time.time()
+            return self._now()
 
     def settle(self, count: int = 1) -> None:
         if count:
@@ -104,7 +109,7 @@ class Arrivals:
 
     def quiet_since(self) -> float | None:
         with self._lock:
-            return time.time() if self._settled == self._stamped else None
+            return self._now() if self._settled == self._stamped else None
 
 
 # ------------------------------------------------------------------- URLs

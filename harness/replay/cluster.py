@@ -1,10 +1,11 @@
 """Running a job's dataflow: in this process, or as a local Bytewax cluster.
 
 `run_member` runs this process's share with Bytewax's own `cli_main` (all of
-it when there are no peers). `run_cluster` starts `processes` members, each a
-`python -m harness.replay.cluster` process given the job as JSON and a
-localhost address list (exactly what `python -m bytewax.run -i/-a` does),
-supervises them by PID, and reports the first member's error in one line.
+it when there are no peers). `Cluster` starts `processes` members on a
+localhost address list (what `python -m bytewax.run -i/-a` does): forked
+from this already-warm process when that is safe, else each a fresh
+`python -m harness.replay.cluster` given the job as JSON; it supervises them
+by PID and reports the first member's error in one line.
 """
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
 """Replaying a recording through the bot-detection flow: `replay(ReplayConfig(...))`.
 
 This is what `harness replay` runs without `--flow`: the lane fast path
-(`LaneSource` -> decode -> detect, keyed by lane) with the exactly-once lane
+(`LaneSource` -> detect, which decodes, keyed by lane) with the exactly-once lane
 sink, on one process or a local cluster, merged into one `RunOutput`.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,9 @@ class ReplayConfig:
                            self.snapshot_interval)
 
     def identity(self) -> dict[str, Any]:
-        return {"flow": "bots", "state": STATE_FORMAT, "params": asdict(self.params),
+        # the snapshot is marshal, whose format only one Python version promises to read
+        return {"flow": "bots", "state": STATE_FORMAT, "python": list(sys.version_info[:2]),
+                "params": asdict(self.params),
                 "clock": self.clock, "start": self.start, "end": self.end,
                 "wikis": list(self.wikis) if self.wikis is not None else None}
 
