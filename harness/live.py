@@ -17,6 +17,14 @@ yet handed to the flow (see `Arrivals`), so an event it overtakes would be
 late against that time anyway, and a tick changes only *when* a summary is
 emitted, never what it says. `harness replay --clock recorded` therefore
 writes exactly what the live run wrote.
+
+Your own flow (`run_live_flow`, `harness live --flow`) gets the same items
+a replay with `--clock recorded` gives it: `Received` payload dicts, one
+partition's worth per key in arrival order, and its `RecordedClock`s decide
+by their receive times. Idle closes go through `IdleTime` (the harness
+cannot put ticks into your flow's items), which uses a quiet time only once
+the events received before it have had `grace` seconds to reach your
+windows, and counts any event that took longer.
 """
 
 from __future__ import annotations
@@ -25,30 +33,45 @@ import queue
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from harness.eventstreams.client import EventStream, ReceivedEvent, public_url
+from harness.flows import build_user_flow, load_flow
 from harness.flows.bots.flow import build_flow
 from harness.flows.bots.replay import ReplayResult
 from harness.flows.bots.routing import LanePlan
 from harness.flows.bots.semantics import DetectionParams
 from harness.flows.bots.sinks import LaneFileSink, collect
-from harness.recording.envelope import encode_envelope
+from harness.recording.envelope import Envelope, encode_envelope
 from harness.recording.lanes import DEFAULT_LANES, Chunk, lane_for
+from harness.recording.slice import Slice
 from harness.recording.writer import RecordingWriter
+from harness.replay.clock import IdleTime, set_idle_time
 from harness.replay.cluster import execute
+from harness.replay.flowjob import FlowOutput
+from harness.replay.flowjob import collect as collect_flow
+from harness.replay.sink import JsonSink
+from harness.replay.source import Payload, Selector, SourcePosition, SourceReport
+
+__all__ = ["LiveFeed", "LiveFlowResult", "LiveFlowSource", "LiveSource", "run_live",
+           "run_live_flow"]
 
 _POLL = 0.05
 TICK_EVERY = 1.0  # seconds of quiet between ticks
 
+Line = tuple[int, bytes, Any]  # seq, recording line, parsed payload (None: not JSON)
+
 
 @dataclass
-class LiveSource(FixedPartitionedSource[Chunk, None]):
-    """One partition reading an `EventStream`, sharded into lanes by user.
+class LiveFeed:
+    """The stream as recording lines, in arrival order (recorded too, with `writer`).
 
     Ends after `max_events` events or `duration` seconds, if given. No
     resume state: a live stream is not replayable (record it for that).
@@ -60,80 +83,197 @@ class LiveSource(FixedPartitionedSource[Chunk, None]):
     max_events: int | None = None
     duration: float | None = None
 
-    def list_parts(self) -> list[str]:
-        return ["live"]
-
-    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _LivePartition:
-        return _LivePartition(self)
+    def open(self) -> _FeedReader:
+        return _FeedReader(self)
 
 
-class _LivePartition(StatefulSourcePartition[Chunk, None]):
-    def __init__(self, source: LiveSource) -> None:
-        self._source = source
+class _FeedReader:
+    """Reads the stream on a thread of its own; `take()` returns what has arrived."""
+
+    def __init__(self, feed: LiveFeed) -> None:
+        self._feed = feed
         self._inbox: queue.Queue[ReceivedEvent | None] = queue.Queue()
-        self._deadline = (time.monotonic() + source.duration
-                          if source.duration is not None else None)
+        self._deadline = (time.monotonic() + feed.duration
+                          if feed.duration is not None else None)
         self._received = 0
-        self._ticked: float | None = None
         self._reader = threading.Thread(target=self._read, daemon=True, name="live-stream")
         self._reader.start()
 
     def _read(self) -> None:
         try:
-            for item in self._source.stream.events():
+            for item in self._feed.stream.events():
                 if item is not None:
                     self._inbox.put(item)
         finally:
             self._inbox.put(None)
 
-    def next_batch(self) -> list[Chunk]:
-        src = self._source
+    def take(self) -> tuple[list[Line], float | None]:
+        """The lines that have arrived, and a time before which every event received is
+        among them or earlier ones (None if that cannot be said: the stream is busy, or
+        it ends after these). StopIteration once the stream has ended."""
+        feed = self._feed
         if self._deadline is not None and time.monotonic() >= self._deadline:
-            src.stream.stop()
+            feed.stream.stop()
         # Before draining: every event received before `quiet` is in the inbox by now.
-        quiet = src.stream.arrivals.quiet_since()
-        by_lane: dict[int, list[bytes]] = {}
+        quiet = feed.stream.arrivals.quiet_since()
+        lines: list[Line] = []
         while True:
             try:
                 item = self._inbox.get_nowait()
             except queue.Empty:
                 break
             if item is None:
-                if not by_lane:
+                if not lines:
                     raise StopIteration
                 self._inbox.put(None)  # end after this batch
                 quiet = None
                 break
-            if src.max_events is not None and self._received >= src.max_events:
+            if feed.max_events is not None and self._received >= feed.max_events:
                 continue
             self._received += 1
-            if src.writer is not None:  # recording: the flow sees the very lines written
-                seq, line, value = src.writer.append(item.data, item.sse_id, item.received)
+            if feed.writer is not None:  # recording: the flow sees the very lines written
+                lines.append(feed.writer.append(item.data, item.sse_id, item.received))
             else:
-                seq = self._received
-                line, value = encode_envelope(seq, item.sse_id, item.received, item.data)
-            by_lane.setdefault(lane_for(value, seq, src.lanes), []).append(line)
-            if src.max_events is not None and self._received >= src.max_events:
-                src.stream.stop()
-        if src.writer is not None:
-            src.writer.flush_if_due()
-        chunks = [Chunk(lane, b"\n".join(lines) + b"\n") for lane, lines in by_lane.items()]
-        if quiet is not None and (self._ticked is None or quiet - self._ticked >= TICK_EVERY):
-            self._ticked = quiet  # after the events: each lane sees them before the tick
-            chunks += [Chunk(lane, b"", tick=quiet) for lane in range(src.lanes)]
-        return chunks
+                lines.append((self._received, *encode_envelope(
+                    self._received, item.sse_id, item.received, item.data)))
+            if feed.max_events is not None and self._received >= feed.max_events:
+                feed.stream.stop()
+        if feed.writer is not None:
+            feed.writer.flush_if_due()
+        return lines, quiet
 
     def next_awake(self) -> datetime | None:
         if self._inbox.empty():
             return datetime.now(tz=timezone.utc) + timedelta(seconds=_POLL)
         return None
 
+    def close(self) -> None:
+        self._feed.stream.stop()
+        self._reader.join(timeout=2)
+
+
+class _LivePartition(StatefulSourcePartition[Any, None]):
+    """One partition over a `_FeedReader`; subclasses turn its lines into items."""
+
+    def __init__(self, feed: LiveFeed) -> None:
+        self._reader = feed.open()
+
+    def next_awake(self) -> datetime | None:
+        return self._reader.next_awake()
+
     def snapshot(self) -> None:
         return None
 
     def close(self) -> None:
-        self._source.stream.stop()
-        self._reader.join(timeout=2)
+        self._reader.close()
+
+
+@dataclass
+class LiveSource(FixedPartitionedSource[Chunk, None]):
+    """The bot-detection flow's live source: lane `Chunk`s, and idle ticks."""
+
+    feed: LiveFeed
+
+    def list_parts(self) -> list[str]:
+        return ["live"]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _LaneChunks:
+        return _LaneChunks(self.feed)
+
+
+class _LaneChunks(_LivePartition):
+    def __init__(self, feed: LiveFeed) -> None:
+        super().__init__(feed)
+        self._lanes = feed.lanes
+        self._ticked: float | None = None
+
+    def next_batch(self) -> list[Chunk]:
+        lines, quiet = self._reader.take()
+        by_lane: dict[int, list[bytes]] = {}
+        for seq, line, value in lines:
+            by_lane.setdefault(lane_for(value, seq, self._lanes), []).append(line)
+        chunks = [Chunk(lane, b"\n".join(lines) + b"\n") for lane, lines in by_lane.items()]
+        if quiet is not None and (self._ticked is None or quiet - self._ticked >= TICK_EVERY):
+            self._ticked = quiet  # after the events: each lane sees them before the tick
+            chunks += [Chunk(lane, b"", tick=quiet) for lane in range(self._lanes)]
+        return chunks
+
+
+@dataclass
+class LiveFlowSource(FixedPartitionedSource[Payload, None]):
+    """Your flow's live source: the items `ReplaySource(..., received=True)` gives it
+    (`Received` payloads; dead letters counted, and kept in `report_dir`), from one
+    partition in arrival order, so each key's events stay in order."""
+
+    feed: LiveFeed
+    key: str = "user"
+    partitions: int | None = None
+    report_dir: Path | None = None
+    idle: IdleTime = field(default_factory=IdleTime)
+
+    def list_parts(self) -> list[str]:
+        return ["live"]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _LivePayloads:
+        return _LivePayloads(self)
+
+
+class _LivePayloads(_LivePartition):
+    def __init__(self, source: LiveFlowSource) -> None:
+        super().__init__(source.feed)
+        self._lanes = source.feed.lanes
+        shards = source.partitions or self._lanes
+        # dead letters and counts under the partition names a replay would use
+        self._selector = Selector(source.key, Slice(), received=True, shards=shards,
+                                  by_lane=source.key == "user" and shards == self._lanes)
+        self._report_dir = source.report_dir
+        self._reports: dict[str, SourceReport] = {}
+        self._idle = source.idle
+        set_idle_time(self._idle)
+
+    def next_batch(self) -> list[Payload]:
+        lines, quiet = self._reader.take()
+        out: list[Payload] = []
+        classify, partition = self._selector.classify, self._selector.partition
+        for seq, line, value in lines:
+            verdict = classify(Envelope.decode(line))  # the line a replay will read
+            part = partition(verdict, seq, lane_for(value, seq, self._lanes))
+            report = self._reports.get(part)
+            if report is None:
+                report = self._reports[part] = SourceReport(self._report_dir, part,
+                                                            SourcePosition())
+            payload = report.count(verdict, seq)
+            if payload is not None:
+                out.append(payload)
+        for report in self._reports.values():
+            report.progressed()
+        if quiet is not None:
+            self._idle.observe(quiet)  # these payloads are handed on as this returns
+        return out
+
+    def close(self) -> None:
+        super().close()
+        set_idle_time(None)
+        for report in self._reports.values():
+            report.close()
+
+
+@contextmanager
+def _live_run(stream: EventStream, record_to: Path | None, lanes: int) -> Iterator[
+        tuple[RecordingWriter | None, Path]]:
+    """The recording writer (if recording) and a run directory; the writer is closed
+    complete only if the run ends cleanly, and the stream is stopped in any case."""
+    writer = (RecordingWriter(record_to, source=public_url(stream.url), lanes=lanes)
+              if record_to is not None else None)
+    clean = False
+    try:
+        with tempfile.TemporaryDirectory(prefix="harness-live-") as tmp:
+            yield writer, Path(tmp)
+        clean = True
+    finally:
+        stream.stop()
+        if writer is not None:
+            writer.close(complete=clean)
 
 
 def run_live(
@@ -150,22 +290,48 @@ def run_live(
     """Run the detection flow on a live stream, deciding by the recorded clock;
     optionally record what it sees (`record_to`), so that `harness replay
     --clock recorded` of that recording reproduces the run's output."""
-    writer = (RecordingWriter(record_to, source=public_url(stream.url), lanes=lanes)
-              if record_to is not None else None)
-    source = LiveSource(stream, lanes, writer, max_events, duration)
     started = time.perf_counter()
-    clean = False
-    try:
-        with tempfile.TemporaryDirectory(prefix="harness-live-") as tmp:
-            run_dir = Path(tmp)
-            plan = LanePlan.dealt(tuple(range(lanes)), workers)
-            flow = build_flow(source, LaneFileSink(run_dir, plan, console), params,
-                              recorded=True, plan=plan)
-            execute(flow, run_dir, workers)
-            output = collect(run_dir)
-        clean = True
-    finally:
-        stream.stop()
-        if writer is not None:
-            writer.close(complete=clean)
+    with _live_run(stream, record_to, lanes) as (writer, run_dir):
+        source = LiveSource(LiveFeed(stream, lanes, writer, max_events, duration))
+        plan = LanePlan.dealt(tuple(range(lanes)), workers)
+        flow = build_flow(source, LaneFileSink(run_dir, plan, console), params,
+                          recorded=True, plan=plan)
+        execute(flow, run_dir, workers)
+        output = collect(run_dir)
     return ReplayResult(output, time.perf_counter() - started)
+
+
+@dataclass
+class LiveFlowResult:
+    """What your flow wrote live, its source's report, and events an idle close overtook."""
+
+    output: FlowOutput
+    wall_seconds: float
+    overtaken: int
+
+
+def run_live_flow(
+    stream: EventStream,
+    flow: str,
+    *,
+    key: str = "user",
+    partitions: int | None = None,
+    workers: int = 1,
+    record_to: Path | None = None,
+    max_events: int | None = None,
+    duration: float | None = None,
+    lanes: int = DEFAULT_LANES,
+    grace: float = 1.0,
+    search: tuple[str, ...] = (),
+) -> LiveFlowResult:
+    """Run your flow (`MODULE:FUNCTION`) on a live stream, its items carrying their
+    receive times; with `record_to`, `harness replay --flow ... --clock recorded`
+    of that recording writes what this run wrote (see the module doc)."""
+    factory = load_flow(flow, search)
+    started = time.perf_counter()
+    with _live_run(stream, record_to, lanes) as (writer, run_dir):
+        source = LiveFlowSource(LiveFeed(stream, lanes, writer, max_events, duration), key,
+                                partitions, run_dir, IdleTime(grace))
+        execute(build_user_flow(flow, factory, source, JsonSink(run_dir)), run_dir, workers)
+        output = collect_flow(run_dir)
+    return LiveFlowResult(output, time.perf_counter() - started, source.idle.overtaken)

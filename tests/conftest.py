@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,6 +23,21 @@ settings.register_profile(
                                                     HealthCheck.function_scoped_fixture])
 settings.register_profile("ci", parent=settings.get_profile("default"), derandomize=True)
 settings.load_profile("ci" if os.environ.get("CI") else "default")
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "docs" / "examples"  # the docs' example flows
+FLOWS = Path(__file__).resolve().parent / "flows"  # flows made for the tests
+
+
+def harness(*args: str, cwd: Path | None = None, timeout: float = 300
+            ) -> subprocess.CompletedProcess[str]:
+    """`python -m harness ARGS` in a fresh process that can import the example and test
+    flows (as a user's would be found on PYTHONPATH)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(EXAMPLES), str(FLOWS), str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=cwd, env=env)
+
 
 # Optional real recentchange extracts (public, MIT): HARNESS_REALDATA, else beside the checkout.
 REALDATA = Path(os.environ.get("HARNESS_REALDATA")

@@ -13,11 +13,7 @@ import pytest
 import zstandard
 
 from harness.recording import Manifest, Recording
-
-
-def harness(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True,
-                          text=True, timeout=300, cwd=cwd)
+from tests.conftest import harness
 
 
 def one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
@@ -87,6 +83,10 @@ def test_import_plain_zst_gz_keeps_order_and_flags_non_json(tmp_path: Path) -> N
     assert envs[10].error == "not-json" and envs[10].raw == "this is not json"
     assert envs[0].id == '[{"topic":"t","partition":0,"offset":0}]'
     assert harness("verify", str(rec)).returncode == 0
+    # an imported dump has no receive times: the recorded clock refuses it, for either flow
+    for flow in ([], ["--flow", "wiki_counts:wiki_counts", "--key", "wiki"]):
+        one_line_error(harness("replay", str(rec), "--clock", "recorded", *flow),
+                       "--clock recorded", "no receive times")
 
 
 def test_bad_inputs_exit_2_with_one_line(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import bytewax.operators as op
 import bytewax.operators.windowing as win
+import orjson
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, run_main
 from hypothesis import given
@@ -118,3 +119,66 @@ def test_detector_equals_bytewax_event_clock_windows(tmp_path_factory, events, p
     path = write_recording(tmp_path_factory.mktemp("rec") / "r", events, lanes=3)
     flow = flow_outcome(run_flow(path, params=p))
     assert sorted(flow[0].elements()) == sorted(theirs)
+
+
+# ------------------------------------------------ the recorded clock: live == replay
+
+# Gaps between receive times: bursts, a steady stream, and stalls well over the lateness.
+gaps = st.one_of(st.floats(0, 0.02), st.floats(0.02, 2.0), st.floats(5.0, 60.0))
+arrivals = st.lists(st.tuples(st.sampled_from(["alice", "FastBot", "bob"]), offsets, gaps),
+                    max_size=60)
+
+
+@st.composite
+def live_schedules(draw: st.DrawFn) -> tuple[list[tuple[str, int, float]], list[int],
+                                               list[float | None]]:
+    """Events with receive times; where the live run cut them into batches; and the
+    tick (if any) it sent before each batch, at or below the receive time of every
+    event not yet handed on. A batch that starts long after its first event arrived
+    is a late backlog."""
+    drawn = draw(arrivals)
+    recv, events = 1_000.0, []
+    for user, offset, gap in drawn:
+        recv += gap
+        events.append((user, offset, recv))
+    cuts = sorted(set(draw(st.lists(st.integers(0, len(events)), max_size=12))))
+    ticks: list[float | None] = []
+    floor = 1_000.0  # where receive times start
+    for start in [0, *cuts]:  # the tick before the batch that starts here
+        ceiling = events[start][2] if start < len(events) else recv + 100.0
+        share = draw(st.one_of(st.none(), st.floats(0, 1)))
+        if share is None:
+            ticks.append(None)
+            continue
+        floor = floor + share * max(ceiling - floor, 0.0)
+        ticks.append(floor)
+    return events, cuts, ticks
+
+
+def _run_detector(p: DetectionParams, events: list[tuple[str, int, float]], cuts: list[int],
+                  ticks: list[float | None]) -> tuple[list[Any], dict[str, int]]:
+    from harness.flows.bots.semantics import Detector, Tally
+
+    detector, tally, emitted = Detector(p, recorded=True), Tally(), []
+    start = 0
+    for cut, tick in zip([*cuts, len(events)], ticks, strict=True):
+        if tick is not None:
+            detector.advance(tick, tally, emitted)
+        batch = events[start:cut]
+        detector.process([u for u, _, _ in batch], [BASE + o for _, o, _ in batch],
+                         list(range(start, cut)), tally, emitted, [r for _, _, r in batch])
+        start = cut
+    detector.finish(tally, emitted)
+    return sorted(orjson.dumps(item.to_json()) for item in emitted), tally.to_json()
+
+
+@given(schedule=live_schedules(), p=params)
+def test_live_ticks_and_batches_never_change_what_the_recorded_clock_decides(
+        schedule: tuple[list[tuple[str, int, float]], list[int], list[float | None]],
+        p: DetectionParams) -> None:
+    """Live (batches as they arrived, idle ticks between) decides exactly what a replay
+    with --clock recorded (one pass, no ticks) decides."""
+    events, cuts, ticks = schedule
+    replayed = _run_detector(p, events, [], [None])
+    assert _run_detector(p, events, cuts, ticks) == replayed
+    assert replayed[1]["counted"] + replayed[1]["late"] == len(events)

@@ -22,19 +22,9 @@ from bytewax.testing import cluster_main, run_main
 from harness.recording import Recording
 from harness.recording.sample import sample_recording
 from harness.replay.source import ReplaySource, key_getter, read_source_report
+from tests.conftest import EXAMPLES, FLOWS, ROOT, harness
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "docs" / "examples"
 SAMPLE = sample_recording()
-FLOWS = Path(__file__).resolve().parent / "flows"
-
-
-def harness(*args: str, cwd: Path | None = None, timeout: float = 300
-            ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(EXAMPLES), str(FLOWS), str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True,
-                          text=True, timeout=timeout, cwd=cwd, env=env)
 
 
 # ------------------------------------------------------------------ the source

@@ -19,13 +19,9 @@ import zstandard
 from harness.files import write_atomically
 from harness.recording import BlockHeader, LaneRef, Manifest, RecordingWriter, scan_blocks
 from harness.recording.sample import sample_recording
+from tests.conftest import harness
 
 SAMPLE = sample_recording()
-
-
-def harness(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True,
-                          text=True, timeout=timeout)
 
 
 def start(*args: str) -> subprocess.Popen[str]:

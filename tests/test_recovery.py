@@ -14,14 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.recording.sample import sample_recording
+from tests.conftest import harness
 
 SAMPLE = sample_recording()
 SPEED = 300.0  # the sample spans ~9 min of receive time: ~1.8 s per run at this pace
-
-
-def harness(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True,
-                          text=True, timeout=120)
 
 
 def counts(stdout: str) -> str:

@@ -17,17 +17,9 @@ from harness.flows.bots.reference import replay_reference
 from harness.flows.bots.semantics import DetectionParams
 from harness.recording.sample import sample_recording
 from harness.recording.slice import Slice
+from tests.conftest import EXAMPLES, harness
 
 SAMPLE = sample_recording()
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def harness(*args: str, cwd: Path | None = None, timeout: float = 120
-            ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(ROOT / "docs" / "examples"), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True,
-                          text=True, timeout=timeout, cwd=cwd, env=env)
 
 
 def _descendants(pid: int) -> list[int]:
@@ -53,7 +45,7 @@ FLOW = ("--flow", "wiki_counts:wiki_counts", "--key", "wiki")
 def test_a_signal_ends_a_paced_replay_cleanly(tmp_path: Path, sig: signal.Signals,
                                              shape: tuple[str, ...],
                                              flow: tuple[str, ...]) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "docs" / "examples")}
+    env = {**os.environ, "PYTHONPATH": str(EXAMPLES)}
     out = tmp_path / "out.jsonl"
     proc = subprocess.Popen([sys.executable, "-m", "harness", "replay", str(SAMPLE), "--speed",
                              "10", "--out", str(out), *shape, *flow], stdout=subprocess.PIPE,

@@ -133,12 +133,16 @@ def params_of(args: argparse.Namespace) -> DetectionParams:
                            min_count=args.min_count, threshold=args.threshold)
 
 
-def target_of(args: argparse.Namespace, console: bool = False) -> Any:
-    from harness.replay.targets import Target
-
+def check_flow_options(args: argparse.Namespace) -> None:
     if args.flow is None and (args.key != "user" or args.partitions is not None):
         raise UsageError("--key and --partitions choose how your flow's source is sharded;"
                          " give --flow MODULE:FUNCTION too")
+
+
+def target_of(args: argparse.Namespace, console: bool = False) -> Any:
+    from harness.replay.targets import Target
+
+    check_flow_options(args)
     wikis = getattr(args, "wikis", None)
     return Target(flow=args.flow, key=args.key, partitions=args.partitions,
                   start=getattr(args, "start", None), end=getattr(args, "end", None),
@@ -176,26 +180,33 @@ def cmd_replay(args: argparse.Namespace) -> int:
         if partial is not None:
             wall = partial.wall_seconds
             if isinstance(partial.output, RunOutput):
-                _report_bots(partial.output.tally, wall, shape, args.json, partial=True)
+                report_bots(partial.output.tally, wall, shape, args.json, partial=True)
             else:
-                _report_flow(args.flow, partial.output, wall, shape, args.json, partial=True)
+                report_flow(args.flow, partial.output, wall, shape, args.json, partial=True)
         raise
     for note in result.notes:
         print(f"warning: {note}", file=sys.stderr)
     if isinstance(result, ReplayResult):
-        out = result.output
-        _warn_damage(out.dead_letters, out.tally.skipped)
-        outputs.write("--out", (orjson.dumps(s) + b"\n" for s in out.summaries))
-        outputs.write("--dead-letters", (orjson.dumps(d) + b"\n" for d in out.dead_letters))
-        _report_bots(out.tally, result.wall_seconds, shape, args.json)
+        _warn_damage(result.output.dead_letters, result.output.tally.skipped)
+        write_outputs(outputs, result.output)
+        report_bots(result.output.tally, result.wall_seconds, shape, args.json)
     else:
-        flow_out = result.output
-        _warn_damage(flow_out.dead_letters, flow_out.tally.damaged)
-        outputs.write("--out", (line + b"\n" for line in flow_out.lines))
-        outputs.write("--dead-letters",
-                      (orjson.dumps(d) + b"\n" for d in flow_out.dead_letters))
-        _report_flow(args.flow, flow_out, result.wall_seconds, shape, args.json)
+        _warn_damage(result.output.dead_letters, result.output.tally.damaged)
+        write_outputs(outputs, result.output)
+        report_flow(args.flow, result.output, result.wall_seconds, shape, args.json)
     return 0
+
+
+def write_outputs(outputs: Any, out: Any) -> None:
+    """--out and --dead-letters of a run: the bot flow's `RunOutput` (window summaries)
+    or a user flow's `FlowOutput` (its items, as canonical lines)."""
+    from harness.flows.bots.sinks import RunOutput
+
+    if isinstance(out, RunOutput):
+        outputs.write("--out", (orjson.dumps(s) + b"\n" for s in out.summaries))
+    else:
+        outputs.write("--out", (line + b"\n" for line in out.lines))
+    outputs.write("--dead-letters", (orjson.dumps(d) + b"\n" for d in out.dead_letters))
 
 
 def _warn_if_empty(recording: Path) -> None:
@@ -234,7 +245,7 @@ def _rate(events: int, wall: float) -> float:
     return events / wall if wall > 0 else 0.0
 
 
-def _report_bots(t: Tally, wall: float, shape: dict[str, Any], as_json: bool,
+def report_bots(t: Tally, wall: float, shape: dict[str, Any], as_json: bool,
                  partial: bool = False) -> None:
     """The summary line; conservation is checked, not assumed (except of a partial run)."""
     if partial:
@@ -254,7 +265,7 @@ def _report_bots(t: Tally, wall: float, shape: dict[str, Any], as_json: bool,
           + "".join(f" {k}={v}" for k, v in shape.items()))
 
 
-def _report_flow(flow: str, out: Any, wall: float, shape: dict[str, Any], as_json: bool,
+def report_flow(flow: str, out: Any, wall: float, shape: dict[str, Any], as_json: bool,
                  partial: bool = False) -> None:
     t = out.tally
     if partial:

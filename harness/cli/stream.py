@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from harness.cli.args import add_json, count, number, url
+from harness.cli.args import add_flow_options, add_json, count, number, url
 from harness.errors import UsageError
 from harness.recording.lanes import DEFAULT_LANES, MAX_LANES
 from harness.recording.sample import sample_recording
@@ -30,19 +30,26 @@ def register(sub: Any) -> None:
     add_json(p)
     p.set_defaults(run=cmd_record)
 
-    p = sub.add_parser("live", help="run the bot-detection flow on the live stream",
-                       description="Run the bot-detection flow on the live stream, optionally"
-                                   " recording what it sees.")
+    p = sub.add_parser("live", help="run the bot-detection flow (or yours) on the live stream",
+                       description="Run the bot-detection flow, or your own (--flow), on the"
+                                   " live stream, deciding by each event's receive time;"
+                                   " with --record, `harness replay --clock recorded` of the"
+                                   " recording reproduces --out and --dead-letters exactly.")
     _add_stream_options(p)
     p.add_argument("--workers", type=count(1, 64), default=1, metavar="N",
                    help="worker threads (1)")
     p.add_argument("--out", type=Path, metavar="FILE",
-                   help="write every window summary here (JSON lines)")
+                   help="write every window summary (or every item your flow wrote) here,"
+                        " as JSON lines")
+    p.add_argument("--dead-letters", type=Path, metavar="FILE",
+                   help="write late and invalid events (for --flow: the source's dead"
+                        " letters) here (JSON lines)")
     p.add_argument("--record", type=Path, metavar="DIR",
                    help="also record the stream into this new directory")
-    p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
+    p.add_argument("--force", action="store_true", help="overwrite existing output files")
     from harness.cli.replay import _add_detection
 
+    add_flow_options(p)
     _add_detection(p)
     p.set_defaults(run=cmd_live)
 
@@ -138,21 +145,40 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 
 def cmd_live(args: argparse.Namespace) -> int:
-    from harness.cli.replay import _report_bots, params_of
+    from harness.cli.replay import (
+        check_flow_options,
+        params_of,
+        report_bots,
+        report_flow,
+        write_outputs,
+    )
     from harness.eventstreams.client import EventStream
-    from harness.live import run_live
+    from harness.live import run_live, run_live_flow
     from harness.replay.outputs import Outputs
 
-    outputs = Outputs({"--out": args.out}, force=args.force,
-                      reading=[args.record] if args.record else [])
+    check_flow_options(args)
+    outputs = Outputs({"--out": args.out, "--dead-letters": args.dead_letters},
+                      force=args.force, reading=[args.record] if args.record else [])
     stream = EventStream(url=args.url, user_agent=args.user_agent, since=args.since,
                          **_stream_options(args))
-    result = run_live(stream, params=params_of(args), workers=args.workers,
-                      record_to=args.record, max_events=args.max_events,
-                      duration=args.duration, console=not args.quiet, lanes=args.lanes)
-    outputs.write("--out", (orjson.dumps(s) + b"\n" for s in result.output.summaries))
-    _report_bots(result.output.tally, result.wall_seconds,
-                 {"workers": args.workers, "reconnects": stream.stats.reconnects}, False)
+    common = {"workers": args.workers, "record_to": args.record,
+              "max_events": args.max_events, "duration": args.duration, "lanes": args.lanes}
+    shape = {"workers": args.workers}
+    if args.flow is None:
+        result = run_live(stream, params=params_of(args), console=not args.quiet, **common)
+        write_outputs(outputs, result.output)
+        report_bots(result.output.tally, result.wall_seconds,
+                    {**shape, "reconnects": stream.stats.reconnects}, False)
+        return 0
+    flow_result = run_live_flow(stream, args.flow, key=args.key, partitions=args.partitions,
+                                **common)
+    if flow_result.overtaken:
+        print(f"warning: {flow_result.overtaken} event(s) reached a window only after an"
+              " idle close had passed their receive time; a replay with --clock recorded"
+              " may decide their windows differently", file=sys.stderr)
+    write_outputs(outputs, flow_result.output)
+    report_flow(args.flow, flow_result.output, flow_result.wall_seconds,
+                {**shape, "reconnects": stream.stats.reconnects}, False)
     return 0
 
 

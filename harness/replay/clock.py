@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import copy
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -33,7 +35,7 @@ from typing import Any, Generic, TypeVar
 
 from bytewax.operators.windowing import UTC_MAX, UTC_MIN, Clock, ClockLogic
 
-__all__ = ["Received", "RecordedClock", "received_time"]
+__all__ = ["IdleTime", "Received", "RecordedClock", "received_time", "set_idle_time"]
 
 V = TypeVar("V")
 
@@ -41,19 +43,22 @@ V = TypeVar("V")
 class Received(dict[str, Any]):
     """An event payload (a dict, as sent) that also knows when it was received.
 
-    `recv` is unix seconds; `seq` its number in the recording. Everything
-    that takes a dict takes it (and orjson writes it as the plain object).
+    `recv` is unix seconds; `seq` its number in the recording; `key` the
+    text of the source's key (`--key`) it was sharded by. Everything that
+    takes a dict takes it (and orjson writes it as the plain object).
     """
 
-    __slots__ = ("recv", "seq")
+    __slots__ = ("key", "recv", "seq")
 
-    def __init__(self, payload: dict[str, Any], recv: float, seq: int) -> None:
+    def __init__(self, payload: dict[str, Any], recv: float, seq: int,
+                 key: str | None = None) -> None:
         super().__init__(payload)
         self.recv = recv
         self.seq = seq
+        self.key = key
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (Received, (dict(self), self.recv, self.seq))
+        return (Received, (dict(self), self.recv, self.seq, self.key))
 
 
 def received_time(item: Any) -> float | None:
@@ -62,33 +67,85 @@ def received_time(item: Any) -> float | None:
     return recv if isinstance(recv, float) else None
 
 
-# The live run sets this: a time up to which every received event has reached the flow
-# (see harness.eventstreams.client.Arrivals); None elsewhere.
-_idle_time: Callable[[], float | None] | None = None
-_idle_lock = threading.Lock()
+class IdleTime:
+    """Live only: how far windows may close while the stream is idle.
+
+    The live source calls `observe(quiet)` each time it has handed the flow
+    every event received before `quiet` (unix seconds). Your flow's steps
+    between the source and its windows are out of the harness's sight, so a
+    quiet time is used only `grace` seconds after it was observed: by then
+    those events have reached the windows. An event that took longer is
+    counted (`overtaken`) and the live run warns that its window may differ
+    from a replay's.
+    """
+
+    def __init__(self, grace: float = 1.0) -> None:
+        self.grace = grace
+        self._lock = threading.Lock()
+        self._seen: deque[tuple[float, float]] = deque()  # (observed at, quiet)
+        self._usable: float | None = None
+        self._overtaken = 0
+
+    def observe(self, quiet: float) -> None:
+        with self._lock:
+            self._seen.append((time.monotonic(), quiet))
+
+    def time(self) -> float | None:
+        """The latest quiet time observed at least `grace` seconds ago."""
+        with self._lock:
+            ripe = time.monotonic() - self.grace
+            while self._seen and self._seen[0][0] <= ripe:
+                self._usable = self._seen.popleft()[1]
+            return self._usable
+
+    def overtook(self) -> None:
+        with self._lock:
+            self._overtaken += 1
+
+    @property
+    def overtaken(self) -> int:
+        return self._overtaken
 
 
-def set_idle_time(source: Callable[[], float | None] | None) -> None:
-    global _idle_time
-    with _idle_lock:
-        _idle_time = source
+_idle: IdleTime | None = None  # set by the live run, in its process
+
+
+def set_idle_time(idle: IdleTime | None) -> None:
+    """Make `idle` (or nothing) the live idle clock of every RecordedClock here."""
+    global _idle
+    _idle = idle
 
 
 @dataclass
 class _RecordedState:
     watermark_base: datetime = UTC_MIN  # newest event time seen minus the wait
     recv_at_max: float = 0.0  # the receive time of that newest event
-    now: float = 0.0  # the latest receive time seen
+    now: float = 0.0  # the latest receive time seen (or idle time used)
+    idle: float = 0.0  # the latest idle time used (live only)
 
 
 @dataclass
 class _RecordedLogic(ClockLogic[V, _RecordedState], Generic[V]):
-    ts_getter: Callable[[V], datetime]
-    wait: timedelta
-    state: _RecordedState = field(default_factory=_RecordedState)
+    clock: RecordedClock[V]
+    state: _RecordedState
+    resumed: bool
+    bound: bool = False  # to its key's remembered state
 
     def before_batch(self) -> None:
         pass
+
+    def _bind(self, value: V) -> None:
+        self.bound = True
+        key = self.clock.key(value) if self.clock.key is not None else getattr(value, "key",
+                                                                                None)
+        if key is None:
+            return
+        memory = self.clock._memory
+        known = memory.get(key)
+        if known is not None and not self.resumed:
+            self.state = known
+        else:
+            memory[key] = self.state
 
     def _watermark(self, now: float) -> datetime:
         if self.state.watermark_base == UTC_MIN:
@@ -96,22 +153,28 @@ class _RecordedLogic(ClockLogic[V, _RecordedState], Generic[V]):
         return self.state.watermark_base + timedelta(seconds=now - self.state.recv_at_max)
 
     def on_item(self, value: V) -> tuple[datetime, datetime]:
-        ts = self.ts_getter(value)
+        if not self.bound:
+            self._bind(value)
+        ts = self.clock.ts_getter(value)
         recv = received_time(value)
         state = self.state
-        now = recv if recv is not None else 0.0
-        state.now = max(state.now, now)
-        watermark = self._watermark(now)
-        base = ts - self.wait
+        if recv is not None:
+            if recv < state.idle and _idle is not None:
+                _idle.overtook()  # reached its window after an idle close passed it
+            state.now = max(state.now, recv)
+        watermark = self._watermark(state.now)
+        base = ts - self.clock.wait_for_system_duration
         if base > watermark:
-            state.watermark_base, state.recv_at_max = base, now
+            state.watermark_base, state.recv_at_max = base, state.now
             watermark = base
         return ts, watermark
 
     def on_notify(self) -> datetime:
-        idle = _idle_time() if _idle_time is not None else None
-        now = max(self.state.now, idle) if idle is not None else self.state.now
-        return self._watermark(now)
+        idle = _idle.time() if _idle is not None else None
+        state = self.state
+        if idle is not None and idle > state.now:
+            state.now = state.idle = idle
+        return self._watermark(state.now)
 
     def on_eof(self) -> datetime:
         return UTC_MAX
@@ -119,10 +182,11 @@ class _RecordedLogic(ClockLogic[V, _RecordedState], Generic[V]):
     def to_system_utc(self, timestamp: datetime) -> datetime | None:
         """Live only: when (wall time) the watermark reaches `timestamp` if nothing
         arrives, so that Bytewax wakes the window up to close it then."""
-        if _idle_time is None or self.state.watermark_base == UTC_MIN:
+        if _idle is None or self.state.watermark_base == UTC_MIN:
             return None
         seconds = (timestamp - self.state.watermark_base).total_seconds()
-        return datetime.fromtimestamp(self.state.recv_at_max + seconds, tz=timezone.utc)
+        return datetime.fromtimestamp(self.state.recv_at_max + seconds + _idle.grace,
+                                      tz=timezone.utc)
 
     def snapshot(self) -> _RecordedState:
         return copy.copy(self.state)
@@ -135,11 +199,21 @@ class RecordedClock(Clock[V, _RecordedState]):
     An item is late iff its time is below `max time seen - wait` plus the
     receive time that has passed since that maximum was seen; windows close
     once their end is at or below that watermark.
+
+    A key's clock is remembered for the whole run: Bytewax drops a key whose
+    windows have all closed and builds it afresh on its next item, and in a
+    live run an idle close does that at a moment a replay cannot know; with
+    the clock remembered, the key's next item is judged the same either way.
+    The key is the source's (`--key`, carried by `Received` items), or
+    `key(item)` if given: give the window step's own key function when it
+    keys by something finer than the source's key.
     """
 
     ts_getter: Callable[[V], datetime]
     wait_for_system_duration: timedelta = timedelta(0)
+    key: Callable[[V], str] | None = None
+    _memory: dict[str, _RecordedState] = field(default_factory=dict, repr=False,
+                                               compare=False)
 
     def build(self, resume_state: _RecordedState | None) -> _RecordedLogic[V]:
-        return _RecordedLogic(self.ts_getter, self.wait_for_system_duration,
-                              resume_state or _RecordedState())
+        return _RecordedLogic(self, resume_state or _RecordedState(), resume_state is not None)

@@ -62,8 +62,8 @@ from harness.recording.slice import Slice
 from harness.replay.clock import Received
 from harness.replay.lanes import LanePartition
 
-__all__ = ["KeyGetter", "ReplaySource", "SourcePosition", "SourceTally", "key_getter",
-           "read_source_report"]
+__all__ = ["KeyGetter", "ReplaySource", "Selector", "SourcePosition", "SourceReport",
+           "SourceTally", "key_getter", "read_source_report"]
 
 Payload = dict[str, Any]
 KeyGetter = Callable[[Payload], Any]
@@ -204,15 +204,14 @@ class ReplaySource(FixedPartitionedSource[Payload, SourcePosition]):
     def list_parts(self) -> list[str]:
         if self.by_lane:
             return [lane_name(lane) for lane in range(self._lanes())]
-        count = self.partitions or self._lanes()
-        return [f"{_safe(self.key_name)}-{i:05d}" for i in range(count)]
+        return [shard_name(self.key_name, i) for i in range(self.partitions or self._lanes())]
 
     def build_part(self, step_id: str, for_part: str,
                    resume_state: SourcePosition | None
                    ) -> StatefulSourcePartition[Payload, SourcePosition]:
         start = resume_state or SourcePosition()
         recording = Recording(self.recording, skip_damaged=self.skip_damaged)
-        report = _Report(self.report_dir, for_part, start)
+        report = SourceReport(self.report_dir, for_part, start)
         selector = Selector.of(self, recording)
         if self.by_lane:
             lane = lane_index(for_part)
@@ -226,29 +225,48 @@ class ReplaySource(FixedPartitionedSource[Payload, SourcePosition]):
         return _ShardPayloads(reader, state, report, self.batch_size, self.error_log)
 
 
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "._" else "_" for c in name)[:40] or "key"
+def shard_name(key_name: str, shard: int) -> str:
+    """The partition name of a shard of a key other than `user`."""
+    safe = "".join(c if c.isalnum() or c in "._" else "_" for c in key_name)[:40] or "key"
+    return f"{safe}-{shard:05d}"
 
 
 class Selector:
     """Decides what becomes of one envelope: passed on (with its key text) or why not.
 
     With `received`, a payload passed on is a `Received` dict that also carries
-    the event's receive time and seq (for `RecordedClock`).
+    the event's receive time and seq (for `RecordedClock`). `by_lane`: the
+    partitions are the recording's lanes (else `shards` shards of the key).
     """
 
     def __init__(self, key: str | KeyGetter, slice_: Slice, received: bool = False,
-                 shards: int = 1, segments: list[Segment] | None = None) -> None:
+                 shards: int = 1, segments: list[Segment] | None = None,
+                 by_lane: bool = False) -> None:
         self._key = key_getter(key)
+        self._key_name = key if isinstance(key, str) else "key"
         self.slice = slice_
         self.received = received
         self.shards = shards
+        self.by_lane = by_lane
         self._segments = segments or []
 
     @classmethod
     def of(cls, source: ReplaySource, recording: Recording) -> Selector:
         return cls(source.key, Slice(source.start, source.end, source.wikis), source.received,
-                   source.partitions or recording.lanes, recording.manifest.segments)
+                   source.partitions or recording.lanes, recording.manifest.segments,
+                   source.by_lane)
+
+    def shard(self, verdict: Verdict, seq: int) -> int:
+        """The shard an event belongs to: its key's, or `seq`'s when it is not passed on
+        (so that exactly one partition counts it)."""
+        return seq % self.shards if isinstance(verdict, str) else shard_of(verdict[1],
+                                                                           self.shards)
+
+    def partition(self, verdict: Verdict, seq: int, lane: int) -> str:
+        """The name of the partition that holds an event (`lane`: its recording lane)."""
+        if self.by_lane:
+            return lane_name(lane)
+        return shard_name(self._key_name, self.shard(verdict, seq))
 
     def skip_segment(self, segment: Segment) -> bool:
         return self.slice.excludes_segment(segment)
@@ -268,14 +286,15 @@ class Selector:
         text = key_text(self._key(payload))
         if text is None:
             return NO_KEY
-        return (Received(payload, env.recv, env.seq) if self.received else payload), text
+        return (Received(payload, env.recv, env.seq, text) if self.received else payload), text
 
 
 Verdict = tuple[Payload, str] | str
 
 
-class _Report:
-    """One partition's counts and dead letters (a file, cut back on resume)."""
+class SourceReport:
+    """One partition's counts and dead letters (a file in `directory`, cut back to
+    `start` on resume); without a directory, dead letters are only counted."""
 
     def __init__(self, directory: Path | None, part: str, start: SourcePosition) -> None:
         self.part = part
@@ -356,7 +375,7 @@ _Partition = StatefulSourcePartition[Payload, SourcePosition]
 class _LanePayloads(_Partition):
     """Key `user`: one recording lane, its lines turned into payloads."""
 
-    def __init__(self, lanes: LanePartition, selector: Selector, report: _Report) -> None:
+    def __init__(self, lanes: LanePartition, selector: Selector, report: SourceReport) -> None:
         self._lanes = lanes
         self._selector = selector
         self._report = report
@@ -403,7 +422,7 @@ class _Shard:
     """One shard's queue of dealt events and the position after the last emitted one."""
 
     position: SourcePosition
-    report: _Report | None = None
+    report: SourceReport | None = None
     queue: deque[tuple[Verdict, int, int, int, int]] = field(default_factory=deque)
     # (verdict, seq, segment, block offset, n-th event of this shard in that block)
 
@@ -448,7 +467,7 @@ class _SharedReader:
         self.after: tuple[int, int] | None = None  # position after the last dealt block
         self._open = 0
 
-    def register(self, shard: int, position: SourcePosition, report: _Report) -> _Shard:
+    def register(self, shard: int, position: SourcePosition, report: SourceReport) -> _Shard:
         state = self.shards[shard] = _Shard(position, report)
         self._open += 1
         return state
@@ -525,13 +544,13 @@ class _SharedReader:
         return out
 
     def _deal(self, index: int, block: Block) -> None:
-        classify, shards, mine = self._selector.classify, self._selector.shards, self.shards
+        classify, shard_of_event, mine = (self._selector.classify, self._selector.shard,
+                                          self.shards)
         counts: dict[int, int] = {}
         at = (index, block.offset)
         for env in self._envelopes(block):
             verdict = classify(env)
-            shard = env.seq % shards if isinstance(verdict, str) else shard_of(verdict[1],
-                                                                                shards)
+            shard = shard_of_event(verdict, env.seq)
             counts[shard] = n = counts.get(shard, 0) + 1
             state = mine.get(shard)
             if state is None:
@@ -560,7 +579,7 @@ def _moved(position: SourcePosition, segment: int, offset: int) -> SourcePositio
 class _ShardPayloads(_Partition):
     """Any other key: one shard of the events, dealt by this worker's shared reader."""
 
-    def __init__(self, reader: _SharedReader, state: _Shard, report: _Report,
+    def __init__(self, reader: _SharedReader, state: _Shard, report: SourceReport,
                  batch_size: int | None, error_log: Path | None) -> None:
         self._reader = reader
         self._state = state

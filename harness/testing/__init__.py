@@ -60,10 +60,15 @@ def _target(factory: FlowFactory, key: str, partitions: int | None) -> Target:
 
 def run_flow(factory: FlowFactory, recording: str | Path, *, key: str = "user",
              workers: int = 1, processes: int = 1, batch_size: int | None = None,
-             partitions: int | None = None) -> list[Any]:
+             partitions: int | None = None, clock: str = "event") -> list[Any]:
     """Run `factory` over `recording` and return every item it wrote to the sink,
-    as JSON values, in canonical order (sorted by their canonical JSON text)."""
-    target = _target(factory, key, partitions)
+    as JSON values, in canonical order (sorted by their canonical JSON text).
+
+    `clock="recorded"` gives the flow items that carry their receive times, for
+    `harness.replay.clock.RecordedClock` (as `harness replay --clock recorded`)."""
+    if clock not in ("event", "recorded"):
+        raise UsageError(f"clock={clock!r}: expected 'event' or 'recorded'")
+    target = _target(factory, key, partitions).replace(clock=clock)
     result = target.run(ReadOptions(Path(recording), workers, processes,
                                     batch_size=batch_size))
     return [orjson.loads(line) for line in result.output.lines]  # type: ignore[union-attr]
