@@ -261,13 +261,16 @@ class _LivePayloads(_LivePartition):
 @contextmanager
 def _live_run(stream: EventStream, record_to: Path | None, lanes: int) -> Iterator[
         tuple[RecordingWriter | None, Path]]:
-    """The recording writer (if recording) and a run directory; the writer is closed
-    complete only if the run ends cleanly, and the stream is stopped in any case."""
+    """The recording writer (if recording) and a run directory. SIGINT and SIGTERM end
+    the stream, so the run finishes as if it had ended: windows close, outputs and the
+    recording are kept (`stream.stopped_by` says so). The writer is closed complete
+    only if the run ends cleanly, and the stream is stopped in any case."""
     writer = (RecordingWriter(record_to, source=public_url(stream.url), lanes=lanes)
               if record_to is not None else None)
     clean = False
     try:
-        with tempfile.TemporaryDirectory(prefix="harness-live-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="harness-live-") as tmp, \
+                stream.stopped_by_signals():
             yield writer, Path(tmp)
         clean = True
     finally:

@@ -10,7 +10,7 @@ Conventions (docs/index.md repeats them for authors):
 - If the next fenced block after a python block has the info string `text output`, the
   python block's stdout must equal it, line by line (trailing spaces and blank lines
   ignored, timing-dependent fields removed: see `TIMING`).
-- ```` ```console ```` and ```` ```bash ```` blocks in docs/tutorial.md are run with bash.
+- ```` ```console ```` and ```` ```bash ```` blocks of the pages in `SHELL_PAGES` are run with bash.
   In a console block every `$ ` line is a command (a trailing `\\` continues it) and the
   lines up to the next `$ ` are its output; a bash block is commands only. A command
   must exit 0 unless a trailing comment says `exit status N`. Where the page shows
@@ -53,7 +53,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 SAMPLE = ROOT / "recordings" / "sample"
 PAGES = sorted(DOCS.glob("*.md"))
-SHELL_PAGES = {"tutorial.md", "your-own-flow.md"}
+SHELL_PAGES = {"tutorial.md", "your-own-flow.md", "live-incident.md"}
 DOC_PORT = "8080"
 MAX_DURATION = 3
 COMMAND_TIMEOUT = 120

@@ -5,6 +5,7 @@ running faster than wall time, a stall of three times the lateness and reconnect
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -15,7 +16,7 @@ import orjson
 import pytest
 
 from harness.eventstreams.server import EventStreamServer, Faults
-from harness.recording import RecordingWriter
+from harness.recording import Manifest, RecordingWriter
 from harness.recording.synth import synthetic_events
 from tests.conftest import EXAMPLES, FLOWS, ROOT, harness, write_recording
 
@@ -160,3 +161,30 @@ def test_your_flow_closes_windows_while_the_stream_is_idle(tmp_path: Path) -> No
     # and --out holds exactly what came out
     out = [orjson.loads(line) for line in (tmp_path / "out.jsonl").read_bytes().splitlines()]
     assert out == [{k: r[k] for k in ("edits", "user", "window")} for r in rows]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_ends_a_live_run_and_keeps_everything(served: Path, tmp_path: Path,
+                                                         sig: signal.Signals) -> None:
+    """Ctrl-C is how an open-ended live run is stopped: the stream ends, windows close,
+    --out and the recording are kept, and they still replay exactly."""
+    with EventStreamServer(served, speed=5.0) as server:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "harness", "live", "--url", server.url, "--quiet",
+             "--lateness", "1", "--out", str(tmp_path / "out.jsonl"),
+             "--dead-letters", str(tmp_path / "dl.jsonl"), "--record", str(tmp_path / "rec")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            time.sleep(3.0)
+            proc.send_signal(sig)
+            out, err = proc.communicate(timeout=30)
+        finally:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert f"stopped_by={sig.name}" in out and "Traceback" not in err
+    manifest = Manifest.load(tmp_path / "rec")
+    assert manifest.complete and manifest.events > 0
+    assert f"events={manifest.events} " in out
+    live_out = (tmp_path / "out.jsonl").read_bytes(), (tmp_path / "dl.jsonl").read_bytes()
+    assert live_out[0]
+    assert replay(tmp_path, "recorded", "--clock", "recorded", "--lateness", "1") == live_out

@@ -81,8 +81,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except (KeyboardInterrupt, Terminated, Interrupted) as exc:
         stopped_by = interruption(exc) or "SIGINT"
-        print(f"{name}: interrupted by {stopped_by}; what was done so far is above, outputs"
-              " not written", file=sys.stderr)
+        # a command may say what an interruption leaves (serve: nothing to leave)
+        note = getattr(args, "on_interrupt", "what was done so far is above, outputs not"
+                                             " written")
+        print(f"{name}: interrupted by {stopped_by}" + (f"; {note}" if note else ""),
+              file=sys.stderr)
         return 143 if stopped_by == "SIGTERM" else 130
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""

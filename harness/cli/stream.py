@@ -78,7 +78,7 @@ def register(sub: Any) -> None:
             kind = count(0) if f.type == "int" else number(0)
             faults.add_argument(option, type=kind, default=f.default, metavar="N",
                                 help=f.metadata["help"])
-    p.set_defaults(run=cmd_serve)
+    p.set_defaults(run=cmd_serve, on_interrupt=None)
 
 
 def _add_stream_options(p: argparse.ArgumentParser) -> None:
@@ -163,12 +163,10 @@ def cmd_live(args: argparse.Namespace) -> int:
                          **_stream_options(args))
     common = {"workers": args.workers, "record_to": args.record,
               "max_events": args.max_events, "duration": args.duration, "lanes": args.lanes}
-    shape = {"workers": args.workers}
     if args.flow is None:
         result = run_live(stream, params=params_of(args), console=not args.quiet, **common)
         write_outputs(outputs, result.output)
-        report_bots(result.output.tally, result.wall_seconds,
-                    {**shape, "reconnects": stream.stats.reconnects}, False)
+        report_bots(result.output.tally, result.wall_seconds, _live_shape(args, stream), False)
         return 0
     flow_result = run_live_flow(stream, args.flow, key=args.key, partitions=args.partitions,
                                 **common)
@@ -178,8 +176,16 @@ def cmd_live(args: argparse.Namespace) -> int:
               " may decide their windows differently", file=sys.stderr)
     write_outputs(outputs, flow_result.output)
     report_flow(args.flow, flow_result.output, flow_result.wall_seconds,
-                {**shape, "reconnects": stream.stats.reconnects}, False)
+                _live_shape(args, stream), False)
     return 0
+
+
+def _live_shape(args: argparse.Namespace, stream: Any) -> dict[str, Any]:
+    """The summary line's tail: workers, reconnects, and the signal that ended the run."""
+    shape: dict[str, Any] = {"workers": args.workers, "reconnects": stream.stats.reconnects}
+    if stream.stopped_by:
+        shape["stopped_by"] = stream.stopped_by
+    return shape
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -17,11 +17,13 @@ import math
 import queue
 import random
 import re
+import signal
 import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any, Final
 from urllib.parse import urlencode, urlsplit
 
@@ -446,6 +448,7 @@ class EventStream:
         self._http = urllib3.PoolManager(cert_reqs="CERT_REQUIRED")
         self._connection: Connection | None = None
         self.arrivals = Arrivals()  # receive times; what has been handed on
+        self.stopped_by = ""  # the signal that ended the stream (stopped_by_signals)
         # A connection that brings nothing new halves the rewind; one that
         # brings more new events than repeats doubles it back towards
         # `rewind_seconds`. A server that drops us sooner than the rewind
@@ -473,6 +476,28 @@ class EventStream:
         connection = self._connection
         if connection is not None:
             connection.close()
+
+    @contextlib.contextmanager
+    def stopped_by_signals(self) -> Iterator[None]:
+        """While inside: SIGINT and SIGTERM end the stream (as if it had ended, so that
+        everything received is kept) instead of the process; `stopped_by` names the
+        signal. A second signal interrupts as usual. Main thread only."""
+
+        def handler(signum: int, frame: FrameType | None) -> None:
+            restore()
+            self.stopped_by = signal.Signals(signum).name
+            self.stop()
+
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def restore() -> None:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+        try:
+            yield
+        finally:
+            restore()
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "text/event-stream", "User-Agent": self.user_agent}

@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import signal
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from harness.eventstreams.client import EventStream, StreamStats, check_url, public_url
@@ -63,22 +60,6 @@ class RecordReport:
                 f" last_event={last}")
 
 
-@contextmanager
-def _graceful_stop(stream: EventStream, report: RecordReport) -> Iterator[None]:
-    """SIGINT/SIGTERM end the stream instead of killing the process."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        report.stopped_by = signal.Signals(signum).name
-        stream.stop()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
 def record(
     out: str | Path,
     *,
@@ -116,7 +97,7 @@ def record(
     started = time.monotonic()
     clean = False
     try:
-        with _graceful_stop(stream, report):
+        with stream.stopped_by_signals():
             if max_events is not None and writer.events >= max_events:
                 report.stopped_by = "max-events"
                 stream.stop()
@@ -140,6 +121,7 @@ def record(
                     problems(problem)
         clean = True
     finally:
+        report.stopped_by = stream.stopped_by or report.stopped_by
         report.seconds = time.monotonic() - started
         meter.done()
         if not writer.closed:
