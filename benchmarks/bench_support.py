@@ -1,4 +1,5 @@
-"""Shared pieces of the benchmark suite: cached recordings, a no-op sink, result rows."""
+"""Shared pieces of the benchmark suite: cached recordings, a no-op sink, result rows
+(measured here, printed by conftest.py, read back from the JSON by plot.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
@@ -27,6 +28,10 @@ BENCH_SEED = int(os.environ.get("BENCH_SEED", "2024"))
 LANES = 8
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 TINY_EVENTS = 500  # for the fixed (start-up) cost of each flow configuration
+REFERENCE_ROW = "reference (plain Python)"
+EXAMPLES = HERE.parent / "docs" / "examples"  # user flows, e.g. wiki_counts.py
+
+T = TypeVar("T")
 
 
 def _generator_tag() -> str:
@@ -83,6 +88,15 @@ class Row:
     workers: int | None = None
     processes: int | None = None
     note: str = ""
+    position: int = 0  # order in the table (run order)
+
+    @classmethod
+    def from_extra_info(cls, info: dict[str, Any]) -> Row:
+        """The row back from its JSON `extra_info` (raw wall times, so the figures match)."""
+        return cls(info["row"], info["events"], list(info["walls_s"]),
+                   list(info["reference_walls_s"]), list(info.get("fixed_samples_s", [])),
+                   info.get("workers"), info.get("processes"), info.get("note", ""),
+                   info.get("position", 0))
 
     @property
     def median(self) -> float:
@@ -91,6 +105,11 @@ class Row:
     @property
     def events_per_s(self) -> float:
         return self.events / self.median
+
+    @property
+    def events_per_s_range(self) -> tuple[float, float]:
+        """Events/s of the slowest and of the fastest round."""
+        return self.events / max(self.walls), self.events / min(self.walls)
 
     @property
     def reference_events_per_s(self) -> float:
@@ -107,8 +126,7 @@ class Row:
     def fixed_cost(self) -> float | None:
         """Best-case fixed cost: the fastest replay of the tiny recording.
 
-        The minimum, because multi-process start-up is bimodal (a member that
-        connects before its peer listens waits out a 1 s retry).
+        The minimum: start-up is the noisiest part of a small run.
         """
         return min(self.fixed_samples) if self.fixed_samples else None
 
@@ -132,18 +150,20 @@ class Row:
         return (max(self.walls) - min(self.walls)) / self.median
 
     def extra_info(self) -> dict[str, Any]:
+        """Rounded figures to read, and the raw wall times `from_extra_info` rebuilds from."""
         info: dict[str, Any] = {
-            "row": self.name, "events": self.events, "rounds": len(self.walls),
-            "median_s": round(self.median, 4), "events_per_s": round(self.events_per_s),
-            "spread": round(self.spread, 4),
+            "row": self.name, "position": self.position, "events": self.events,
+            "rounds": len(self.walls), "median_s": round(self.median, 4),
+            "events_per_s": round(self.events_per_s), "spread": round(self.spread, 4),
             "reference_events_per_s": round(self.reference_events_per_s),
             "ratio_to_reference": round(self.ratio, 3),
+            "walls_s": self.walls, "reference_walls_s": self.reference_walls,
         }
         if self.workers is not None:
             info["workers"], info["processes"] = self.workers, self.processes
         if self.fixed_cost is not None:
             info["fixed_cost_s"] = round(self.fixed_cost, 4)
-            info["fixed_cost_samples_s"] = [round(x, 4) for x in self.fixed_samples]
+            info["fixed_samples_s"] = self.fixed_samples
             net = self.net_events_per_s
             info["net_events_per_s"] = round(net) if net is not None else None
         if self.note:
@@ -153,7 +173,8 @@ class Row:
 
 def format_table(rows: list[Row]) -> list[str]:
     """The summary table as text lines."""
-    head = (f"{'row':<36} {'events/s':>10} {'x ref':>6} {'net ev/s':>10}"
+    width = max([36, *(len(r.name) for r in rows)])
+    head = (f"{'row':<{width}} {'events/s':>10} {'x ref':>6} {'net ev/s':>10}"
             f" {'start-up s':>11} {'median s':>9} {'spread':>7}")
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -161,7 +182,7 @@ def format_table(rows: list[Row]) -> list[str]:
         fixed = (f"{min(r.fixed_samples):.2f}-{max(r.fixed_samples):.2f}"
                  if r.fixed_samples else "-")
         lines.append(
-            f"{r.name:<36} {r.events_per_s:>10,.0f} {r.ratio:>6.2f}"
+            f"{r.name:<{width}} {r.events_per_s:>10,.0f} {r.ratio:>6.2f}"
             f" {f'{net:,.0f}' if net is not None else '-':>10}"
             f" {fixed:>11} {r.median:>9.3f} {r.spread:>7.1%}")
     return lines
@@ -177,14 +198,14 @@ def fixed_cost_samples(run: Callable[[], Any], repeat: int = 5) -> list[float]:
     return walls
 
 
-def measure_row(benchmark: Any, rows: dict[str, Row], row: Row, target: Callable[[], Any],
-                recording: Path | None) -> list[Any]:
+def measure_row(benchmark: Any, rows: dict[str, Row], row: Row, target: Callable[[], T],
+                recording: Path | None) -> list[T]:
     """Time `target` for ROUNDS rounds, the reference model running before each round.
 
     With `recording=None` the row is the reference itself. Returns what `target`
     returned in each round.
     """
-    results: list[Any] = []
+    results: list[T] = []
 
     def timed() -> None:
         start = time.perf_counter()
@@ -201,6 +222,20 @@ def measure_row(benchmark: Any, rows: dict[str, Row], row: Row, target: Callable
                        rounds=ROUNDS, iterations=1, warmup_rounds=0)
     if recording is None:
         row.reference_walls = list(row.walls)
+    row.position = len(rows)
     rows[row.name] = row
     benchmark.extra_info.update(row.extra_info())
     return results
+
+
+def shape_name(flow: str, workers: int, processes: int) -> str:
+    return f"{flow} {workers} worker(s) x {processes} process(es)"
+
+
+def measure_flow_row(benchmark: Any, rows: dict[str, Row], row: Row,
+                     run: Callable[[Path], T], recording: Path, tiny_recording: Path
+                     ) -> list[T]:
+    """A whole-flow row: `run` on the tiny recording for the start-up cost, then
+    `measure_row` on the benchmark recording."""
+    row.fixed_samples = fixed_cost_samples(lambda: run(tiny_recording))
+    return measure_row(benchmark, rows, row, lambda: run(recording), recording)

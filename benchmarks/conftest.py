@@ -71,14 +71,18 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
     terminalreporter.section("wikistream benchmark summary")
     if rows:
         some = next(iter(rows.values()))
-        write(f"{some.events:,} events per row; median of {ROUNDS} rounds; 'x ref' = "
-              "row events/s / reference events/s, the reference run interleaved with that"
-              " row's rounds")
-        write("'start-up s' = min-max wall time of the same configuration replaying a"
-              f" {TINY_EVENTS}-event recording (process start-up, flow build); 'net ev/s' ="
+        write(f"{some.events:,} events per row; median of {ROUNDS} rounds; each row times a"
+              " call in this process (no interpreter start-up); 'x ref' = row events/s /"
+              " reference events/s, the reference run interleaved with that row's rounds")
+        write("'start-up s' = min-max wall time of the same call on a"
+              f" {TINY_EVENTS}-event recording (open, flow build, Bytewax start; for P > 1"
+              " forking and connecting the cluster); 'net ev/s' ="
               " events / (fastest round - fastest start-up)")
         for line in format_table(list(rows.values())):
             write(line)
+        for row in rows.values():
+            if row.note:
+                write(f"{row.name}: {row.note}")
     for note in notes:
         write(note)
 

@@ -319,7 +319,7 @@ def _current(recording_info: dict[str, Any], samples: list[Measurement]) -> dict
         "spread": round(spread(counts), 6),
         "tally": samples[0].tally,
         "recording": recording_info,
-        "replay": {"workers": WORKERS, "processes": 1, "entry": "harness.runner.replay"},
+        "replay": {"workers": WORKERS, "processes": 1, "entry": "harness.flows.bots.replay.replay"},
         "counted": f"callgrind Ir with --collect-atstart=no --toggle-collect={TOGGLE},"
                    " PYTHONHASHSEED=0",
         "versions": versions(),

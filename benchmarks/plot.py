@@ -1,85 +1,78 @@
-"""Scaling plot from a pytest-benchmark JSON file of this suite.
+"""Events/s per row from a pytest-benchmark JSON file of this suite.
 
-    python benchmarks/plot.py benchmarks/results/latest.json --out benchmarks/scaling.png
+    python benchmarks/plot.py benchmarks/results/example.json --out benchmarks/scaling.png
 
-Left: events/s against worker threads (one process). Right: events/s against
-processes (one worker each). Solid: raw wall time; dashed: net of the fixed
-start-up cost. The reference model (plain Python, measured interleaved with
-the flow rows) is the horizontal line.
+One bar per row of the summary table, in its order: the median events/s, with
+error bars from the slowest to the fastest round. The vertical line is the
+reference row's events/s, the very figure the table prints: the rows are
+rebuilt from their raw wall times (`extra_info`) with the same `Row` code.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from pathlib import Path
 from typing import Any
 
 import matplotlib
+from bench_support import REFERENCE_ROW, Row
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after choosing the backend
 from matplotlib.ticker import FuncFormatter
 
-
-def flow_points(data: dict[str, Any]) -> dict[tuple[int, int], dict[str, Any]]:
-    """extra_info of the flow rows, by (workers, processes)."""
-    points = {}
-    for bench in data["benchmarks"]:
-        info = bench.get("extra_info", {})
-        if "workers" in info:
-            points[(info["workers"], info["processes"])] = info
-    return points
+COLOURS = {"stages": "#8c8c8c", "flow": "#4c72b0", "user flow": "#55a868",
+           "recorder": "#c44e52", REFERENCE_ROW: "#dd8452"}
 
 
-def _series(points: dict[tuple[int, int], dict[str, Any]], along: str
-            ) -> tuple[list[int], list[float], list[float | None]]:
-    keep = sorted((k, v) for k, v in points.items()
-                  if (k[1] == 1 if along == "workers" else k[0] == 1))
-    xs = [k[0] if along == "workers" else k[1] for k, _ in keep]
-    return xs, [v["events_per_s"] for _, v in keep], [v.get("net_events_per_s") for _, v in keep]
+def table_rows(data: dict[str, Any]) -> list[tuple[str, Row]]:
+    """(benchmark group, row) of every timed row, in table order."""
+    found = [(bench["group"], Row.from_extra_info(bench["extra_info"]))
+             for bench in data["benchmarks"] if "walls_s" in bench.get("extra_info", {})]
+    return sorted(found, key=lambda item: item[1].position)
 
 
 def plot(data: dict[str, Any], out: Path) -> None:
-    points = flow_points(data)
-    if not points:
-        raise SystemExit("no flow rows (extra_info with workers/processes) in the JSON")
-    reference = statistics.median(v["reference_events_per_s"] for v in points.values())
-    events = next(iter(points.values()))["events"]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
-    for ax, along in zip(axes, ("workers", "processes"), strict=True):
-        xs, raw, net = _series(points, along)
-        ax.plot(xs, raw, "o-", color="tab:blue", label="flow, raw wall time")
-        net_xy = [(x, n) for x, n in zip(xs, net, strict=True) if n is not None]
-        if net_xy:
-            ax.plot(*zip(*net_xy, strict=True), "s--", color="tab:blue", alpha=0.6,
-                    label="flow, net of start-up")
-        for x, y in zip(xs, raw, strict=True):
-            ax.annotate(f"{y / 1000:.0f}k", (x, y), textcoords="offset points", xytext=(0, 7),
-                        ha="center", fontsize=8)
-        ax.axhline(reference, color="tab:red", linestyle=":",
-                   label=f"reference model, run alongside ({reference / 1000:.0f}k/s)")
-        if along == "processes" and (2, 2) in points:
-            p22 = points[(2, 2)]
-            ax.plot([2], [p22["events_per_s"]], "^", color="tab:green",
-                    label="2 workers x 2 processes")
-        ax.set_xticks(xs)
-        ax.set_xlabel("worker threads (1 process)" if along == "workers"
-                      else "processes (1 worker each)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower left")
-    axes[0].set_ylabel("events / s")
-    top = max(max(v["events_per_s"], v.get("net_events_per_s") or 0) for v in points.values())
-    axes[0].set_ylim(0, 1.15 * max(top, reference))
-    axes[0].yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y / 1000:.0f}k"))
-    machine = data.get("machine_info", {})
-    cpus = machine.get("cpu", {}).get("count", "?")
-    fig.suptitle(f"Replay throughput, {events:,} synthetic events, {cpus} cores"
-                 f" (median of rounds; {data.get('datetime', '')[:10]})")
+    found = table_rows(data)
+    if not found:
+        raise SystemExit("no rows (extra_info with walls_s) in the JSON: is it from this"
+                         " suite, run without --benchmark-disable?")
+    rows = [row for _, row in found]
+    medians = [row.events_per_s for row in rows]
+    lows, highs = zip(*(row.events_per_s_range for row in rows), strict=True)
+    errors = [[m - lo for m, lo in zip(medians, lows, strict=True)],
+              [hi - m for m, hi in zip(medians, highs, strict=True)]]
+    ys = range(len(rows))
+    fig, ax = plt.subplots(figsize=(10, 0.42 * len(rows) + 1.6))
+    colours = [COLOURS.get(row.name, COLOURS.get(group, "#937860")) for group, row in found]
+    ax.barh(ys, medians, xerr=errors, capsize=3, color=colours)
+    for y, row, high in zip(ys, rows, highs, strict=True):
+        ax.annotate(f"{row.events_per_s:,.0f}  x{row.ratio:.2f}", (high, y),
+                    textcoords="offset points", xytext=(7, 0), va="center", fontsize=8)
+    reference = next((row for row in rows if row.name == REFERENCE_ROW), None)
+    if reference is not None:
+        ax.axvline(reference.events_per_s, color="tab:red", linestyle=":",
+                   label=f"{REFERENCE_ROW}: {reference.events_per_s:,.0f} events/s"
+                         " (x ref: against the reference runs interleaved with each row)")
+        ax.legend(fontsize=8, loc="lower right")
+    else:
+        print(f"plot: no {REFERENCE_ROW!r} row in the JSON; no reference line")
+    ax.set_yticks(list(ys), [row.name for row in rows], fontsize=8)
+    ax.invert_yaxis()  # table order, top to bottom
+    ax.set_xlim(0, 1.2 * max(highs))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:,.0f}k"))
+    ax.set_xlabel("events / s (median of rounds; bars: slowest to fastest round;"
+                  " label: events/s and x ref)")
+    ax.grid(axis="x", alpha=0.3)
+    cpus = data.get("machine_info", {}).get("cpu", {}).get("count", "?")
+    ax.set_title(f"In-process throughput, {rows[0].events:,} synthetic events,"
+                 f" {len(rows[0].walls)} rounds, {cpus} cores"
+                 f" ({data.get('datetime', '')[:10]})", fontsize=10)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,9 +1,11 @@
-"""Throughput of each stage and of the whole flow, side by side with the reference model.
+"""Throughput of each stage and of whole flows, side by side with the reference model.
 
-Every row replays the same recording. The reference model (plain Python:
-decompress, full orjson parse, detect; one thread) runs before each round of
-every other row, so each row's ratio compares runs made at the same time on
-this noisy machine. No wall-clock thresholds: rows only check they did the work.
+Every row times a call in this (pytest) process over the same recording: no
+interpreter start-up or imports are in it (`harness bench` times whole
+processes). The reference model (plain Python: decompress, full orjson parse,
+detect; one thread) runs before each round of every other row, so each row's
+ratio compares runs made at the same time on this noisy machine. No wall-clock
+thresholds: rows only check they did the work.
 """
 
 from __future__ import annotations
@@ -14,23 +16,36 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import bytewax.operators as op
 import pytest
 import zstandard
-from bench_support import TINY_EVENTS, NullSink, Row, fixed_cost_samples, measure_row
+from bench_support import (
+    EXAMPLES,
+    REFERENCE_ROW,
+    TINY_EVENTS,
+    NullSink,
+    Row,
+    measure_flow_row,
+    measure_row,
+    shape_name,
+)
 from bytewax.dataflow import Dataflow
 from bytewax.testing import run_main
 
-from harness.flows.bots.decode import decode
+from harness.flows.bots.decode import Decoder
 from harness.flows.bots.reference import replay_reference
 from harness.flows.bots.replay import ReplayConfig, replay
 from harness.flows.bots.semantics import DetectionParams, Tally
 from harness.recording import Recording
 from harness.recording.lanes import Chunk
+from harness.recording.recorder import record
 from harness.replay.cluster import terminate
+from harness.replay.flowjob import FlowOutput
+from harness.replay.job import ReadOptions
 from harness.replay.lanes import LaneSource
+from harness.replay.run import Run
+from harness.replay.targets import Target
 
 RECORD_TIMEOUT = 600.0  # seconds; a safety stop for the recorder row, not a threshold
 
@@ -38,29 +53,28 @@ RECORD_TIMEOUT = 600.0  # seconds; a safety stop for the recorder row, not a thr
 @pytest.mark.benchmark(group="stages")
 def test_reference(benchmark, rows, recording: Path, events: int) -> None:
     """Baseline: the plain-Python reference model."""
-    results = measure_row(benchmark, rows, Row("reference (plain Python)", events),
+    results = measure_row(benchmark, rows, Row(REFERENCE_ROW, events),
                           lambda: replay_reference(recording, DetectionParams()), None)
     assert all(r.tally.events == events for r in results)
 
 
-def _decompress(recording: Path) -> int:
+def _frames(recording: Path) -> Iterator[tuple[int, bytes]]:
+    """(lane, decompressed lines) of every lane frame of every block."""
     rec = Recording(recording)
     dctx = zstandard.ZstdDecompressor()
-    size = 0
     for block in rec.blocks():
-        for _, data in rec.read_frames(block, None, dctx):
-            size += len(data)
-    return size
+        for lane, data in rec.read_frames(block, None, dctx):
+            assert isinstance(data, bytes), data  # a synthetic recording has no damage
+            yield lane, data
+
+
+def _decompress(recording: Path) -> int:
+    return sum(len(data) for _, data in _frames(recording))
 
 
 def _decode(recording: Path) -> int:
-    rec = Recording(recording)
-    dctx = zstandard.ZstdDecompressor()
-    count = 0
-    for block in rec.blocks():
-        for lane, data in rec.read_frames(block, None, dctx):
-            count += decode(Chunk(lane, data)).events
-    return count
+    decode = Decoder(DetectionParams())  # one per flow, as build_flow makes it
+    return sum(decode(Chunk(lane, data)).events for lane, data in _frames(recording))
 
 
 @pytest.mark.benchmark(group="stages")
@@ -73,7 +87,8 @@ def test_decompress_only(benchmark, rows, recording: Path, events: int) -> None:
 
 @pytest.mark.benchmark(group="stages")
 def test_decode_only(benchmark, rows, recording: Path, events: int) -> None:
-    """Decompress + the flow's `decode` step, outside Bytewax."""
+    """Decompress + `Decoder` (what the flow's detect step runs first on each chunk),
+    outside Bytewax."""
     results = measure_row(benchmark, rows, Row("decompress + decode", events),
                           lambda: _decode(recording), recording)
     assert results == [events] * len(results)
@@ -82,8 +97,8 @@ def test_decode_only(benchmark, rows, recording: Path, events: int) -> None:
 def _source_only(recording: Path, with_decode: bool) -> int:
     flow = Dataflow("bench_source")
     stream = op.input("in", flow, LaneSource(recording))
-    if with_decode:
-        stream = op.map("decode", stream, decode)
+    if with_decode:  # not a step of the real flow, which decodes inside its detect step
+        stream = op.map("decode", stream, Decoder(DetectionParams()))
     sink = NullSink()
     op.output("out", stream, sink)
     run_main(flow)
@@ -100,7 +115,8 @@ def test_source_to_null_sink(benchmark, rows, recording: Path, events: int) -> N
 
 @pytest.mark.benchmark(group="stages")
 def test_source_decode_to_null_sink(benchmark, rows, recording: Path, events: int) -> None:
-    """Bytewax input + decode step -> no-op sink (no keyed exchange, no detection)."""
+    """Bytewax input + `Decoder` as a map step -> no-op sink: decode's cost inside
+    Bytewax, without the keyed exchange and detection it is fused with in the flow."""
     results = measure_row(benchmark, rows, Row("bytewax source -> decode -> no-op", events),
                           lambda: _source_only(recording, True), recording)
     assert results[0] > 0
@@ -114,27 +130,45 @@ FLOW_SHAPES = [(1, 1), (2, 1), (4, 1), (1, 2), (2, 2)]
                          ids=[f"w{w}xp{p}" for w, p in FLOW_SHAPES])
 def test_flow(benchmark, rows, recording: Path, tiny_recording: Path, events: int,
               reference_tally: Tally, workers: int, processes: int) -> None:
-    """The whole replay (`harness.runner.replay`): source -> decode -> detect -> part files."""
+    """The bot-detection replay (`harness.flows.bots.replay.replay`): lanes -> key by
+    lane -> detect (decode + detect) -> part files, merged."""
 
     def run(path: Path) -> Tally:
         return replay(ReplayConfig(path, workers=workers, processes=processes)).tally
 
-    row = Row(f"flow {workers} worker(s) x {processes} process(es)", events,
-              workers=workers, processes=processes)
-    row.fixed_samples = fixed_cost_samples(lambda: run(tiny_recording))
-    results = measure_row(benchmark, rows, row, lambda: run(recording), recording)
+    row = Row(shape_name("flow", workers, processes), events, workers=workers,
+              processes=processes)
+    results = measure_flow_row(benchmark, rows, row, run, recording, tiny_recording)
     assert all(t == reference_tally for t in results), (results[0], reference_tally)
 
 
-@pytest.fixture
-def recorder_module() -> Any:
-    """`harness.recorder`, or a clean skip while it does not exist."""
-    return pytest.importorskip("harness.recorder", reason="harness.recorder not available")
+USER_FLOW = Target(flow="wiki_counts:wiki_counts", key="wiki", search=(str(EXAMPLES),))
+
+
+@pytest.mark.benchmark(group="user flow")
+def test_user_flow(benchmark, rows, recording: Path, tiny_recording: Path,
+                   events: int) -> None:
+    """docs/examples/wiki_counts.py (a Bytewax count_window) through the public source:
+    `Target(flow=...).run()`, i.e. a `FlowJob` over `ReplaySource`, as `harness replay
+    --flow wiki_counts:wiki_counts --key wiki` runs it."""
+
+    def run(path: Path) -> Run[FlowOutput]:
+        result = USER_FLOW.run(ReadOptions(path, 1, 1))
+        assert isinstance(result, Run)
+        return result
+
+    row = Row(shape_name("wiki_counts", 1, 1), events, workers=1, processes=1,
+              note="user flow (FlowJob); the reference does detection, not counting")
+    results = measure_flow_row(benchmark, rows, row, run, recording, tiny_recording)
+    for result in results:
+        assert result.output.tally.read == events
+        assert result.output.lines, "wiki_counts wrote nothing"
 
 
 @pytest.fixture
 def event_server(recording: Path) -> Iterator[str]:
-    """`harness serve` playing the benchmark recording as fast as possible, in its own process."""
+    """`harness serve` (an `EventStreamServer`) playing the benchmark recording as fast
+    as possible, in its own process, started once for all rounds."""
     with tempfile.TemporaryFile() as err:
         server = subprocess.Popen(
             [sys.executable, "-m", "harness", "serve", str(recording), "--port", "0",
@@ -156,16 +190,16 @@ def event_server(recording: Path) -> Iterator[str]:
 
 
 @pytest.mark.benchmark(group="recorder")
-def test_recorder(benchmark, rows, recording: Path, events: int, recorder_module: Any,
-                  event_server: str, tmp_path: Path) -> None:
-    """`harness record` from a local `harness serve` (separate process) over loopback."""
-    recorder = recorder_module
+def test_recorder(benchmark, rows, recording: Path, events: int, event_server: str,
+                  tmp_path: Path) -> None:
+    """`harness.recording.recorder.record` (what `harness record` runs) from a local
+    `harness serve` (separate process) over loopback, into a new recording each round."""
     counter = iter(range(1_000_000))
 
     def run() -> int:
         out = tmp_path / f"rec-{next(counter)}"
-        report = recorder.record(out, url=event_server, max_events=events,
-                                 duration=RECORD_TIMEOUT, progress=False)
+        report = record(out, url=event_server, max_events=events, duration=RECORD_TIMEOUT,
+                        progress=False)
         if report.stopped_by != "max-events":
             pytest.fail(f"recorder stopped by {report.stopped_by!r} after {report.events}"
                         f" of {events} events")
