@@ -94,6 +94,9 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path: Path) -> None:
     one_line_error(harness("replay", "--workers", "0"), "--workers")
     one_line_error(harness("replay", "--workers", "many"), "--workers")
     one_line_error(harness("replay", "--bogus"), "--bogus")
+    # a member started on the wrong machine (its address is not local) is told so
+    one_line_error(harness("replay", "--addresses", "192.0.2.1:2101;127.0.0.1:2999",
+                           "--process-id", "0"), "--process-id 0", "cannot listen")
     one_line_error(harness("import", str(tmp_path / "missing.jsonl"), "--out",
                            str(tmp_path / "x")), "missing.jsonl")
     not_a_recording = tmp_path / "empty"

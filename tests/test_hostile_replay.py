@@ -312,3 +312,27 @@ def test_leftovers_of_killed_runs_are_cleaned_up_by_the_next(tmp_path: Path) -> 
     assert not stale_run.exists() and not stale_tmp.exists()
     write_atomically(target, [b"x"])
     assert target.read_bytes() == b"x"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_member_whose_peer_never_comes_says_so_and_stops_on_a_signal(
+        sig: signal.Signals) -> None:
+    """Bytewax waits for a missing peer forever, inside Rust: the member still says what
+    it waits for (on stderr, keeping --json stdout clean) and a signal still stops it."""
+    from harness.replay.cluster import free_addresses
+
+    peer, me = free_addresses(2)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", "replay", "--json", "--addresses", f"{peer};{me}",
+         "--process-id", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(3.0)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == (130 if sig == signal.SIGINT else 143), err
+    assert f"waiting for cluster member 0 at {peer}" in err
+    assert "error connecting" not in out + err and "Traceback" not in err
+    assert all(isinstance(orjson.loads(line), dict) for line in out.splitlines())

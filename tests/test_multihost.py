@@ -161,11 +161,14 @@ def test_two_hosts_together_write_what_one_process_writes(
     assert all(shares), "each member summarises the windows of its own lanes"
     assert sorted(shares[0] + shares[1]) == sorted(ref_out)
     assert sorted(dead[0] + dead[1]) == sorted(ref_dl)
+    assert all(f"processes=2 process_id={i}" in stdout for i, (stdout, _) in enumerate(texts))
     counted = [_events(stdout) for stdout, _ in texts]
     assert all(counted) and sum(counted) == _events(reference.stdout) == events
 
-    # ... and they talked over the veth pair, not some other way.
+    # ... and they talked over the veth pair, not some other way. (Lanes are dealt to the
+    # workers that read them, so little data crosses; Bytewax's progress messages alone
+    # are ~20 KB here, far above the few hundred bytes of IPv6 neighbour discovery.)
     sent = [_tx_bytes(ns, veth) - b for ns, veth, b in zip(two_hosts, VETH, before, strict=True)]
-    assert min(sent) > 16 * 1024, sent
+    assert min(sent) > 8 * 1024, sent
     print(f"one process: {one_process:.1f} s; two hosts: {two_hosts_took:.1f} s;"
           f" veth TX bytes {sent}; events {counted}; summaries {[len(s) for s in shares]}")

@@ -94,6 +94,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         print(f"{name}: unexpected failure: {_describe(exc)}", file=sys.stderr)
         return 1
+    except BaseException as exc:  # pyo3's PanicException is not an Exception
+        if type(exc).__name__ != "PanicException":
+            raise
+        print(f"{name}: unexpected failure: {_describe(exc)}", file=sys.stderr)
+        return 1
 
 
 def _describe(exc: BaseException) -> str:
@@ -109,7 +114,7 @@ def _describe(exc: BaseException) -> str:
 
         found = re.search(r'in step "([^"]+)"', steps[0])
         where = f" (in step {found.group(1)})" if found else ""
-    text = str(root).splitlines()[0] if str(root) else ""
+    text = " / ".join(line.strip() for line in str(root).splitlines() if line.strip())
     return f"{type(root).__name__}: {text}{where}"[:500]
 
 

@@ -164,6 +164,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
         raise UsageError("--addresses and --process-id go together (one member of a"
                          " multi-machine cluster)")
     addresses = _addresses(args.addresses, args.process_id)
+    if addresses is not None:  # the cluster's shape: one process per address
+        if args.processes not in (1, len(addresses)):
+            raise UsageError(f"--processes {args.processes}: with --addresses the cluster has"
+                             f" one process per address ({len(addresses)})")
+        args.processes = len(addresses)
     outputs = Outputs({"--out": args.out, "--dead-letters": args.dead_letters},
                       force=args.force, reading=[recording], state=args.recovery_dir)
     target = target_of(args, console=not args.quiet and not args.json)
@@ -171,6 +176,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
                        args.batch_size, args.skip_damaged, args.recovery_dir,
                        args.snapshot_interval)
     shape = {"workers": args.workers, "processes": args.processes}
+    if args.process_id is not None:
+        shape["process_id"] = args.process_id
     try:
         result = target.run(read, addresses=addresses, process_id=args.process_id,
                             progress=False if args.quiet or args.json else None,
@@ -230,7 +237,25 @@ def _addresses(text: str | None, process_id: int | None) -> list[str] | None:
     if process_id is not None and process_id >= len(addresses):
         raise UsageError(f"--process-id {process_id}: --addresses lists only"
                          f" {len(addresses)} member(s) (0..{len(addresses) - 1})")
+    if process_id is not None:
+        _check_listenable(addresses[process_id], process_id)
     return addresses
+
+
+def _check_listenable(address: str, process_id: int) -> None:
+    """This member listens on its own address: say so now if it cannot (another host's
+    address, a port in use), instead of Bytewax's failure deep in a cluster start."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host.strip("[]"), int(port)))
+    except OSError as exc:
+        raise UsageError(f"--process-id {process_id}: cannot listen on its address {address}"
+                         f" here ({exc.strerror or exc}); is this the right --process-id"
+                         " for this machine?") from None
 
 
 def _warn_damage(dead: list[dict[str, Any]], skipped: int) -> None:

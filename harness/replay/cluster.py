@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -67,19 +68,78 @@ def free_addresses(count: int) -> list[str]:
 
 
 @contextmanager
-def _stderr_into(path: Path) -> Iterator[None]:
-    """Send this process's fd 2 (Rust panics included) into a file for a while."""
+def _stderr_into(path: Path) -> Iterator[int]:
+    """Send this process's fd 2 (Rust panics included) into a file for a while; yields
+    a descriptor of the real stderr, for what the user must see meanwhile."""
     sys.stderr.flush()
     saved = os.dup(2)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.dup2(fd, 2)
     os.close(fd)
     try:
-        yield
+        yield saved
     finally:
         sys.stderr.flush()
         os.dup2(saved, 2)
         os.close(saved)
+
+
+def _as_member(run: Callable[[], None], addresses: list[str], stderr: int) -> None:
+    """Run `run` (this member's `cli_main`) on a thread of its own, so that SIGINT and
+    SIGTERM are handled while Bytewax waits in Rust for peers that may never come.
+
+    Timely prints each failed attempt to reach a peer on stdout, which would corrupt
+    `--json` output: those lines become one stderr note per peer (repeated every
+    `_WAITING_EVERY` seconds); everything else written to stdout passes through.
+    """
+    failure: list[BaseException] = []
+
+    def member() -> None:
+        try:
+            run()
+        except BaseException as exc:  # handed to the main thread
+            failure.append(exc)
+
+    sys.stdout.flush()
+    saved_out = os.dup(1)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 1)
+    os.close(write_end)
+    relay = threading.Thread(target=_relay_stdout, args=(read_end, saved_out, addresses,
+                                                         stderr), daemon=True)
+    relay.start()
+    thread = threading.Thread(target=member, daemon=True, name="cluster-member")
+    try:
+        thread.start()
+        while thread.is_alive():
+            thread.join(0.1)
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved_out, 1)  # the pipe's last writer closes: the relay drains and ends
+        relay.join(timeout=2)
+        os.close(saved_out)
+    if failure:
+        raise failure[0]
+
+
+_WAITING_EVERY = 10.0
+
+
+def _relay_stdout(read_end: int, out: int, addresses: list[str], stderr: int) -> None:
+    told: dict[int, float] = {}
+    with os.fdopen(read_end, "rb", buffering=0) as pipe:
+        for line in iter(pipe.readline, b""):
+            retry = _CONNECT_RETRY.search(line.decode(errors="replace"))
+            if retry is None:
+                os.write(out, line)
+                continue
+            peer = int(retry.group(1))
+            now = time.monotonic()
+            if now - told.get(peer, -_WAITING_EVERY) >= _WAITING_EVERY:
+                told[peer] = now
+                where = addresses[peer] if peer < len(addresses) else "?"
+                os.write(stderr, f"harness: waiting for cluster member {peer} at {where}"
+                                 " (not reachable yet; Ctrl-C stops)\n".encode())
 
 
 def _harness_error(exc: BaseException | None) -> HarnessError | None:
@@ -105,7 +165,7 @@ def _forward(log: Path) -> None:
 
 
 # Bytewax logs this while cluster members start one after the other; it is not an error.
-_CONNECT_RETRY = re.compile(r"error connecting to worker \d+: .*retrying")
+_CONNECT_RETRY = re.compile(r"error connecting to worker (\d+): .*retrying")
 _PANIC = re.compile(r"thread '.*' panicked at ")
 
 
@@ -119,17 +179,29 @@ def execute(flow: Dataflow, run_dir: Path, workers: int, addresses: list[str] | 
     Rust panic on stderr.
     """
     log = run_dir / f"stderr-{process_id or 0}.log"
+
+    def run() -> None:
+        cli_main(flow, workers_per_process=workers,  # type: ignore[no-untyped-call]
+                 process_id=process_id, addresses=addresses, recovery_config=recovery,
+                 epoch_interval=timedelta(seconds=epoch_interval) if epoch_interval
+                 else None)
+
     try:
-        with _stderr_into(log):
-            cli_main(flow, workers_per_process=workers,  # type: ignore[no-untyped-call]
-                     process_id=process_id, addresses=addresses, recovery_config=recovery,
-                     epoch_interval=timedelta(seconds=epoch_interval) if epoch_interval
-                     else None)
+        with _stderr_into(log) as stderr:
+            if addresses is None:
+                run()
+            else:
+                _as_member(run, addresses, stderr)
     except BaseException as exc:  # Bytewax raises PanicException, a BaseException
         cause = _harness_error(exc) or first_error(run_dir)
         if cause is not None:
             raise cause from None
         _forward(log)
+        if addresses is not None and "thread panic" in str(exc):
+            raise ClusterError(
+                "the connection to another cluster member broke: every member must run"
+                " with the same --workers and --addresses, and all must keep running"
+            ) from None
         raise
     _forward(log)
 
