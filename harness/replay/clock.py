@@ -31,40 +31,15 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from bytewax.operators.windowing import UTC_MAX, UTC_MIN, Clock, ClockLogic
+
+from harness.replay.source import Received, received_time
 
 __all__ = ["IdleTime", "Received", "RecordedClock", "received_time", "set_idle_time"]
 
 V = TypeVar("V")
-
-
-class Received(dict[str, Any]):
-    """An event payload (a dict, as sent) that also knows when it was received.
-
-    `recv` is unix seconds; `seq` its number in the recording; `key` the
-    text of the source's key (`--key`) it was sharded by. Everything that
-    takes a dict takes it (and orjson writes it as the plain object).
-    """
-
-    __slots__ = ("key", "recv", "seq")
-
-    def __init__(self, payload: dict[str, Any], recv: float, seq: int,
-                 key: str | None = None) -> None:
-        super().__init__(payload)
-        self.recv = recv
-        self.seq = seq
-        self.key = key
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (Received, (dict(self), self.recv, self.seq, self.key))
-
-
-def received_time(item: Any) -> float | None:
-    """An item's receive time, or None for a plain payload (event time only)."""
-    recv = getattr(item, "recv", None)
-    return recv if isinstance(recv, float) else None
 
 
 class IdleTime:

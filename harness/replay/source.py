@@ -59,10 +59,9 @@ from harness.recording.lanes import Chunk, lane_index, lane_name
 from harness.recording.manifest import Segment
 from harness.recording.reader import LanePosition, Recording
 from harness.recording.slice import Slice
-from harness.replay.clock import Received
 from harness.replay.lanes import LanePartition
 
-__all__ = ["KeyGetter", "ReplaySource", "Selector", "SourcePosition", "SourceReport",
+__all__ = ["KeyGetter", "Received", "ReplaySource", "Selector", "SourcePosition", "SourceReport",
            "SourceTally", "key_getter", "read_source_report"]
 
 Payload = dict[str, Any]
@@ -76,6 +75,33 @@ DAMAGED: Final = "damaged"
 DEAD_LETTERS: Final = "source-deadletters-{}.jsonl"
 TALLY: Final = "source-tally-{}.json"
 LIVE: Final = "source-live-{}.bin"  # running counts (for progress and Ctrl-C)
+
+
+class Received(dict[str, Any]):
+    """An event payload (a dict, as sent) that also knows when it was received.
+
+    `recv` is unix seconds; `seq` its number in the recording; `key` the
+    text of the source's key (`--key`) it was sharded by. Everything that
+    takes a dict takes it (and orjson writes it as the plain object).
+    """
+
+    __slots__ = ("key", "recv", "seq")
+
+    def __init__(self, payload: dict[str, Any], recv: float, seq: int,
+                 key: str | None = None) -> None:
+        super().__init__(payload)
+        self.recv = recv
+        self.seq = seq
+        self.key = key
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Received, (dict(self), self.recv, self.seq, self.key))
+
+
+def received_time(item: Any) -> float | None:
+    """An item's receive time, or None for a plain payload (event time only)."""
+    recv = getattr(item, "recv", None)
+    return recv if isinstance(recv, float) else None
 
 
 def key_getter(key: str | KeyGetter) -> KeyGetter:
