@@ -271,6 +271,7 @@ class Selector:
         self._key = key_getter(key)
         self._key_name = key if isinstance(key, str) else "key"
         self.slice = slice_
+        self._sliced = bool(slice_)
         self.received = received
         self.shards = shards
         self.by_lane = by_lane
@@ -307,7 +308,7 @@ class Selector:
         payload = env.data
         if not isinstance(payload, dict):
             return NOT_OBJECT
-        if self.slice and not self.slice.admits(payload.get("timestamp"), payload.get("wiki")):
+        if self._sliced and not self.slice.admits(payload.get("timestamp"), payload.get("wiki")):
             return OUTSIDE
         text = key_text(self._key(payload))
         if text is None:
