@@ -19,10 +19,15 @@ from typing import Any, Final
 
 import orjson
 
-__all__ = ["NOT_JSON", "TOO_DEEP", "UNPARSED", "Envelope", "EnvelopeError", "encode_envelope"]
+__all__ = ["DAMAGED", "NOT_JSON", "NOT_OBJECT", "TOO_DEEP", "UNPARSED", "Envelope", "EnvelopeError",
+           "encode_envelope"]
 
 NOT_JSON: Final = "not-json"  # the payload was not JSON
 TOO_DEEP: Final = "too-deep"  # JSON nested too deeply to embed; kept as text
+# Dead-letter reasons every flow shares, beside not-json: a payload that is JSON but not
+# an object, and recording lines a damaged recording lost.
+NOT_OBJECT: Final = "not-object"
+DAMAGED: Final = "damaged"
 UNPARSED: Final = object()
 _DEEP = 500
 

@@ -54,7 +54,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from harness.errors import RecordingError, UsageError, logging_errors
 from harness.files import Counters, write_atomically
 from harness.recording.blocks import Block, Damage
-from harness.recording.envelope import Envelope, EnvelopeError
+from harness.recording.envelope import DAMAGED, NOT_JSON, NOT_OBJECT, Envelope, EnvelopeError
 from harness.recording.lanes import Chunk, lane_index, lane_name
 from harness.recording.manifest import Segment
 from harness.recording.reader import LanePosition, Recording
@@ -67,11 +67,8 @@ __all__ = ["KeyGetter", "Received", "ReplaySource", "Selector", "SourcePosition"
 Payload = dict[str, Any]
 KeyGetter = Callable[[Payload], Any]
 USER: Final = "user"
-NOT_JSON: Final = "not-json"
-NOT_OBJECT: Final = "not-object"
 NO_KEY: Final = "no-key"
 OUTSIDE: Final = "outside"
-DAMAGED: Final = "damaged"
 DEAD_LETTERS: Final = "source-deadletters-{}.jsonl"
 TALLY: Final = "source-tally-{}.json"
 LIVE: Final = "source-live-{}.bin"  # running counts (for progress and Ctrl-C)

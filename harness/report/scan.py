@@ -16,8 +16,9 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from harness.flows.bots.semantics import CANARY, NOT_JSON, classify
+from harness.flows.bots.semantics import CANARY, classify
 from harness.recording import Recording
+from harness.recording.envelope import NOT_JSON
 
 __all__ = ["GAP_SECONDS", "MAX_POINTS", "Account", "Gap", "RecordingFacts", "SecondCounts",
            "Series", "scan"]

@@ -22,12 +22,11 @@ from msgspec import UNSET, UnsetType
 from harness.errors import RecordingError
 from harness.flows.bots.semantics import (
     CANARY,
-    DAMAGED,
-    NOT_JSON,
     DeadLetter,
     DetectionParams,
     classify,
 )
+from harness.recording.envelope import DAMAGED, NOT_JSON
 from harness.recording.lanes import Chunk
 from harness.recording.slice import Slice
 

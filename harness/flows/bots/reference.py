@@ -23,7 +23,6 @@ import zstandard
 from harness.flows.bots.semantics import (
     CANARY,
     LATE,
-    NOT_JSON,
     DeadLetter,
     DetectionParams,
     Tally,
@@ -31,7 +30,7 @@ from harness.flows.bots.semantics import (
     classify,
     summarize,
 )
-from harness.recording.envelope import Envelope
+from harness.recording.envelope import NOT_JSON, Envelope
 from harness.recording.reader import Recording
 from harness.recording.slice import Slice
 

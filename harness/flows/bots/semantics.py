@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from typing import Any, Final
 
 from harness.errors import UsageError
+from harness.recording.envelope import NOT_OBJECT
 
 ALIGN_2023: Final = 1_672_531_200  # 2023-01-01T00:00:00Z
 
@@ -29,13 +30,10 @@ MAX_LATENESS: Final = 366 * 86_400
 MAX_MIN_COUNT: Final = 1_000_000_000
 
 CANARY: Final = "canary"
-NOT_JSON: Final = "not-json"
-NOT_OBJECT: Final = "not-object"
 BAD_USER: Final = "bad-user"
 BAD_TIMESTAMP: Final = "bad-timestamp"
 TIMESTAMP_RANGE: Final = "timestamp-out-of-range"
 LATE: Final = "late"
-DAMAGED: Final = "damaged"
 
 
 @dataclass(frozen=True, slots=True)
