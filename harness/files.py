@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
-from collections.abc import Iterable
+import re
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["DirectoryLock", "alive", "fsync_dir", "sha256_file", "write_atomically"]
+__all__ = ["DirectoryLock", "alive", "fsync_dir", "recovery_db_error", "sha256_file",
+           "stderr_into", "write_atomically"]
 
 
 def write_atomically(path: Path, chunks: Iterable[bytes], *, durable: bool = False) -> None:
@@ -26,6 +31,10 @@ def write_atomically(path: Path, chunks: Iterable[bytes], *, durable: bool = Fal
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from None  # disk full: say where
     finally:
         tmp.unlink(missing_ok=True)
     if durable:
@@ -150,3 +159,29 @@ class Counters:
                 for name, value in zip(names, record.unpack(data), strict=True):
                     total[name] += value
         return total
+
+
+@contextmanager
+def stderr_into(path: Path) -> Iterator[int]:
+    """Send this process's fd 2 (Rust panics included) into a file for a while; yields
+    a descriptor of the real stderr, for what the user must see meanwhile."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(fd, 2)
+    os.close(fd)
+    try:
+        yield saved
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def recovery_db_error(exc: BaseException, db_dir: Path) -> OSError:
+    """Bytewax's panic on a recovery database it cannot write (a full disk, say), as
+    the one-line error it is."""
+    found = re.search(r'Some\("([^"]+)"\)', str(exc))
+    problem = found.group(1) if found else "I/O error"
+    return OSError(errno.EIO, f"cannot write Bytewax's recovery database ({problem};"
+                              " is the disk full?)", str(db_dir))

@@ -336,3 +336,25 @@ def test_a_member_whose_peer_never_comes_says_so_and_stops_on_a_signal(
     assert f"waiting for cluster member 0 at {peer}" in err
     assert "error connecting" not in out + err and "Traceback" not in err
     assert all(isinstance(orjson.loads(line), dict) for line in out.splitlines())
+
+
+@pytest.mark.parametrize(("limit", "named"), [(150_000, "o.jsonl: File too large"),
+                                              (30_000, "st/db: cannot write")],
+                         ids=["output", "recovery-db"])
+def test_a_full_disk_is_one_line_naming_what_could_not_be_written(
+        tmp_path: Path, limit: int, named: str) -> None:
+    """A file-size limit stands in for a full disk: the --out file, or Bytewax's recovery
+    database (a Rust panic inside Bytewax), cannot be written."""
+    import resource
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # then writes fail with EFBIG
+
+    proc = subprocess.run([sys.executable, "-m", "harness", "replay", "--recovery-dir", "st",
+                           "--out", "o.jsonl", "--quiet"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, preexec_fn=small_files)
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0], proc.stderr
+    assert not (tmp_path / "o.jsonl").exists()

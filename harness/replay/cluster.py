@@ -19,8 +19,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from bytewax.run import cli_main
 
 from harness import errors
 from harness.errors import HarnessError
+from harness.files import recovery_db_error, stderr_into
 from harness.replay.job import Job, job_from_json, job_to_json
 
 __all__ = ["ERRORS", "Cluster", "ClusterError", "execute", "first_error", "free_addresses",
@@ -65,23 +66,6 @@ def free_addresses(count: int) -> list[str]:
         for s in socks:
             s.bind(("127.0.0.1", 0))
         return [f"127.0.0.1:{s.getsockname()[1]}" for s in socks]
-
-
-@contextmanager
-def _stderr_into(path: Path) -> Iterator[int]:
-    """Send this process's fd 2 (Rust panics included) into a file for a while; yields
-    a descriptor of the real stderr, for what the user must see meanwhile."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.dup2(fd, 2)
-    os.close(fd)
-    try:
-        yield saved
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def _as_member(run: Callable[[], None], addresses: list[str], stderr: int) -> None:
@@ -187,7 +171,7 @@ def execute(flow: Dataflow, run_dir: Path, workers: int, addresses: list[str] | 
                  else None)
 
     try:
-        with _stderr_into(log) as stderr:
+        with stderr_into(log) as stderr:
             if addresses is None:
                 run()
             else:
@@ -197,6 +181,8 @@ def execute(flow: Dataflow, run_dir: Path, workers: int, addresses: list[str] | 
         if cause is not None:
             raise cause from None
         _forward(log)
+        if recovery is not None and "RusqliteError" in str(exc):
+            raise recovery_db_error(exc, Path(recovery.db_dir)) from None
         if addresses is not None and "thread panic" in str(exc):
             raise ClusterError(
                 "the connection to another cluster member broke: every member must run"

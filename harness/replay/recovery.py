@@ -25,7 +25,7 @@ from typing import Any
 from bytewax.recovery import init_db_dir
 
 from harness.errors import HarnessError
-from harness.files import DirectoryLock, alive, write_atomically
+from harness.files import DirectoryLock, alive, recovery_db_error, stderr_into, write_atomically
 
 __all__ = ["RECOVERY_PARTITIONS", "run_directory"]
 
@@ -70,7 +70,14 @@ def _create(state: Path, identity: dict[str, Any]) -> None:
     try:
         (staging / "db").mkdir()
         (staging / "parts").mkdir()
-        init_db_dir(staging / "db", RECOVERY_PARTITIONS)  # type: ignore[no-untyped-call]
+        try:
+            with stderr_into(staging / "init.log"):  # a panic's text is not for the user
+                init_db_dir(staging / "db", RECOVERY_PARTITIONS)  # type: ignore[no-untyped-call]
+        except BaseException as exc:  # Bytewax panics (a BaseException) on a full disk
+            if "RusqliteError" not in str(exc):
+                raise
+            raise recovery_db_error(exc, state / "db") from None
+        (staging / "init.log").unlink()
         write_atomically(staging / IDENTITY, [json.dumps(identity).encode()], durable=True)
         with contextlib.suppress(FileNotFoundError):
             state.rmdir()  # empty, checked above
