@@ -48,6 +48,11 @@ class Interrupted(BaseException):
         self.partial = partial
 
 
+def signal_exit_status(signal_name: str) -> int:
+    """The exit status after a run ended by a signal: 130 for SIGINT, 143 for SIGTERM."""
+    return 143 if signal_name == "SIGTERM" else 130
+
+
 def interruption(exc: BaseException | None) -> str | None:
     """"SIGINT" or "SIGTERM" if `exc` is, or was caused by, an interruption."""
     seen = 0

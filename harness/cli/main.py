@@ -19,7 +19,13 @@ from types import FrameType
 from harness import __version__
 from harness.cli import recordings, replay, report, stream
 from harness.cli.args import Parser
-from harness.errors import HarnessError, Interrupted, Terminated, interruption
+from harness.errors import (
+    HarnessError,
+    Interrupted,
+    Terminated,
+    interruption,
+    signal_exit_status,
+)
 
 __all__ = ["build_parser", "main"]
 
@@ -86,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                              " written")
         print(f"{name}: interrupted by {stopped_by}" + (f"; {note}" if note else ""),
               file=sys.stderr)
-        return 143 if stopped_by == "SIGTERM" else 130
+        return signal_exit_status(stopped_by)
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"{name}: error: {where}{exc.strerror or exc}", file=sys.stderr)

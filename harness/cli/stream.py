@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from harness.cli.args import add_flow_options, add_json, count, number, url
-from harness.errors import UsageError
+from harness.errors import UsageError, signal_exit_status
 from harness.recording.lanes import DEFAULT_LANES, MAX_LANES
 from harness.recording.sample import sample_recording
 
@@ -132,7 +132,7 @@ def cmd_record(args: argparse.Namespace) -> int:
         row["directory"] = str(report.directory)
         row["stream"] = {k: v for k, v in dataclasses.asdict(report.stream).items()}
         print(orjson.dumps(row, default=str).decode())
-        return 0
+        return _status(report.stopped_by)
     if report.resumed_after is not None:
         print(f"record: resumed {args.out} after seq {report.resumed_after}", file=sys.stderr)
     if report.events == 0 and not report.resumed_after:
@@ -141,7 +141,7 @@ def cmd_record(args: argparse.Namespace) -> int:
         state = "complete" if report.complete else "unfinished (resumable)"
     print(f"record: {args.out} {state}, stopped by {report.stopped_by or 'end of stream'}:"
           f" {report.line()}")
-    return 0
+    return _status(report.stopped_by)
 
 
 def cmd_live(args: argparse.Namespace) -> int:
@@ -167,7 +167,7 @@ def cmd_live(args: argparse.Namespace) -> int:
         result = run_live(stream, params=params_of(args), console=not args.quiet, **common)
         write_outputs(outputs, result.output)
         report_bots(result.output.tally, result.wall_seconds, _live_shape(args, stream), False)
-        return 0
+        return _status(stream.stopped_by)
     flow_result = run_live_flow(stream, args.flow, key=args.key, partitions=args.partitions,
                                 **common)
     if flow_result.overtaken:
@@ -177,7 +177,12 @@ def cmd_live(args: argparse.Namespace) -> int:
     write_outputs(outputs, flow_result.output)
     report_flow(args.flow, flow_result.output, flow_result.wall_seconds,
                 _live_shape(args, stream), False)
-    return 0
+    return _status(stream.stopped_by)
+
+
+def _status(stopped_by: str) -> int:
+    """0, or 130/143 when Ctrl-C or SIGTERM ended the stream (everything is kept)."""
+    return signal_exit_status(stopped_by) if stopped_by in ("SIGINT", "SIGTERM") else 0
 
 
 def _live_shape(args: argparse.Namespace, stream: Any) -> dict[str, Any]:
