@@ -26,6 +26,7 @@ from harness.errors import (
     interruption,
     signal_exit_status,
 )
+from harness.process import one_job_process
 
 __all__ = ["build_parser", "main"]
 
@@ -79,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.commands[args.command].error(f"unrecognized arguments: {' '.join(extras)}")
     run: Callable[[argparse.Namespace], int] = args.run
     name = f"harness {args.command}"
+    one_job_process()
     try:
         with _terminate_raises():
             return run(args)

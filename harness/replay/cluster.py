@@ -11,6 +11,7 @@ by PID and reports the first member's error in one line.
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import re
 import signal
@@ -290,6 +291,7 @@ def _fork_member(job: Job, run_dir: Path, addresses: list[str], index: int,
         return pid
     code = 1
     try:
+        gc.freeze()  # this child runs one member and exits: its GC skips what it inherited
         _die_with_parent()
         if os.getppid() != parent:  # the parent died before the death signal was armed
             os._exit(1)

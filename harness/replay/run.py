@@ -18,6 +18,7 @@ from typing import Generic, TypeVar
 
 from harness.errors import Interrupted, RecordingError, interruption
 from harness.files import sha256_file
+from harness.process import starting_the_job
 from harness.progress import Progress, watching
 from harness.recording.reader import Recording
 from harness.replay.cluster import Cluster, run_member
@@ -58,6 +59,7 @@ def run_job(job: Job, collect: Callable[[Path], T], *, addresses: list[str] | No
         f"replay {recording.directory.name}", recording.manifest.events, enabled=progress)
     with run_directory(read.recovery_dir, identity) as run_dir:
         start = time.perf_counter()
+        starting_the_job()
         cluster = None
         try:
             if addresses is None and read.processes > 1:
