@@ -68,6 +68,13 @@ def interruption(exc: BaseException | None) -> str | None:
     return None
 
 
+def log_error(error_log: Path, exc: HarnessError) -> None:
+    """Append `exc` to a run's error log (one line: its class, a tab, its message), where
+    the process that supervises the run finds it (`harness.replay.cluster.first_error`)."""
+    with error_log.open("a") as log:
+        log.write(f"{type(exc).__name__}\t{exc}\n")
+
+
 def logging_errors(fn: Callable[P, R], error_log: Path | None) -> Callable[P, R]:
     """`fn`, also appending any `HarnessError` it raises to `error_log`.
 
@@ -81,8 +88,7 @@ def logging_errors(fn: Callable[P, R], error_log: Path | None) -> Callable[P, R]
         try:
             return fn(*args, **kwargs)
         except HarnessError as exc:
-            with error_log.open("a") as log:
-                log.write(f"{type(exc).__name__}\t{exc}\n")
+            log_error(error_log, exc)
             raise
 
     return logged

@@ -58,7 +58,13 @@ from harness.replay.cluster import execute
 from harness.replay.flowjob import FlowOutput
 from harness.replay.flowjob import collect as collect_flow
 from harness.replay.sink import JsonSink
-from harness.replay.source import Payload, Selector, SourcePosition, SourceReport
+from harness.replay.source import (
+    Payload,
+    Selector,
+    SourcePosition,
+    SourceReport,
+    keyed_by_lanes,
+)
 
 __all__ = ["LiveFeed", "LiveFlowResult", "LiveFlowSource", "LiveSource", "run_live",
            "run_live_flow"]
@@ -192,7 +198,7 @@ class _LaneChunks(_LivePartition):
         by_lane: dict[int, list[bytes]] = {}
         for seq, line, value in lines:
             by_lane.setdefault(lane_for(value, seq, self._lanes), []).append(line)
-        chunks = [Chunk(lane, b"\n".join(lines) + b"\n") for lane, lines in by_lane.items()]
+        chunks = [Chunk(lane, b"\n".join(run) + b"\n") for lane, run in by_lane.items()]
         if quiet is not None and (self._ticked is None or quiet - self._ticked >= TICK_EVERY):
             self._ticked = quiet  # after the events: each lane sees them before the tick
             chunks += [Chunk(lane, b"", tick=quiet) for lane in range(self._lanes)]
@@ -222,10 +228,11 @@ class _LivePayloads(_LivePartition):
     def __init__(self, source: LiveFlowSource) -> None:
         super().__init__(source.feed)
         self._lanes = source.feed.lanes
-        shards = source.partitions or self._lanes
         # dead letters and counts under the partition names a replay would use
-        self._selector = Selector(source.key, Slice(), received=True, shards=shards,
-                                  by_lane=source.key == "user" and shards == self._lanes)
+        self._selector = Selector(source.key, Slice(), received=True,
+                                  shards=source.partitions or self._lanes,
+                                  by_lane=keyed_by_lanes(source.key, source.partitions,
+                                                         self._lanes))
         self._report_dir = source.report_dir
         self._reports: dict[str, SourceReport] = {}
         self._idle = source.idle

@@ -31,12 +31,12 @@ from bytewax.recovery import RecoveryConfig
 from bytewax.run import cli_main
 
 from harness import errors
-from harness.errors import HarnessError
+from harness.errors import HarnessError, log_error
 from harness.files import recovery_db_error, stderr_into
 from harness.replay.job import Job, job_from_json, job_to_json
 
 __all__ = ["ERRORS", "Cluster", "ClusterError", "execute", "first_error", "free_addresses",
-           "run_cluster", "run_member", "terminate"]
+           "run_member", "terminate"]
 
 ERRORS = "errors.txt"
 
@@ -203,13 +203,6 @@ def run_member(job: Job, run_dir: Path, addresses: list[str] | None = None,
             read.snapshot_interval if recovery is not None else None)
 
 
-def run_cluster(job: Job, run_dir: Path) -> None:
-    """Run `job` as a local cluster of `job.read.processes` member processes."""
-    cluster = Cluster(job, run_dir)
-    cluster.start()
-    cluster.wait()
-
-
 class Cluster:
     """A local cluster of `job.read.processes` members, started and supervised by PID.
 
@@ -305,8 +298,7 @@ def _fork_member(job: Job, run_dir: Path, addresses: list[str], index: int,
         run_member(job, run_dir, addresses, index)
         code = 0
     except HarnessError as exc:
-        with (run_dir / ERRORS).open("a") as errors:  # the parent reports it from here
-            errors.write(f"{type(exc).__name__}\t{exc}\n")
+        log_error(run_dir / ERRORS, exc)  # the parent reports it from there
         code = 2
     except KeyboardInterrupt:
         code = 130
@@ -402,8 +394,7 @@ def _member_main(argv: list[str]) -> None:
     try:
         run_member(job_from_json(spec), Path(run_dir), addresses.split(";"), int(process_id))
     except HarnessError as exc:
-        with (Path(run_dir) / ERRORS).open("a") as log:  # the parent reports it from here
-            log.write(f"{type(exc).__name__}\t{exc}\n")
+        log_error(Path(run_dir) / ERRORS, exc)  # the parent reports it from there
         os._exit(2)
 
 

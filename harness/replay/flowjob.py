@@ -102,10 +102,9 @@ def replay_flow(job: FlowJob, *, addresses: list[str] | None = None,
                   progress=progress)
     tally = run.output.tally
     missing = unaccounted(run.recording, tally.read, tally.damaged)
-    if missing and addresses is None:
-        tally.damaged += missing
-        run.output.dead_letters.append({
-            "seq": -1, "reason": "damaged", "partition": None,
-            "where": f"{job.read.recording}: {missing} event(s) the manifest lists were not"
-                     " found (segments cut short or damaged between blocks)"})
+    if missing is not None and addresses is None:
+        count, where = missing
+        tally.damaged += count
+        run.output.dead_letters.append({"seq": -1, "reason": "damaged", "partition": None,
+                                        "where": where})
     return run

@@ -1,11 +1,12 @@
 """What a replay runs: a `Job` builds one dataflow over a recording, on any shape.
 
-A job is plain data (it crosses to cluster members as JSON) plus three
+A job is plain data (it crosses to cluster members as JSON) plus a few
 methods: `build` makes the dataflow whose outputs land in a run directory,
-`identity` says what a recovery state made by it must match, and `collect`
-merges what every worker wrote. The bot-detection fast path
-(`harness.flows.bots.replay.BotsJob`) and any user flow
-(`harness.replay.flowjob.FlowJob`) are jobs; the runner treats them alike.
+`prepare` does once what every member would repeat, `identity` says what a
+recovery state made by it must match, and `done`/`partial` read the counts
+so far. The bot-detection fast path (`harness.flows.bots.replay.ReplayConfig`)
+and any user flow (`harness.replay.flowjob.FlowJob`) are jobs; the runner
+(`harness.replay.run.run_job`) treats them alike.
 """
 
 from __future__ import annotations

@@ -94,12 +94,17 @@ def run_job(job: Job, collect: Callable[[Path], T], *, addresses: list[str] | No
     return Run(output, wall, recording, notes)
 
 
-def unaccounted(recording: Recording, read: int, skipped: int) -> int:
+def unaccounted(recording: Recording, read: int, skipped: int) -> tuple[int, str] | None:
     """Events the manifest lists that a whole `--skip-damaged` run neither read nor
-    reported (damage no reader could place, e.g. a segment cut at a block boundary)."""
+    reported (damage no reader could place, e.g. a segment cut at a block boundary):
+    how many, and the `where` of the damaged dead letter that reports them."""
     if not recording.skip_damaged or not recording.manifest.complete:
-        return 0
-    return max(recording.manifest.events - read - skipped, 0)
+        return None
+    missing = recording.manifest.events - read - skipped
+    if missing <= 0:
+        return None
+    return missing, (f"{recording.directory}: {missing} event(s) the manifest lists were"
+                     " not found (segments cut short or damaged between blocks)")
 
 
 def _check_hashes(recording: Recording) -> list[str]:

@@ -214,8 +214,8 @@ class ReplaySource(FixedPartitionedSource[Payload, SourcePosition]):
 
     @property
     def by_lane(self) -> bool:
-        """Whether partitions are the recording's lanes (key `user`, lane count)."""
-        return self.key == USER and self.partitions in (None, self._lanes())
+        """Whether partitions are the recording's lanes (see `keyed_by_lanes`)."""
+        return keyed_by_lanes(self.key, self.partitions, self._lanes())
 
     def _lanes(self) -> int:
         return Recording(self.recording).lanes
@@ -236,7 +236,7 @@ class ReplaySource(FixedPartitionedSource[Payload, SourcePosition]):
         recording = Recording(self.recording, skip_damaged=self.skip_damaged)
         report = SourceReport(self.report_dir, for_part, start)
         selector = Selector.of(self, recording)
-        if self.by_lane:
+        if selector.by_lane:
             lane = lane_index(for_part)
             lanes = LanePartition(recording, lane, LanePosition(start.segment, start.offset,
                                                                 start.skip),
@@ -246,6 +246,12 @@ class ReplaySource(FixedPartitionedSource[Payload, SourcePosition]):
         reader = _SharedReader.for_worker(self, step_id, recording, selector)
         state = reader.register(int(for_part.rsplit("-", 1)[1]), start, report)
         return _ShardPayloads(reader, state, report, self.batch_size, self.error_log)
+
+
+def keyed_by_lanes(key: str | KeyGetter, partitions: int | None, lanes: int) -> bool:
+    """Whether a source keyed by `key` into `partitions` (None: one per lane) is the
+    recording's `lanes` themselves: key `user`, one partition per lane."""
+    return key == USER and partitions in (None, lanes)
 
 
 def shard_name(key_name: str, shard: int) -> str:
@@ -278,7 +284,7 @@ class Selector:
     def of(cls, source: ReplaySource, recording: Recording) -> Selector:
         return cls(source.key, Slice(source.start, source.end, source.wikis), source.received,
                    source.partitions or recording.lanes, recording.manifest.segments,
-                   source.by_lane)
+                   keyed_by_lanes(source.key, source.partitions, recording.lanes))
 
     def shard(self, verdict: Verdict, seq: int) -> int:
         """The shard an event belongs to: its key's, or `seq`'s when it is not passed on

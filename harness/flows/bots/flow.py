@@ -37,6 +37,7 @@ from harness.recording.slice import Slice
 
 __all__ = ["DetectLogic", "Report", "build_flow"]
 
+
 @dataclass(slots=True)
 class Report:
     """What detect produced for one batch: window summaries and dead letters, in

@@ -131,10 +131,9 @@ def replay(config: ReplayConfig, *, addresses: list[str] | None = None,
                   process_id=process_id, progress=progress)
     manifest, output = run.recording.manifest, run.output
     missing = unaccounted(run.recording, output.tally.events, output.tally.skipped)
-    if missing and addresses is None:
-        where = (f"{config.recording}: {missing} event(s) the manifest lists were not found"
-                 " (segments cut short or damaged between blocks)")
-        output.tally.skipped += missing
+    if missing is not None and addresses is None:
+        count, where = missing
+        output.tally.skipped += count
         output.dead_letters.append({"seq": -1, "reason": "damaged", "user": None,
                                     "timestamp": None, "where": where})
     if (manifest.complete and addresses is None and not config.skip_damaged
