@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
-import re
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["DirectoryLock", "alive", "fsync_dir", "recovery_db_error", "sha256_file",
-           "stderr_into", "write_atomically"]
+__all__ = ["DirectoryLock", "alive", "fsync_dir", "sha256_file", "stderr_into",
+           "write_atomically"]
 
 
 def write_atomically(path: Path, chunks: Iterable[bytes], *, durable: bool = False) -> None:
@@ -176,12 +174,3 @@ def stderr_into(path: Path) -> Iterator[int]:
         sys.stderr.flush()
         os.dup2(saved, 2)
         os.close(saved)
-
-
-def recovery_db_error(exc: BaseException, db_dir: Path) -> OSError:
-    """Bytewax's panic on a recovery database it cannot write (a full disk, say), as
-    the one-line error it is."""
-    found = re.search(r'Some\("([^"]+)"\)', str(exc))
-    problem = found.group(1) if found else "I/O error"
-    return OSError(errno.EIO, f"cannot write Bytewax's recovery database ({problem};"
-                              " is the disk full?)", str(db_dir))

@@ -32,8 +32,9 @@ from bytewax.run import cli_main
 
 from harness import errors
 from harness.errors import HarnessError, log_error
-from harness.files import recovery_db_error, stderr_into
+from harness.files import stderr_into
 from harness.replay.job import Job, job_from_json, job_to_json
+from harness.replay.recovery import recovery_db_error
 
 __all__ = ["ERRORS", "Cluster", "ClusterError", "execute", "first_error", "free_addresses",
            "run_member", "terminate"]
@@ -182,8 +183,9 @@ def execute(flow: Dataflow, run_dir: Path, workers: int, addresses: list[str] | 
         if cause is not None:
             raise cause from None
         _forward(log)
-        if recovery is not None and "RusqliteError" in str(exc):
-            raise recovery_db_error(exc, Path(recovery.db_dir)) from None
+        db_error = recovery_db_error(exc, Path(recovery.db_dir)) if recovery else None
+        if db_error is not None:
+            raise db_error from None
         if addresses is not None and "thread panic" in str(exc):
             raise ClusterError(
                 "the connection to another cluster member broke: every member must run"

@@ -12,6 +12,7 @@ removed by the next run.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -25,9 +26,9 @@ from typing import Any
 from bytewax.recovery import init_db_dir
 
 from harness.errors import HarnessError
-from harness.files import DirectoryLock, alive, recovery_db_error, stderr_into, write_atomically
+from harness.files import DirectoryLock, alive, stderr_into, write_atomically
 
-__all__ = ["RECOVERY_PARTITIONS", "run_directory"]
+__all__ = ["RECOVERY_PARTITIONS", "recovery_db_error", "run_directory"]
 
 RECOVERY_PARTITIONS = 4
 IDENTITY = "replay.json"
@@ -74,9 +75,10 @@ def _create(state: Path, identity: dict[str, Any]) -> None:
             with stderr_into(staging / "init.log"):  # a panic's text is not for the user
                 init_db_dir(staging / "db", RECOVERY_PARTITIONS)  # type: ignore[no-untyped-call]
         except BaseException as exc:  # Bytewax panics (a BaseException) on a full disk
-            if "RusqliteError" not in str(exc):
+            error = recovery_db_error(exc, state / "db")
+            if error is None:
                 raise
-            raise recovery_db_error(exc, state / "db") from None
+            raise error from None
         (staging / "init.log").unlink()
         write_atomically(staging / IDENTITY, [json.dumps(identity).encode()], durable=True)
         with contextlib.suppress(FileNotFoundError):
@@ -90,6 +92,18 @@ def _create(state: Path, identity: dict[str, Any]) -> None:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def recovery_db_error(exc: BaseException, db_dir: Path) -> OSError | None:
+    """Bytewax's panic on a recovery database it cannot write (a full disk, say), as
+    the one-line error it is; None if `exc` is something else."""
+    text = str(exc)
+    if "RusqliteError" not in text:
+        return None
+    found = re.search(r'Some\("([^"]+)"\)', text)
+    problem = found.group(1) if found else "I/O error"
+    return OSError(errno.EIO, f"cannot write Bytewax's recovery database ({problem};"
+                              " is the disk full?)", str(db_dir))
 
 
 def _read_identity(marker: Path) -> dict[str, Any]:
