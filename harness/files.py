@@ -71,17 +71,28 @@ class DirectoryLock:
 
     `flock` on the directory itself, so nothing is written into it; the
     kernel releases it when the holder dies, so a crashed run never leaves a
-    stale lock. The refusal names the holder (Linux: from `/proc/locks`).
+    stale lock. A holder that is still exiting (the killed run's cluster
+    members, say, which hold the lock too) is waited for up to `patience`
+    seconds; a live holder is then refused, naming it (Linux: `/proc/locks`).
     """
 
-    def __init__(self, directory: Path, what: str) -> None:
+    def __init__(self, directory: Path, what: str, patience: float = 2.0) -> None:
         import fcntl
+        import time
 
         from harness.errors import HarnessError
 
         self._fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        deadline = time.monotonic() + patience
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            while True:
+                try:
+                    fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise
+                    time.sleep(0.05)
         except BlockingIOError:
             holder = _lock_holder(os.fstat(self._fd).st_ino)
             os.close(self._fd)

@@ -96,6 +96,24 @@ def test_two_replays_on_one_recovery_dir_do_not_both_proceed(tmp_path: Path) -> 
         first.communicate(timeout=30)
 
 
+def test_a_lock_held_by_a_run_still_exiting_is_waited_for(tmp_path: Path) -> None:
+    """Rerunning right after a crash: the killed run's processes (forked cluster
+    members hold the lock too) may take a moment to exit; that is not a live run."""
+    from harness.files import DirectoryLock
+
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, sys, time\n"
+        f"fd = os.open({str(tmp_path)!r}, os.O_RDONLY)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(0.5)\n")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with DirectoryLock(tmp_path, "--recovery-dir"):  # refused at once before
+            assert holder.wait(timeout=10) == 0
+    finally:
+        holder.kill()
+
+
 def test_two_recorders_on_one_directory_do_not_both_proceed(tmp_path: Path) -> None:
     from harness.eventstreams.server import EventStreamServer
 
