@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 import harness.recording.synth
+from harness.bench import net_rate
 from harness.flows.bots.reference import replay_reference
 from harness.flows.bots.semantics import DetectionParams
 from harness.recording import Recording, RecordingError
@@ -132,17 +133,11 @@ class Row:
 
     @property
     def net_events_per_s(self) -> float | None:
-        """Throughput net of the fixed cost: fastest round minus best-case start-up.
-
-        None when start-up is most of the round (under a quarter left for the work):
-        the difference of two noisy times would mean nothing.
-        """
+        """Throughput net of the fixed cost: fastest round minus best-case start-up
+        (None when start-up is most of the round, see `harness.bench.net_rate`)."""
         if self.fixed_cost is None:
             return None
-        work = min(self.walls) - self.fixed_cost
-        if work < 0.25 * min(self.walls):
-            return None
-        return self.events / work
+        return net_rate(self.events, min(self.walls), self.fixed_cost)
 
     @property
     def spread(self) -> float:

@@ -31,7 +31,7 @@ import zstandard
 from harness.errors import HarnessError
 from harness.recording.reader import Recording
 
-__all__ = ["BenchPlan", "BenchResults", "Measured", "plain_read", "run_bench"]
+__all__ = ["BenchPlan", "BenchResults", "Measured", "net_rate", "plain_read", "run_bench"]
 
 TINY_EVENTS = 200
 RUN_TIMEOUT = 3600.0  # a safety stop for one process, not a threshold
@@ -68,6 +68,14 @@ class BenchPlan:
         return [sys.executable, "-m", "harness.bench", kind, str(recording)]
 
 
+def net_rate(events: int, wall: float, fixed: float) -> float | None:
+    """Events per second of `wall` with a `fixed` cost (start-up) taken off; None when
+    the fixed cost leaves under a quarter of the wall for the work, where the
+    difference of two noisy times would mean nothing."""
+    work = wall - fixed
+    return None if work < 0.25 * wall else events / work
+
+
 @dataclass
 class Measured:
     """Wall times of one row (whole processes), and of the same row on the tiny recording."""
@@ -93,11 +101,9 @@ class Measured:
 
     @property
     def net_events_per_s(self) -> float | None:
-        """Throughput with the start-up (tiny-recording wall) taken off; None when
-        start-up is most of the run and the difference would mean nothing."""
-        if self.startup is None or self.median - self.startup < 0.25 * self.median:
-            return None
-        return self.events / (self.median - self.startup)
+        """Throughput with the start-up (tiny-recording wall) taken off the median."""
+        return None if self.startup is None else net_rate(self.events, self.median,
+                                                          self.startup)
 
     def to_json(self, baseline: Measured | None) -> dict[str, Any]:
         row: dict[str, Any] = {

@@ -9,8 +9,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["DirectoryLock", "alive", "fsync_dir", "sha256_file", "stderr_into",
-           "write_atomically"]
+__all__ = ["DirectoryLock", "alive", "fsync_dir", "redirect_stderr", "sha256_file",
+           "stderr_into", "write_atomically"]
 
 
 def write_atomically(path: Path, chunks: Iterable[bytes], *, durable: bool = False) -> None:
@@ -176,12 +176,17 @@ def stderr_into(path: Path) -> Iterator[int]:
     a descriptor of the real stderr, for what the user must see meanwhile."""
     sys.stderr.flush()
     saved = os.dup(2)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.dup2(fd, 2)
-    os.close(fd)
+    redirect_stderr(path)
     try:
         yield saved
     finally:
         sys.stderr.flush()
         os.dup2(saved, 2)
         os.close(saved)
+
+
+def redirect_stderr(path: Path) -> None:
+    """Point this process's fd 2 (Rust panics included) at `path`, created or emptied."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(fd, 2)
+    os.close(fd)

@@ -49,6 +49,7 @@ from harness.flows.bots.replay import ReplayResult
 from harness.flows.bots.routing import LanePlan
 from harness.flows.bots.semantics import DetectionParams
 from harness.flows.bots.sinks import LaneFileSink, collect
+from harness.process import keep_thread_state
 from harness.recording.envelope import Envelope, encode_envelope
 from harness.recording.lanes import DEFAULT_LANES, Chunk, lane_for
 from harness.recording.slice import Slice
@@ -181,6 +182,7 @@ class LiveSource(FixedPartitionedSource[Chunk, None]):
     feed: LiveFeed
 
     def list_parts(self) -> list[str]:
+        keep_thread_state()  # list_parts runs on every worker thread
         return ["live"]
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _LaneChunks:
@@ -218,6 +220,7 @@ class LiveFlowSource(FixedPartitionedSource[Payload, None]):
     idle: IdleTime = field(default_factory=IdleTime)
 
     def list_parts(self) -> list[str]:
+        keep_thread_state()  # list_parts runs on every worker thread
         return ["live"]
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _LivePayloads:

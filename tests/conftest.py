@@ -21,7 +21,11 @@ from harness.recording import RecordingWriter
 settings.register_profile(
     "default", deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                     HealthCheck.function_scoped_fixture])
-settings.register_profile("ci", parent=settings.get_profile("default"), derandomize=True)
+# CI gates a change: the same examples every run (and no example database shared between
+# the tox environments), so a red run is about the change. Elsewhere every run draws new
+# examples and keeps failing ones in .hypothesis/.
+settings.register_profile("ci", parent=settings.get_profile("default"), derandomize=True,
+                          database=None)
 settings.load_profile("ci" if os.environ.get("CI") else "default")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,9 +43,45 @@ def harness(*args: str, cwd: Path | None = None, timeout: float = 300
                           text=True, timeout=timeout, cwd=cwd, env=env)
 
 
-# Optional real recentchange extracts (public, MIT): HARNESS_REALDATA, else beside the checkout.
-REALDATA = Path(os.environ.get("HARNESS_REALDATA")
-                or Path(__file__).resolve().parents[2] / "shared" / "realdata")
+def file_sizes(directory: Path, pattern: str) -> list[int]:
+    """Sizes of the files matching `pattern` that a running process is writing. The
+    directory may not exist yet or any more, and a file may be renamed (a segment sealed)
+    or removed (a finished run's parts) between the listing and its stat: what is gone
+    is skipped, not an error."""
+    try:
+        paths = list(directory.glob(pattern))
+    except FileNotFoundError:
+        return []
+    sizes = []
+    for path in paths:
+        try:
+            sizes.append(path.stat().st_size)
+        except FileNotFoundError:
+            continue
+    return sizes
+
+
+def live_processes(*, group: int | None = None, naming: Path | None = None) -> list[int]:
+    """PIDs of processes that have not exited (a zombie has) in process group `group`
+    and whose command line names `naming` (a forked child keeps its parent's); a process
+    that ends while we look is skipped."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            state, _, pgrp = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:3]
+            if naming is not None and str(naming).encode() not in (entry / "cmdline"
+                                                                  ).read_bytes():
+                continue
+        except (OSError, ValueError):
+            continue
+        if state != "Z" and (group is None or int(pgrp) == group):
+            pids.append(int(entry.name))
+    return pids
+
+
+REALDATA = Path(__file__).resolve().parent / "data" / "realdata"  # see its SOURCES.md
 
 
 def write_recording(

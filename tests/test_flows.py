@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter, defaultdict
 from datetime import datetime, timezone
@@ -22,7 +23,7 @@ from bytewax.testing import cluster_main, run_main
 from harness.recording import Recording
 from harness.recording.sample import sample_recording
 from harness.replay.source import ReplaySource, key_getter, read_source_report
-from tests.conftest import EXAMPLES, FLOWS, ROOT, harness
+from tests.conftest import EXAMPLES, FLOWS, ROOT, file_sizes, harness
 
 SAMPLE = sample_recording()
 
@@ -99,6 +100,30 @@ def test_a_callable_key_and_payloads_value_for_value(tmp_path: Path) -> None:
                 if env.is_json and isinstance(env.data, dict) and "type" in env.data]
     assert Counter(orjson.dumps(i, option=orjson.OPT_SORT_KEYS) for i in items) == Counter(
         orjson.dumps(r, option=orjson.OPT_SORT_KEYS) for r in recorded)
+
+
+@pytest.mark.parametrize("key", ["user", "wiki"])
+def test_a_workers_thread_locals_last_across_its_calls(tmp_path: Path, key: str) -> None:
+    """Bytewax enters Python on a worker thread it started; the source keeps that
+    thread's Python state, so a step's thread-local cache (a client session, say)
+    is made once per worker, not once per call."""
+    local = threading.local()
+    made: list[int] = []
+
+    def cached(item: dict[str, Any]) -> int:
+        if not hasattr(local, "cache"):
+            local.cache = threading.get_ident()
+            made.append(local.cache)
+        return int(local.cache)
+
+    out: list[Any] = []
+    flow = Dataflow("thread_locals")
+    edits = op.input("in", flow, ReplaySource(SAMPLE, key=key, report_dir=tmp_path,
+                                              batch_size=5))
+    op.output("out", op.map("cached", edits, cached), _Collect(out))
+    cluster_main(flow, [], 0, worker_count_per_proc=2)
+    assert len(out) > 100
+    assert len(made) == len(set(made)) <= 2
 
 
 def test_a_time_slice_and_wikis(tmp_path: Path) -> None:
@@ -224,7 +249,7 @@ def test_killed_flow_replay_resumes_exactly_once(tmp_path: Path) -> None:
                             start_new_session=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None and not any(
-            p.stat().st_size > 20_000 for p in (state / "parts").glob("items-*")):
+            size > 20_000 for size in file_sizes(state / "parts", "items-*")):
         time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=60)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from harness.flows.bots.reference import detect
 from harness.flows.bots.replay import ReplayConfig, replay
 from harness.recording import Manifest, Recording, RecordingError, RecordingWriter, scan_blocks
+from harness.recording.blocks import Block
 from harness.recording.verify import verify
 from tests.conftest import flow_outcome, reference_outcome, run_flow, write_recording
 
@@ -102,7 +104,12 @@ def test_byte_damage_is_named_or_skipped_and_counted(tmp_path_factory, pristine,
     else:
         cut, flip = None, data.draw(st.integers(0, 10**7))
     copy = tmp_path_factory.mktemp("damaged") / "rec"
-    name = _damaged_copy(path, copy, cut, flip)
+    _assert_named_or_skipped_and_counted(copy, _damaged_copy(path, copy, cut, flip), total)
+
+
+def _assert_named_or_skipped_and_counted(copy: Path, name: str, total: int) -> None:
+    """Damage to segment `name` of `copy` (which listed `total` events) is named by verify
+    and by a strict replay, and a --skip-damaged replay reads or reports every event."""
     report = verify(copy)  # never raises; names the segment
     assert not report.ok and name in report.errors[0]
     with pytest.raises(RecordingError, match=name.replace(".", r"\.")):
@@ -114,6 +121,26 @@ def test_byte_damage_is_named_or_skipped_and_counted(tmp_path_factory, pristine,
     assert tally.events < total or tally.skipped == 0  # (a flip the checks cannot see is ok)
     places = [d for d in skipped.output.dead_letters if d["reason"] == "damaged"]
     assert all(name in d["where"] or "manifest" in d["where"] for d in places)
+
+
+def test_every_bit_of_a_block_headers_lane_numbers_is_checked(tmp_path: Path,
+                                                              pristine) -> None:
+    """A flipped lane number can repeat a lane (0, 1, 2 -> 2, 1, 2) or put lanes out of
+    order: the header is damage, never two frames where a reader expects one."""
+    path, _ = pristine
+    total = Manifest.load(path).events
+    segment = path / Manifest.load(path).segments[0].file
+    block = list(scan_blocks(segment))[1]
+    assert isinstance(block, Block) and len(block.header.lanes) == 3
+    ref_size = struct.calcsize("<HII")  # a lane's entry: lane u16, events u32, size u32
+    table = block.offset + block.header_size - 3 * ref_size
+    for ref in range(3):
+        for bit in range(16):
+            byte = table + ref * ref_size + bit // 8
+            flip = next(f for f in range(byte, 10**7, segment.stat().st_size) if f % 8 == bit % 8)
+            copy = tmp_path / f"ref{ref}-bit{bit}"
+            _assert_named_or_skipped_and_counted(copy, _damaged_copy(path, copy, None, flip),
+                                                 total)
 
 
 def test_skip_damaged_reports_a_bad_frame_exactly(tmp_path: Path, pristine) -> None:

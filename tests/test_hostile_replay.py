@@ -19,7 +19,7 @@ import zstandard
 from harness.files import write_atomically
 from harness.recording import BlockHeader, LaneRef, Manifest, RecordingWriter, scan_blocks
 from harness.recording.sample import sample_recording
-from tests.conftest import harness
+from tests.conftest import file_sizes, harness, live_processes
 
 SAMPLE = sample_recording()
 
@@ -50,7 +50,7 @@ def _copy(tmp_path: Path) -> Path:
 def _wait_for_parts(state: Path, proc: subprocess.Popen[str]) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None and not any(
-            p.stat().st_size for p in (state / "parts").glob("summaries-*")):
+            file_sizes(state / "parts", "summaries-*")):
         time.sleep(0.01)
 
 
@@ -354,6 +354,76 @@ def test_a_member_whose_peer_never_comes_says_so_and_stops_on_a_signal(
     assert f"waiting for cluster member 0 at {peer}" in err
     assert "error connecting" not in out + err and "Traceback" not in err
     assert all(isinstance(orjson.loads(line), dict) for line in out.splitlines())
+
+
+def test_bytewax_threads_outliving_an_interrupted_member_never_reach_stdout() -> None:
+    """Timely's connection threads outlive an interrupted member and print a retry line
+    every second until the process exits. A process that lives on after the replay (a
+    library caller, or a slow exit) must still keep them off its stdout."""
+    from harness.replay.cluster import free_addresses
+
+    peer, me = free_addresses(2)
+    script = ("import os, sys, time\n"
+              "from harness.cli.main import main\n"
+              f"code = main(['replay', '--json', '--addresses', '{peer};{me}',"
+              " '--process-id', '1'])\n"
+              "time.sleep(2.5)\n"  # two or three retries
+              "sys.stdout.flush()\n"
+              "os._exit(code)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(3.0)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "error connecting" not in out, out
+    [summary] = [orjson.loads(line) for line in out.splitlines()]
+    assert summary["interrupted"] is True and summary["process_id"] == 1
+
+
+@pytest.mark.parametrize(("fork", "sig", "child_pause"), [
+    (1, signal.SIGINT, 0.0), (2, signal.SIGINT, 0.0), (3, signal.SIGINT, 0.0),
+    (3, signal.SIGTERM, 0.0), (3, signal.SIGINT, 0.5)],
+    ids=["segment-check-SIGINT", "member-0-SIGINT", "member-1-SIGINT", "member-1-SIGTERM",
+         "member-1-still-forking"])
+def test_a_signal_arriving_during_a_fork_still_stops_the_replay(
+        fork: int, sig: signal.Signals, child_pause: float) -> None:
+    """Python runs fork hooks inside `os.fork` and drops an exception raised in one, so
+    a Ctrl-C landing there used to vanish: the replay ran on and exited 0. Here the
+    signal is sent from such a hook, on the Nth fork of `replay --processes 2`
+    (the segment check, then the two members). With `child_pause` the new member is
+    still in its fork hooks when the parent, interrupted, terminates it: it must not
+    take the parent's handlers for its own (a traceback, and a member running on)."""
+    script = ("import os, signal, sys, time\n"
+              "forks = []\n"
+              "def in_parent():\n"
+              "    forks.append(1)\n"
+              f"    if len(forks) == {fork}:\n"
+              f"        os.kill(os.getpid(), {int(sig)})\n"
+              "def in_child():\n"
+              f"    if len(forks) == {fork - 1}:\n"
+              f"        time.sleep({child_pause})\n"
+              "os.register_at_fork(after_in_parent=in_parent, after_in_child=in_child)\n"
+              "from harness.cli.main import main\n"
+              f"sys.exit(main(['replay', {str(SAMPLE)!r}, '--processes', '2', '--quiet']))\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    name = "SIGINT" if sig == signal.SIGINT else "SIGTERM"
+    assert proc.returncode == (130 if sig == signal.SIGINT else 143), err
+    assert err.splitlines() == [f"harness replay: interrupted by {name}; what was done so"
+                                " far is above, outputs not written"], err
+    deadline = time.monotonic() + 10
+    while live_processes(group=proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert live_processes(group=proc.pid) == []  # every member it forked is gone too
 
 
 @pytest.mark.parametrize(("limit", "named"), [(150_000, "o.jsonl: File too large"),

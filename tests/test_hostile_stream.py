@@ -34,6 +34,7 @@ from harness.recording import Manifest, Recording, RecordingWriter
 from harness.recording.importer import import_dumps
 from harness.recording.recorder import record
 from harness.recording.synth import synthetic_events
+from tests.conftest import file_sizes
 
 PATH = "/v2/stream/recentchange"
 FAST: dict[str, Any] = {"idle_timeout": 0.5, "backoff_base": 0.02, "backoff_cap": 0.2,
@@ -128,6 +129,12 @@ def first_event(stream: EventStream, within: float) -> ReceivedEvent | None:
     finally:
         stream.stop()
     return None
+
+
+def answer_good(sock: socket.socket) -> None:
+    """The connection after a fault: one good event, then open and silent."""
+    sock.sendall(HEAD_200 + GOOD_FRAME)
+    linger(sock)
 
 
 def linger(sock: socket.socket, seconds: float = 15.0) -> None:
@@ -235,7 +242,7 @@ def payload_of(envelope: Any) -> bytes:
 
 def stored(recording: Path) -> int:
     """Bytes of segments written so far (finished or not): grows with every block."""
-    return sum(p.stat().st_size for p in recording.glob("seg-*")) if recording.is_dir() else 0
+    return sum(file_sizes(recording, "seg-*"))
 
 
 def test_four_kills_and_resumes_record_every_event_exactly_once(source: Path,
@@ -411,8 +418,7 @@ def test_a_trickle_that_never_finishes_a_line_trips_the_idle_watchdog() -> None:
                 sock.sendall(b"a")
                 time.sleep(0.05)
         else:
-            sock.sendall(HEAD_200 + GOOD_FRAME)
-            linger(sock)
+            answer_good(sock)
 
     with RawServer(handle) as server:
         stream = EventStream(url=server.url, **FAST)
@@ -465,8 +471,7 @@ def test_a_server_that_accepts_but_never_answers_is_given_up_on() -> None:
         if n == 0:
             linger(sock, 20.0)  # reads the request, answers nothing
         else:
-            sock.sendall(HEAD_200 + GOOD_FRAME)
-            linger(sock)
+            answer_good(sock)
 
     with RawServer(handle) as server:
         stream = EventStream(url=server.url, **FAST)
@@ -484,8 +489,7 @@ def test_an_absurd_retry_after_is_capped(value: bytes) -> None:
             sock.sendall(b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: " + value
                          + b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
         else:
-            sock.sendall(HEAD_200 + GOOD_FRAME)
-            linger(sock)
+            answer_good(sock)
 
     with RawServer(handle) as server:
         stream = EventStream(url=server.url, **FAST | {"retry_after_cap": 0.5})
@@ -586,7 +590,7 @@ def test_max_events_is_the_recordings_total_across_a_resume(source: Path,
     with EventStreamServer(source, speed=paced(source, 40.0)) as server:  # ~75 events/s
         proc = harness(*command, "--url", server.url)
         try:
-            assert wait_until(lambda: sum(p.stat().st_size for p in copy.glob("seg-*")) > 0,
+            assert wait_until(lambda: sum(file_sizes(copy, "seg-*")) > 0,
                               10.0)
             time.sleep(0.5)
         finally:

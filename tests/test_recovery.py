@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.recording.sample import sample_recording
-from tests.conftest import harness
+from tests.conftest import file_sizes, harness
 
 SAMPLE = sample_recording()
 SPEED = 300.0  # the sample spans ~9 min of receive time: ~1.8 s per run at this pace
@@ -110,7 +110,7 @@ def test_resume_mid_joined_frames(tmp_path: Path) -> None:
     parts = tmp_path / "state" / "parts"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and proc.poll() is None and not any(
-            p.stat().st_size for p in parts.glob("summaries-*")):
+            file_sizes(parts, "summaries-*")):
         time.sleep(0.005)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=60)
@@ -119,3 +119,4 @@ def test_resume_mid_joined_frames(tmp_path: Path) -> None:
     assert resumed.returncode == 0, resumed.stderr
     assert out.read_bytes() == (tmp_path / "whole.jsonl").read_bytes()
     assert counts(resumed.stdout) == counts(whole.stdout)
+

@@ -1,4 +1,5 @@
-"""SPEC section 2 rules stated directly, independent of any implementation detail."""
+"""The detection rules of docs/contract.md section 1, stated directly, independent of any
+implementation detail."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from harness.flows.bots.semantics import (
 P = DetectionParams()
 
 
-def test_spec_example_summary() -> None:
+def test_the_contracts_example_summary() -> None:
     s = summarize(P, "ExampleBot", P.window_id(1_700_000_000), 42, 1_700_000_000, 1_700_000_003)
     assert s is not None
     assert s.to_json() == {

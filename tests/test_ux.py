@@ -26,11 +26,26 @@ def _descendants(pid: int) -> list[int]:
     found, todo = [], [pid]
     while todo:
         path = Path(f"/proc/{todo.pop()}/task")
-        for task in path.glob("*/children") if path.exists() else []:
-            for child in task.read_text().split():
-                found.append(int(child))
-                todo.append(int(child))
+        try:  # a thread or process may end while we look
+            tasks = list(path.glob("*/children"))
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                children = [int(child) for child in task.read_text().split()]
+            except OSError:
+                continue
+            found += children
+            todo += children
     return found
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` is a process that has not exited (a zombie has)."""
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+    except OSError:
+        return False
 
 
 FLOW = ("--flow", "wiki_counts:wiki_counts", "--key", "wiki")
@@ -66,9 +81,30 @@ def test_a_signal_ends_a_paced_replay_cleanly(tmp_path: Path, sig: signal.Signal
     assert stderr.strip().splitlines()[-1].endswith("outputs not written")
     assert not out.exists()
     time.sleep(0.5)
-    for pid in members:  # no process left behind
-        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(
-            f"/proc/{pid}/status").read_text().lower()
+    assert not [pid for pid in members if _running(pid)]  # no process left behind
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_while_the_command_line_loads_is_an_ordinary_interruption(
+        sig: signal.Signals) -> None:
+    """A signal landing while the executable imports its modules waits until the command
+    can take it: one line and 130/143, never a traceback (nor the crash of orjson's
+    module set-up). Here it is sent as orjson is about to load."""
+    script = ("import os, signal, sys\n"
+              "class Trip:\n"
+              "    def find_spec(self, name, path=None, target=None):\n"
+              "        if name == 'orjson':\n"
+              f"            os.kill(os.getpid(), {int(sig)})\n"
+              "sys.meta_path.insert(0, Trip())\n"
+              f"sys.argv = ['harness', 'replay', {str(SAMPLE)!r}, '--quiet']\n"
+              "from harness.cli import entry\n"
+              "entry()\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)
+    name = "SIGINT" if sig == signal.SIGINT else "SIGTERM"
+    assert proc.returncode == 128 + sig, proc.stderr
+    assert proc.stderr.splitlines() == [f"harness replay: interrupted by {name}; what was"
+                                        " done so far is above, outputs not written"]
 
 
 def test_json_summaries_parse() -> None:
@@ -134,3 +170,16 @@ def test_installed_metadata_supports_python_3_10_to_3_12() -> None:
 
     requires = metadata("wikistream-harness")["Requires-Python"]
     assert set(requires.replace(" ", "").split(",")) == {">=3.10", "<3.13"}
+
+
+def test_the_installed_executable_is_the_command_line() -> None:
+    from importlib.metadata import entry_points
+
+    from harness import __version__
+
+    [script] = [e for e in entry_points(group="console_scripts") if e.name == "harness"]
+    assert script.value == "harness.cli:entry"  # what holds Ctrl-C while it loads
+    executable = Path(sys.executable).parent / "harness"
+    proc = subprocess.run([str(executable), "--version"], capture_output=True, text=True,
+                          timeout=60)
+    assert (proc.returncode, proc.stdout.strip()) == (0, f"harness {__version__}")

@@ -26,7 +26,7 @@ from harness.errors import (
     interruption,
     signal_exit_status,
 )
-from harness.process import one_job_process
+from harness.process import one_job_process, stops_taken
 
 __all__ = ["build_parser", "main"]
 
@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = f"harness {args.command}"
     one_job_process()
     try:
-        with _terminate_raises():
+        with _terminate_raises(), stops_taken():
             return run(args)
     except HarnessError as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)

@@ -152,13 +152,17 @@ def target_of(args: argparse.Namespace, console: bool = False) -> Any:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from harness.recording import integrity
+
+    recording = args.recording or sample_recording()
+    integrity.begin(recording, args.skip_damaged)  # on the idle core, during the imports
+
     from harness.errors import Interrupted
     from harness.flows.bots.replay import ReplayResult
     from harness.flows.bots.sinks import RunOutput
     from harness.replay.job import ReadOptions
     from harness.replay.outputs import Outputs
 
-    recording = args.recording or sample_recording()
     _warn_if_empty(recording)
     if (args.addresses is None) != (args.process_id is None):
         raise UsageError("--addresses and --process-id go together (one member of a"

@@ -10,6 +10,7 @@ block cut short, at the end of the file; since a block is written with one
 
 from __future__ import annotations
 
+import itertools
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -83,6 +84,8 @@ class BlockHeader:
         if tag != _BLOCK_TAG or size != _BLOCK_HEAD.size + n * _LANE_REF.size:
             raise ValueError("not a block header (bad tag or lane table)")
         refs = tuple(LaneRef(*ref) for ref in _LANE_REF.iter_unpack(payload[_BLOCK_HEAD.size:]))
+        if any(a.lane >= b.lane for a, b in itertools.pairwise(refs)):  # the writer's order
+            raise ValueError("not a block header (lanes repeated or out of order)")
         return cls(first, last, first_recv, last_recv, refs), _FRAME_HEAD.size + size
 
 

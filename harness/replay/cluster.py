@@ -10,10 +10,11 @@ by PID and reports the first member's error in one line.
 
 from __future__ import annotations
 
-import ctypes
 import gc
+import io
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -32,7 +33,8 @@ from bytewax.run import cli_main
 
 from harness import errors
 from harness.errors import HarnessError, log_error
-from harness.files import stderr_into
+from harness.files import redirect_stderr, stderr_into
+from harness.process import can_fork, die_with_parent, fork_child, stops_held
 from harness.replay.job import Job, job_from_json, job_to_json
 from harness.replay.recovery import recovery_db_error
 
@@ -95,17 +97,33 @@ def _as_member(run: Callable[[], None], addresses: list[str], stderr: int) -> No
                                                          stderr), daemon=True)
     relay.start()
     thread = threading.Thread(target=member, daemon=True, name="cluster-member")
+    finished = False
     try:
         thread.start()
         while thread.is_alive():
             thread.join(0.1)
+        finished = not failure
     finally:
         sys.stdout.flush()
-        os.dup2(saved_out, 1)  # the pipe's last writer closes: the relay drains and ends
-        relay.join(timeout=2)
-        os.close(saved_out)
+        if finished:
+            os.dup2(saved_out, 1)  # the pipe's last writer closes: the relay drains, ends
+            relay.join(timeout=2)
+            os.close(saved_out)
+        else:
+            _own_stdout(saved_out)
     if failure:
         raise failure[0]
+
+
+def _own_stdout(real_out: int) -> None:
+    """After a member failed or was interrupted: Python's stdout writes to `real_out`
+    from now on, while fd 1 stays on the relay. Timely's threads outlive such a run and
+    print a retry line every second until the process exits; not one of them may reach
+    the real stdout (`--json` output)."""
+    old = sys.stdout
+    sys.stdout = io.TextIOWrapper(io.FileIO(real_out, "w"),
+                                  encoding=getattr(old, "encoding", None) or "utf-8",
+                                  errors=getattr(old, "errors", None), line_buffering=True)
 
 
 _WAITING_EVERY = 10.0
@@ -196,12 +214,20 @@ def execute(flow: Dataflow, run_dir: Path, workers: int, addresses: list[str] | 
 
 
 def run_member(job: Job, run_dir: Path, addresses: list[str] | None = None,
-               process_id: int | None = None) -> None:
-    """Run this process's part of the cluster (all of it when no addresses)."""
+               process_id: int | None = None, *, flow: Dataflow | None = None,
+               ready: Callable[[], None] = lambda: None) -> None:
+    """Run this process's part of the cluster (all of it when no addresses).
+
+    `flow` is the job's dataflow when it is built already (a forked member
+    inherits the parent's); `ready` is called just before it starts (a forked
+    member waits there for the member it connects to)."""
     read = job.read
     recovery = (RecoveryConfig(str(read.recovery_dir / "db"))  # type: ignore[no-untyped-call]
                 if read.recovery_dir is not None else None)
-    execute(job.build(run_dir), run_dir, read.workers, addresses, process_id, recovery,
+    if flow is None:
+        flow = job.build(run_dir)
+    ready()
+    execute(flow, run_dir, read.workers, addresses, process_id, recovery,
             read.snapshot_interval if recovery is not None else None)
 
 
@@ -209,9 +235,10 @@ class Cluster:
     """A local cluster of `job.read.processes` members, started and supervised by PID.
 
     Members are forked from this process, which has imported everything
-    already (and prepared the job), so a member starts in milliseconds; where
-    forking is not safe (other threads running) they are started as fresh
-    `python -m harness.replay.cluster` interpreters instead. Member i
+    already (and prepared the job and built its dataflow), so a member starts
+    in milliseconds; where forking is not safe (other threads running) they
+    are started as fresh `python -m harness.replay.cluster` interpreters
+    instead. Member i
     connects to members below it, so it waits until member i-1 listens.
     Start it before starting any thread of your own.
     """
@@ -225,12 +252,15 @@ class Cluster:
     def start(self) -> None:
         job, run_dir, addresses = self.job, self.run_dir, self.addresses
         job.prepare()
-        forking = _can_fork()
+        flow = job.build(run_dir) if can_fork() else None  # built once, inherited by all
+        if flow is not None and not can_fork():  # building it started a thread
+            flow = None
         try:
             for index, log in enumerate(self.logs):
-                if forking:
-                    self.members.append(
-                        _Member(pid=_fork_member(job, run_dir, addresses, index, log)))
+                if flow is not None:
+                    with stops_held():  # a Ctrl-C now is handled once the member is known
+                        self.members.append(
+                            _Member(pid=_fork_member(job, flow, run_dir, addresses, index, log)))
                     continue
                 if index:  # members connect to lower ones; too early, Bytewax waits 1 s
                     _await_listening(_port(addresses[index - 1]), self.members[-1].poll)
@@ -238,7 +268,7 @@ class Cluster:
                     self.members.append(_Member(popen=subprocess.Popen(
                         [sys.executable, "-m", "harness.replay.cluster", job_to_json(job),
                          str(run_dir), ";".join(addresses), str(index), str(os.getpid())],
-                        stderr=err, preexec_fn=_die_with_parent)))
+                        stderr=err)))
         except BaseException:
             _wait_all(self.members, grace=0.0)
             raise
@@ -252,7 +282,7 @@ class Cluster:
                 if any(code not in (None, 0) for code in codes):
                     _wait_all(members, grace=3.0)
                     break
-                time.sleep(0.01)
+                _until_one_ends(members)
         finally:
             _wait_all(members, grace=0.0)
         error = first_error(self.run_dir)
@@ -265,39 +295,43 @@ class Cluster:
                 raise ClusterError(f"cluster process {index} exited with {member.returncode}")
 
 
+def _until_one_ends(members: list[_Member], timeout: float = 1.0) -> None:
+    """Sleep until a running member ends (Linux: on pidfds, waking at once), at most
+    `timeout` seconds; elsewhere for a short while."""
+    fds: list[int] = []
+    try:
+        for member in members:
+            if member.returncode is None and member.pid is not None:
+                fds.append(os.pidfd_open(member.pid))
+        poller = select.poll()
+        for fd in fds:
+            poller.register(fd, select.POLLIN)
+        poller.poll(timeout * 1000)
+    except (AttributeError, OSError):  # no pidfds here
+        time.sleep(0.01)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
 def _port(address: str) -> int:
     return int(address.rsplit(":", 1)[1])
 
 
-def _can_fork() -> bool:
-    """Fork only a single-threaded process (Linux: count its tasks, Rust's included)."""
-    tasks = Path(f"/proc/{os.getpid()}/task")
-    return hasattr(os, "fork") and tasks.is_dir() and len(list(tasks.iterdir())) == 1
-
-
-def _fork_member(job: Job, run_dir: Path, addresses: list[str], index: int,
+def _fork_member(job: Job, flow: Dataflow, run_dir: Path, addresses: list[str], index: int,
                  log: Path) -> int:
     """Fork member `index`; the child runs it and leaves with `os._exit`."""
-    parent = os.getpid()
-    sys.stdout.flush()  # nothing buffered here may be written twice by a child
-    sys.stderr.flush()
-    pid = os.fork()
+    pid = fork_child({signal.SIGINT: signal.default_int_handler,
+                      signal.SIGTERM: signal.SIG_DFL})
     if pid:
         return pid
     code = 1
     try:
         gc.freeze()  # this child runs one member and exits: its GC skips what it inherited
-        _die_with_parent()
-        if os.getppid() != parent:  # the parent died before the death signal was armed
-            os._exit(1)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.dup2(fd, 2)
-        os.close(fd)
-        if index:
-            _await_listening(_port(addresses[index - 1]), lambda: None)
-        run_member(job, run_dir, addresses, index)
+        redirect_stderr(log)
+        lower = _port(addresses[index - 1]) if index else None
+        run_member(job, run_dir, addresses, index, flow=flow,
+                   ready=lambda: None if lower is None else _await_listening(lower, lambda: None))
         code = 0
     except HarnessError as exc:
         log_error(run_dir / ERRORS, exc)  # the parent reports it from there
@@ -362,16 +396,7 @@ def _await_listening(port: int, ended: Callable[[], int | None], timeout: float 
             fields = line.split()
             if (fields[1] + " ").endswith(wanted) and fields[3] == "0A":
                 return
-        time.sleep(0.01)
-
-
-def _die_with_parent() -> None:
-    """Linux: a member gets SIGKILL when the replay that started it dies."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+        time.sleep(0.001)
 
 
 def _wait_all(members: list[_Member], grace: float) -> None:
@@ -389,8 +414,10 @@ def terminate(proc: subprocess.Popen[Any], grace: float = 5.0) -> None:
 
 def _member_main(argv: list[str]) -> None:
     spec, run_dir, addresses, process_id, parent = argv
-    # The death signal is armed before exec; a parent that died before that
-    # would leave this member orphaned (re-parented): leave at once.
+    # Armed here, not in a preexec_fn: Python runs its fork hooks for a preexec_fn,
+    # and a Ctrl-C raised in one of them is dropped (see `stops_held`). A parent that
+    # died before this would leave the member orphaned (re-parented): leave at once.
+    die_with_parent()
     if os.getppid() != int(parent):
         os._exit(1)
     try:

@@ -23,6 +23,7 @@ from pathlib import Path
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from harness.errors import logging_errors
+from harness.process import keep_thread_state
 from harness.recording.blocks import Block, Damage
 from harness.recording.lanes import Chunk, lane_index, lane_name
 from harness.recording.manifest import Segment
@@ -54,6 +55,7 @@ class LaneSource(FixedPartitionedSource[Chunk, LanePosition]):
     slots: tuple[int, ...] | None = None  # slot (partition) -> the lane it reads; default: same
 
     def list_parts(self) -> list[str]:
+        keep_thread_state()  # list_parts runs on every worker thread
         return [lane_name(lane) for lane in range(Recording(self.path).lanes)]
 
     def build_part(

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from harness.errors import Interrupted, RecordingError, interruption
-from harness.files import sha256_file
+from harness.errors import Interrupted, interruption
 from harness.process import starting_the_job
 from harness.progress import Progress, watching
+from harness.recording.integrity import SegmentCheck
 from harness.recording.reader import Recording
 from harness.replay.cluster import Cluster, run_member
 from harness.replay.job import Job
@@ -61,29 +60,32 @@ def run_job(job: Job, collect: Callable[[Path], T], *, addresses: list[str] | No
         start = time.perf_counter()
         starting_the_job()
         cluster = None
+        check: SegmentCheck | None = None
         try:
+            # Forked before the members (while this process is single-threaded), the
+            # segment check runs beside the run; a mismatch in a strict replay still
+            # fails it before anything is written.
+            check = SegmentCheck.start(recording)
             if addresses is None and read.processes > 1:
                 cluster = Cluster(job, run_dir)
-                cluster.start()  # forks: before any thread of ours exists
-            # The segments' sha256 is checked beside the run, on the other core; a
-            # mismatch in a strict replay still fails it before anything is written.
-            with ThreadPoolExecutor(1) as hashing:
-                hashes = hashing.submit(_check_hashes, recording)
-                try:
-                    with watching(meter, lambda: job.done(run_dir)):
-                        if cluster is not None:
-                            cluster.wait()
-                        else:
-                            run_member(job, run_dir, addresses, process_id)
-                except Exception:
-                    # A damaged segment fails the run and the hash alike; the hash
-                    # names the damage the same way every time, so it wins.
-                    mismatch = hashes.exception()
-                    if isinstance(mismatch, RecordingError):
-                        raise mismatch from None
-                    raise
-                notes = hashes.result() + notes
+                cluster.start()
+            try:
+                with watching(meter, lambda: job.done(run_dir)):
+                    if cluster is not None:
+                        cluster.wait()
+                    else:
+                        run_member(job, run_dir, addresses, process_id)
+            except Exception:
+                # A damaged segment fails the run and the check alike; the check
+                # names the damage the same way every time, so it wins.
+                mismatch = check.failure()
+                if mismatch is not None:
+                    raise mismatch from None
+                raise
+            notes = check.result() + notes
         except BaseException as exc:
+            if check is not None:
+                check.abandon()
             stopped_by = interruption(exc)
             if stopped_by is None:
                 raise
@@ -105,19 +107,6 @@ def unaccounted(recording: Recording, read: int, skipped: int) -> tuple[int, str
         return None
     return missing, (f"{recording.directory}: {missing} event(s) the manifest lists were"
                      " not found (segments cut short or damaged between blocks)")
-
-
-def _check_hashes(recording: Recording) -> list[str]:
-    """sha256 of every finished segment against the manifest (cheap next to a replay)."""
-    notes = []
-    for index, segment in enumerate(recording.manifest.segments):
-        if (segment.complete and index not in recording.missing
-                and sha256_file(recording.segment_path(index)) != segment.sha256):
-            note = f"{segment.file}: sha256 does not match the manifest"
-            if not recording.skip_damaged:
-                raise RecordingError(note)
-            notes.append(note)
-    return notes
 
 
 def _scan_unfinished(recording: Recording) -> list[str]:

@@ -53,6 +53,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from harness.errors import RecordingError, UsageError, logging_errors
 from harness.files import Counters, write_atomically
+from harness.process import keep_thread_state
 from harness.recording.blocks import Block, Damage
 from harness.recording.envelope import DAMAGED, NOT_JSON, NOT_OBJECT, Envelope, EnvelopeError
 from harness.recording.lanes import Chunk, lane_index, lane_name
@@ -225,9 +226,11 @@ class ReplaySource(FixedPartitionedSource[Payload, SourcePosition]):
         return self.key if isinstance(self.key, str) else "key"
 
     def list_parts(self) -> list[str]:
-        if self.by_lane:
-            return [lane_name(lane) for lane in range(self._lanes())]
-        return [shard_name(self.key_name, i) for i in range(self.partitions or self._lanes())]
+        keep_thread_state()  # list_parts runs on every worker thread
+        lanes = self._lanes()
+        if keyed_by_lanes(self.key, self.partitions, lanes):
+            return [lane_name(lane) for lane in range(lanes)]
+        return [shard_name(self.key_name, i) for i in range(self.partitions or lanes)]
 
     def build_part(self, step_id: str, for_part: str,
                    resume_state: SourcePosition | None

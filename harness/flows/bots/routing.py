@@ -50,8 +50,8 @@ class _Note(StatelessSinkPartition[tuple[str, str]]):
             self.seen[key] = self.worker
 
 
-def _candidates(lane: int) -> list[str]:
-    return [lane_name(lane)] + [f"{lane_name(lane)}~{j}" for j in range(_CANDIDATES)]
+def _candidates(lane: int, count: int = _CANDIDATES) -> list[str]:
+    return [lane_name(lane)] + [f"{lane_name(lane)}~{j}" for j in range(count)]
 
 
 @dataclass(frozen=True)
@@ -120,18 +120,29 @@ def balance(sizes: list[int], workers: int) -> tuple[int, ...]:
 
 @functools.cache
 def lane_keys(targets: tuple[int, ...], workers: int) -> tuple[str, ...]:
-    """A key per lane such that lane `l`'s key routes to worker `targets[l]`."""
+    """A key per lane such that lane `l`'s key routes to worker `targets[l]`.
+
+    A few candidates per worker almost always suffice (each lands on the wanted
+    worker with chance 1/workers); only when one does not are all tried."""
     lanes = len(targets)
     if workers <= 1:
         return tuple(lane_name(lane) for lane in range(lanes))
-    keys = [key for lane in range(lanes) for key in _candidates(lane)]
+    for count in dict.fromkeys((min(_CANDIDATES, 8 * workers), _CANDIDATES)):  # no repeat
+        seen = _routes([key for lane in range(lanes) for key in _candidates(lane, count)],
+                       workers)
+        found = [next((key for key in _candidates(lane, count)
+                       if seen.get(key) == targets[lane]), None) for lane in range(lanes)]
+        if None not in found:
+            break
+    return tuple(key or lane_name(lane) for lane, key in enumerate(found))
+
+
+def _routes(keys: list[str], workers: int) -> dict[str, int]:
+    """The worker Bytewax sends each key to, from a tiny in-process run."""
     seen: dict[str, int] = {}
     flow = Dataflow("harness_routing_probe")
     keyed = op.key_on("key", op.input("keys", flow, TestingSource(keys, batch_size=len(keys))),
                       lambda k: k)
     op.output("where", op.stateful_map("route", keyed, lambda _, k: (None, k)), _Where(seen))
     cluster_main(flow, [], 0, worker_count_per_proc=workers)  # type: ignore[no-untyped-call]
-    return tuple(
-        next((key for key in _candidates(lane) if seen.get(key) == targets[lane]),
-             lane_name(lane))
-        for lane in range(lanes))
+    return seen
