@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -13,10 +13,12 @@ __all__ = ["DirectoryLock", "alive", "fsync_dir", "redirect_stderr", "sha256_fil
            "stderr_into", "write_atomically"]
 
 
-def write_atomically(path: Path, chunks: Iterable[bytes], *, durable: bool = False) -> None:
+def write_atomically(path: Path, chunks: Iterable[bytes], *, durable: bool = False,
+                     before_rename: Callable[[Path], None] | None = None) -> None:
     """Write under a temporary name, then rename into place, so that neither a reader
     nor a killed writer ever sees half a file. `durable` also fsyncs file and directory.
-    Temporary files that killed writers left beside `path` are removed."""
+    `before_rename` is called with the finished temporary file just before it takes
+    `path`'s name. Temporary files that killed writers left beside `path` are removed."""
     for stale in path.parent.glob(f".{path.name}.*.tmp"):
         pid = stale.name.rsplit(".", 2)[-2]
         if pid.isdigit() and not alive(int(pid)):
@@ -28,6 +30,8 @@ def write_atomically(path: Path, chunks: Iterable[bytes], *, durable: bool = Fal
             if durable:
                 f.flush()
                 os.fsync(f.fileno())
+        if before_rename is not None:
+            before_rename(tmp)
         os.replace(tmp, path)
     except OSError as exc:
         if exc.filename is not None:

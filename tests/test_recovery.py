@@ -120,3 +120,32 @@ def test_resume_mid_joined_frames(tmp_path: Path) -> None:
     assert out.read_bytes() == (tmp_path / "whole.jsonl").read_bytes()
     assert counts(resumed.stdout) == counts(whole.stdout)
 
+
+_KILLED_AFTER_RENAME = """
+import os, sys
+from pathlib import Path
+import harness.files
+target = Path(sys.argv[1]).resolve()
+real = os.replace
+def replace(src, dst):  # the run is killed just as --out takes its name
+    real(src, dst)
+    if Path(dst).resolve() == target:
+        os._exit(137)
+harness.files.os.replace = replace
+from harness.cli.main import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_a_run_killed_as_its_output_takes_its_name_is_rerun_as_the_same_command(
+        tmp_path: Path, expected) -> None:
+    """The file and the state's record of it never disagree: the rerun may replace it."""
+    out = tmp_path / "alerts.jsonl"
+    args = ["replay", str(SAMPLE), "--quiet", "--recovery-dir", str(tmp_path / "state"),
+            "--out", str(out)]
+    killed = subprocess.run([sys.executable, "-c", _KILLED_AFTER_RENAME, str(out), *args],
+                            capture_output=True, text=True, timeout=120)
+    assert killed.returncode == 137 and out.exists(), killed.stderr
+    rerun = harness(*args)
+    assert rerun.returncode == 0, rerun.stderr
+    assert out.read_bytes() == expected[0]

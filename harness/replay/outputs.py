@@ -60,8 +60,8 @@ class Outputs:
             return {}
         try:
             record = json.loads((self._state / RECORD).read_text())
-            return {Path(p): Path(p).is_file() and sha256_file(Path(p)) == digest
-                    for p, digest in record.items()}
+            return {Path(p): Path(p).is_file() and sha256_file(Path(p)) in _digests(granted)
+                    for p, granted in record.items()}
         except (OSError, ValueError, AttributeError, TypeError):
             return {}  # a damaged record grants nothing
 
@@ -69,16 +69,34 @@ class Outputs:
         return option in self.files
 
     def write(self, option: str, chunks: Iterable[bytes]) -> None:
-        """Write one output atomically (a killed run never leaves half a file)."""
+        """Write one output atomically (a killed run never leaves half a file).
+
+        Under a recovery state the new file's digest is recorded before it takes its
+        name, so that a run killed at any point leaves a file its rerun may replace.
+        """
         path = self.files.get(option)
         if path is None:
             return
-        write_atomically(path, chunks)
-        if self._state is not None:
-            record_path = self._state / RECORD
-            try:
-                record = json.loads(record_path.read_text()) if record_path.is_file() else {}
-            except ValueError:
-                record = {}
-            record[str(path.resolve())] = sha256_file(path)
-            write_atomically(record_path, [json.dumps(record).encode()])
+        write_atomically(path, chunks,
+                         before_rename=None if self._state is None else
+                         lambda written: self._grant(path, sha256_file(written)))
+
+    def _grant(self, path: Path, digest: str) -> None:
+        """Record in the state that this run wrote `path` with this content."""
+        assert self._state is not None
+        record_path = self._state / RECORD
+        try:
+            record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+        except ValueError:
+            record = {}
+        key = str(path.resolve())
+        # the file now in place stays granted too, until the new one has replaced it
+        record[key] = [*_digests(record.get(key))[-1:], digest]
+        write_atomically(record_path, [json.dumps(record).encode()])
+
+
+def _digests(granted: object) -> list[str]:
+    """The digests a record grants for one file (one string in older states)."""
+    if isinstance(granted, str):
+        return [granted]
+    return [d for d in granted if isinstance(d, str)] if isinstance(granted, list) else []
