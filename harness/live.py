@@ -50,7 +50,7 @@ from harness.flows.bots.routing import LanePlan
 from harness.flows.bots.semantics import DetectionParams
 from harness.flows.bots.sinks import LaneFileSink, collect
 from harness.process import keep_thread_state
-from harness.recording.envelope import Envelope, encode_envelope
+from harness.recording.envelope import encode_envelope
 from harness.recording.lanes import DEFAULT_LANES, Chunk, lane_for
 from harness.recording.slice import Slice
 from harness.recording.writer import RecordingWriter
@@ -58,14 +58,9 @@ from harness.replay.clock import IdleTime, set_idle_time
 from harness.replay.cluster import execute
 from harness.replay.flowjob import FlowOutput
 from harness.replay.flowjob import collect as collect_flow
+from harness.replay.keys import Payload
 from harness.replay.sink import JsonSink
-from harness.replay.source import (
-    Payload,
-    Selector,
-    SourcePosition,
-    SourceReport,
-    keyed_by_lanes,
-)
+from harness.replay.source import PayloadReader, SourcePosition, SourceReport
 
 __all__ = ["LiveFeed", "LiveFlowResult", "LiveFlowSource", "LiveSource", "run_live",
            "run_live_flow"]
@@ -230,33 +225,18 @@ class LiveFlowSource(FixedPartitionedSource[Payload, None]):
 class _LivePayloads(_LivePartition):
     def __init__(self, source: LiveFlowSource) -> None:
         super().__init__(source.feed)
-        self._lanes = source.feed.lanes
-        # dead letters and counts under the partition names a replay would use
-        self._selector = Selector(source.key, Slice(), received=True,
-                                  shards=source.partitions or self._lanes,
-                                  by_lane=keyed_by_lanes(source.key, source.partitions,
-                                                         self._lanes))
-        self._report_dir = source.report_dir
-        self._reports: dict[str, SourceReport] = {}
+        self._payloads = PayloadReader(source.key, Slice(), received=True)
+        self._report = SourceReport(source.report_dir, "live", SourcePosition())
         self._idle = source.idle
         set_idle_time(self._idle)
 
     def next_batch(self) -> list[Payload]:
         lines, quiet = self._reader.take()
         out: list[Payload] = []
-        classify, partition = self._selector.classify, self._selector.partition
-        for seq, line, value in lines:
-            verdict = classify(Envelope.decode(line))  # the line a replay will read
-            part = partition(verdict, seq, lane_for(value, seq, self._lanes))
-            report = self._reports.get(part)
-            if report is None:
-                report = self._reports[part] = SourceReport(self._report_dir, part,
-                                                            SourcePosition())
-            payload = report.count(verdict, seq)
-            if payload is not None:
-                out.append(payload)
-        for report in self._reports.values():
-            report.progressed()
+        if lines:  # the very lines a replay of the recording will read
+            chunk = Chunk(0, b"\n".join(line for _, line, _ in lines) + b"\n")
+            out = self._payloads.read(chunk, self._report)
+        self._report.progressed()
         if quiet is not None:
             self._idle.observe(quiet)  # these payloads are handed on as this returns
         return out
@@ -264,8 +244,7 @@ class _LivePayloads(_LivePartition):
     def close(self) -> None:
         super().close()
         set_idle_time(None)
-        for report in self._reports.values():
-            report.close()
+        self._report.close()
 
 
 @contextmanager

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -27,6 +30,12 @@ settings.register_profile(
 settings.register_profile("ci", parent=settings.get_profile("default"), derandomize=True,
                           database=None)
 settings.load_profile("ci" if os.environ.get("CI") else "default")
+
+# Lanes the harness derives for the tests' recordings go to a cache of this session's own
+# (inherited by every `harness` process a test starts), never the user's.
+_CACHE = tempfile.mkdtemp(prefix="harness-test-cache-")
+atexit.register(shutil.rmtree, _CACHE, True)
+os.environ["HARNESS_CACHE_DIR"] = _CACHE
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "docs" / "examples"  # the docs' example flows

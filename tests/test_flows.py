@@ -22,7 +22,8 @@ from bytewax.testing import cluster_main, run_main
 
 from harness.recording import Recording
 from harness.recording.sample import sample_recording
-from harness.replay.source import ReplaySource, key_getter, read_source_report
+from harness.replay.keys import key_getter
+from harness.replay.source import ReplaySource, read_source_report
 from tests.conftest import EXAMPLES, FLOWS, ROOT, file_sizes, harness
 
 SAMPLE = sample_recording()
@@ -86,12 +87,10 @@ def test_every_key_sees_its_events_in_recording_order(tmp_path: Path, key: str, 
     assert {d["reason"] for d in dead} <= {"not-json", "no-key"}
 
 
-def test_user_key_partitions_are_the_recorded_lanes_and_other_keys_are_resharded() -> None:
-    lanes = Recording(SAMPLE).lanes
-    assert ReplaySource(SAMPLE).list_parts() == [f"lane-{i:05d}" for i in range(lanes)]
-    assert ReplaySource(SAMPLE, key="wiki", partitions=3).list_parts() == [
-        "wiki-00000", "wiki-00001", "wiki-00002"]
-    assert not ReplaySource(SAMPLE, key="user", partitions=lanes + 1).by_lane
+def test_partitions_are_named_by_key_and_lane() -> None:
+    assert ReplaySource(SAMPLE).list_parts() == [f"user-{i:05d}" for i in range(8)]
+    assert ReplaySource(SAMPLE, key="meta.domain", partitions=3).list_parts() == [
+        "meta.domain-00000", "meta.domain-00001", "meta.domain-00002"]
 
 
 def test_a_callable_key_and_payloads_value_for_value(tmp_path: Path) -> None:

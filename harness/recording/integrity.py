@@ -14,6 +14,7 @@ import contextlib
 import os
 import signal
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 from types import TracebackType
@@ -38,8 +39,10 @@ class SegmentCheck:
     mismatching segment), or a `RecordingError` naming the first mismatch.
     """
 
-    def __init__(self, work: _Work, skip_damaged: bool) -> None:
+    def __init__(self, work: _Work, skip_damaged: bool,
+                 mismatch: Callable[[str], HarnessError] | None = None) -> None:
         self.work, self.skip_damaged = work, skip_damaged
+        self._mismatch = mismatch
         self._pid: int | None = None
         self._pipe: int | None = None
         self._thread: Future[list[str]] | None = None
@@ -57,8 +60,15 @@ class SegmentCheck:
         return cls._launched(work, recording.skip_damaged)
 
     @classmethod
-    def _launched(cls, work: _Work, skip_damaged: bool) -> SegmentCheck:
-        check = cls(work, skip_damaged)
+    def of_files(cls, work: _Work, mismatch: Callable[[str], HarnessError]) -> SegmentCheck:
+        """A check of other files the run reads (`(path, sha256)`, derived lanes say):
+        a mismatch is never damage to skip but the error `mismatch(path)`."""
+        return cls._launched(work, False, mismatch)
+
+    @classmethod
+    def _launched(cls, work: _Work, skip_damaged: bool,
+                  mismatch: Callable[[str], HarnessError] | None = None) -> SegmentCheck:
+        check = cls(work, skip_damaged, mismatch)
         try:
             check._launch()
         except BaseException:  # a Ctrl-C just as it started: no check left running
@@ -127,21 +137,27 @@ class SegmentCheck:
 
     def result(self) -> list[str]:
         """Notes for mismatching segments (`skip_damaged`); else the first one raises."""
-        notes = [f"{Path(path).name}: sha256 does not match the manifest"
-                 for path in self._answer()]
-        if notes and not self.skip_damaged:
-            raise RecordingError(notes[0])
-        return notes
+        error = self._error(self._answer())
+        if error is not None:
+            raise error
+        return [f"{Path(path).name}: sha256 does not match the manifest"
+                for path in self._answer()]
 
-    def failure(self) -> RecordingError | None:
-        """The `RecordingError` that `result()` raises, if any (waits for the check)."""
+    def failure(self) -> HarnessError | None:
+        """The mismatch that `result()` raises, if any (waits for the check)."""
         try:
-            self.result()
-        except RecordingError as exc:
-            return exc
+            return self._error(self._answer())
         except (HarnessError, OSError):
             return None
-        return None
+
+    def _error(self, mismatched: list[str]) -> HarnessError | None:
+        if not mismatched:
+            return None
+        if self._mismatch is not None:
+            return self._mismatch(mismatched[0])
+        if self.skip_damaged:
+            return None
+        return RecordingError(f"{Path(mismatched[0]).name}: sha256 does not match the manifest")
 
     def abandon(self) -> None:
         """Stop a check whose answer is no longer wanted (the run was interrupted)."""

@@ -143,6 +143,7 @@ class Recording:
     def lane_frames(
         self, lane: int, start: LanePosition = LanePosition(),
         skip: Callable[[Segment], bool] | None = None, skipped: set[int] | None = None,
+        damaged: Callable[[int], list[Damage]] | None = None,
     ) -> Iterator[tuple[int, Block | None, bytes | Damage]]:
         """This lane's frames from block position `start`: (segment index, block, lines).
 
@@ -150,7 +151,9 @@ class Recording:
         a lane's own unreadable frames to that lane, damage to whole blocks
         or segments to lane 0 only, so every loss is reported exactly once.
         Segments for which `skip` is true are not read; their indexes are
-        added to `skipped`.
+        added to `skipped`. `damaged(index)` is damage known from elsewhere
+        (the recording lanes were derived from), which lane 0 reports as it
+        enters the segment.
         """
         dctx = zstandard.ZstdDecompressor()
         only = {lane}
@@ -160,6 +163,9 @@ class Recording:
                     skipped.add(index)
                 continue
             offset = start.offset if index == start.segment else 0
+            if damaged is not None and lane == 0 and offset == 0:
+                for damage in damaged(index):
+                    yield index, None, damage
             with contextlib.ExitStack() as stack:
                 f = (None if index in self.missing
                      else stack.enter_context(self.segment_path(index).open("rb")))

@@ -122,7 +122,17 @@ class RecordingWriter:
         self._seq += 1
         seq = self._seq
         line, value = encode_envelope(seq, sse_id, received, payload, parsed)
-        lane = lane_for(value, seq, self.manifest.lanes)
+        self.append_line(seq, sse_id, received, line, value,
+                         lane_for(value, seq, self.manifest.lanes))
+        return seq, line, value
+
+    def append_line(self, seq: int, sse_id: str | None, received: float, line: bytes,
+                    value: Any, lane: int) -> None:
+        """Buffer one recording line as it is, in `lane`: how lanes are derived from
+        another recording (the caller keeps `seq` increasing and `lane` in range)."""
+        if self.closed:
+            raise RecordingError(f"{self.directory}: recording already closed")
+        self._seq = seq
         pending = self._pending
         if pending.count == 0:
             pending.first_seq, pending.first_recv = seq, received
@@ -134,7 +144,6 @@ class RecordingWriter:
             self.flush()
         else:
             self.flush_if_due()
-        return seq, line, value
 
     def flush_if_due(self) -> None:
         if self._clock() - self._last_flush >= self.flush_interval:
@@ -170,6 +179,13 @@ class RecordingWriter:
             and self._clock() - self._segment_opened >= self.segment_seconds
         ):
             self._finish_segment()
+
+    def end_segment(self) -> None:
+        """Flush and finish the open segment now (an empty one if none is open); the
+        next event starts a new one."""
+        self.flush()
+        self._open_segment()
+        self._finish_segment()
 
     def _open_segment(self) -> Segment:
         if self._segment is not None:

@@ -235,7 +235,7 @@ class Cluster:
     """A local cluster of `job.read.processes` members, started and supervised by PID.
 
     Members are forked from this process, which has imported everything
-    already (and prepared the job and built its dataflow), so a member starts
+    already (and built the job's dataflow, once `run_job` prepared it), so a member starts
     in milliseconds; where forking is not safe (other threads running) they
     are started as fresh `python -m harness.replay.cluster` interpreters
     instead. Member i
@@ -251,7 +251,6 @@ class Cluster:
 
     def start(self) -> None:
         job, run_dir, addresses = self.job, self.run_dir, self.addresses
-        job.prepare()
         flow = job.build(run_dir) if can_fork() else None  # built once, inherited by all
         if flow is not None and not can_fork():  # building it started a thread
             flow = None

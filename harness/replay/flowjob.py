@@ -9,6 +9,7 @@ counts and dead letters.
 from __future__ import annotations
 
 import os
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,15 @@ from typing import Any
 from bytewax.dataflow import Dataflow
 
 from harness.flows import build_user_flow, load_flow
+from harness.recording.integrity import SegmentCheck
 from harness.replay.cluster import ERRORS
 from harness.replay.job import ReadOptions
+from harness.replay.keylanes import FORMAT as KEY_LANES_FORMAT
+from harness.replay.keylanes import beside_the_run
 from harness.replay.run import Run, run_job, unaccounted
 from harness.replay.sink import JsonSink, collect_items, exactly_once
 from harness.replay.source import (
+    DEFAULT_PARTITIONS,
     ReplaySource,
     SourceTally,
     live_source_tally,
@@ -43,27 +48,44 @@ class FlowJob:
     wikis: tuple[str, ...] | None = None
     search: tuple[str, ...] = field(default_factory=lambda: (os.getcwd(),))
     clock: str = "event"  # "recorded": items carry their receive times (RecordedClock)
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)  # its source's, everywhere
 
     def __post_init__(self) -> None:
         load_flow(self.flow, self.search)  # fail early, in this process, in one line
 
     def identity(self) -> dict[str, Any]:
-        return {"flow": self.flow, "key": self.key, "partitions": self.partitions,
+        return {"flow": self.flow, "key": self.key, "partitions": self.lane_count,
+                "lanes": KEY_LANES_FORMAT,
                 "clock": self.clock, "start": self.start, "end": self.end,
                 "wikis": list(self.wikis) if self.wikis is not None else None}
 
     def source(self, run_dir: Path | None) -> ReplaySource:
         read = self.read
-        return ReplaySource(read.recording, key=self.key, partitions=self.partitions,
+        return ReplaySource(read.recording, key=self.key, partitions=self.lane_count,
                             batch_size=read.batch_size, speed=read.speed, start=self.start,
                             end=self.end,
                             wikis=frozenset(self.wikis) if self.wikis is not None else None,
                             skip_damaged=read.skip_damaged, report_dir=run_dir,
                             received=self.clock == "recorded",
-                            error_log=run_dir / ERRORS if run_dir is not None else None)
+                            error_log=run_dir / ERRORS if run_dir is not None else None,
+                            token=self.token)
 
-    def prepare(self) -> None:
+    @property
+    def lane_count(self) -> int:
+        """The partitions of the source: `partitions`, else the fewest lanes, at least
+        8, that every worker reads as many of (so that each key is read on the worker
+        Bytewax routes it to); under recovery 8, so that a resume may change shape."""
+        if self.partitions is not None:
+            return self.partitions
+        workers = self.read.total_workers
+        if self.read.recovery_dir is not None:
+            return DEFAULT_PARTITIONS
+        return -(-DEFAULT_PARTITIONS // workers) * workers
+
+    def prepare(self, progress: bool | None = False) -> list[SegmentCheck]:
         load_flow(self.flow, self.search)  # imported once, before members are forked
+        lanes = self.source(None).lanes(progress)  # derived once, found by every member
+        return [beside_the_run(lanes)]
 
     def done(self, run_dir: Path) -> int:
         return live_source_tally(run_dir).read

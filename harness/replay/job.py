@@ -22,6 +22,7 @@ from typing import Any, Protocol, TypeVar
 from bytewax.dataflow import Dataflow
 
 from harness.errors import UsageError
+from harness.recording.integrity import SegmentCheck
 
 __all__ = ["MAX_WORKERS", "Job", "ReadOptions", "job_from_json", "job_to_json"]
 
@@ -79,8 +80,10 @@ class Job(Protocol):
         """The dataflow of one process; it writes its outputs under `run_dir`."""
         ...
 
-    def prepare(self) -> None:
-        """Work every member would repeat, done once before members are forked."""
+    def prepare(self, progress: bool | None = False) -> list[SegmentCheck]:
+        """Work every member would repeat, done once before members are forked
+        (`progress` None: shown when stderr is a terminal). Returns checks of other
+        files the run reads (derived lanes), started to run beside it."""
         ...
 
     def identity(self) -> dict[str, Any]:

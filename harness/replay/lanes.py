@@ -15,7 +15,7 @@ The clock never enters: pacing (`speed`) only delays reads.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -70,16 +70,26 @@ class LaneSource(FixedPartitionedSource[Chunk, LanePosition]):
 
 
 class LanePartition(StatefulSourcePartition[Chunk, LanePosition]):
+    """One lane of a recording as `Chunk`s, from `start`.
+
+    `segment_events[i]` is what a skipped segment counts as outside (default:
+    its manifest's count) and `damaged(i)` damage to report in segment `i`,
+    for lanes derived from another recording (`harness.replay.keylanes`).
+    """
+
     def __init__(self, recording: Recording, lane: int, start: LanePosition,
                  speed: float | None, batch_size: int | None, error_log: Path | None,
-                 skip_segment: Callable[[Segment], bool] | None = None) -> None:
+                 skip_segment: Callable[[Segment], bool] | None = None, *,
+                 segment_events: Sequence[int] | None = None,
+                 damaged: Callable[[int], list[Damage]] | None = None) -> None:
         self._lane = lane
         self._logged_next_batch = logging_errors(self._next_batch, error_log)
         self.skipped_segments: set[int] = set()  # segments `skip_segment` left unread
         self._reported: set[int] = set()
-        self._segments = recording.manifest.segments
+        self._segment_events = (segment_events if segment_events is not None
+                                else [s.events for s in recording.manifest.segments])
         self._frames = recording.lane_frames(lane, LanePosition(start.segment, start.offset),
-                                             skip_segment, self.skipped_segments)
+                                             skip_segment, self.skipped_segments, damaged)
         self._position = start
         self._skip = start.skip
         self._lines: list[bytes] = []
@@ -117,7 +127,7 @@ class LanePartition(StatefulSourcePartition[Chunk, LanePosition]):
         if self._lane != 0 or not new:
             return None
         self._reported |= new
-        return Chunk(self._lane, b"", outside=sum(self._segments[i].events for i in new))
+        return Chunk(self._lane, b"", outside=sum(self._segment_events[i] for i in new))
 
     def _next_frame(self) -> tuple[int, Block | None, bytes | Damage] | None:
         if self._pending is not None:

@@ -60,16 +60,17 @@ def run_job(job: Job, collect: Callable[[Path], T], *, addresses: list[str] | No
         start = time.perf_counter()
         starting_the_job()
         cluster = None
-        check: SegmentCheck | None = None
+        checks: list[SegmentCheck] = []
         try:
             # Forked before the members (while this process is single-threaded), the
-            # segment check runs beside the run; a mismatch in a strict replay still
+            # segment checks run beside the run; a mismatch in a strict replay still
             # fails it before anything is written.
-            check = SegmentCheck.start(recording)
-            if addresses is None and read.processes > 1:
-                cluster = Cluster(job, run_dir)
-                cluster.start()
+            checks.append(SegmentCheck.start(recording))
             try:
+                checks += job.prepare(progress)
+                if addresses is None and read.processes > 1:
+                    cluster = Cluster(job, run_dir)
+                    cluster.start()
                 with watching(meter, lambda: job.done(run_dir)):
                     if cluster is not None:
                         cluster.wait()
@@ -78,13 +79,16 @@ def run_job(job: Job, collect: Callable[[Path], T], *, addresses: list[str] | No
             except Exception:
                 # A damaged segment fails the run and the check alike; the check
                 # names the damage the same way every time, so it wins.
-                mismatch = check.failure()
-                if mismatch is not None:
-                    raise mismatch from None
+                for check in checks:
+                    mismatch = check.failure()
+                    if mismatch is not None:
+                        raise mismatch from None
                 raise
-            notes = check.result() + notes
+            notes = checks[0].result() + notes
+            for check in checks[1:]:
+                check.result()
         except BaseException as exc:
-            if check is not None:
+            for check in checks:
                 check.abandon()
             stopped_by = interruption(exc)
             if stopped_by is None:

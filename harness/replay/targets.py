@@ -64,9 +64,9 @@ class Target:
                                 read.speed, read.batch_size, self.console, read.recovery_dir,
                                 read.snapshot_interval, read.skip_damaged, self.start,
                                 self.end, self.wikis, self.clock)
-        extra = {"search": self.search} if self.search else {}
-        return FlowJob(read, self.flow, self.key, self.partitions, self.start, self.end,
-                       self.wikis, clock=self.clock, **extra)
+        job = FlowJob(read, self.flow, self.key, self.partitions, self.start, self.end,
+                      self.wikis, clock=self.clock)
+        return dataclasses.replace(job, search=self.search) if self.search else job
 
     def run(self, read: ReadOptions, *, addresses: list[str] | None = None,
             process_id: int | None = None, progress: bool | None = False,

@@ -19,6 +19,7 @@ from harness.flows.bots.flow import build_flow
 from harness.flows.bots.routing import LanePlan, plan_lanes
 from harness.flows.bots.semantics import DetectionParams, Tally
 from harness.flows.bots.sinks import LaneFileSink, RunOutput, collect, live_tally
+from harness.recording.integrity import SegmentCheck
 from harness.recording.slice import Slice
 from harness.replay.cluster import ERRORS
 from harness.replay.job import ReadOptions
@@ -74,8 +75,9 @@ class ReplayConfig:
                 "clock": self.clock, "start": self.start, "end": self.end,
                 "wikis": list(self.wikis) if self.wikis is not None else None}
 
-    def prepare(self) -> None:
+    def prepare(self, progress: bool | None = False) -> list[SegmentCheck]:
         self.plan()
+        return []
 
     def plan(self) -> LanePlan:
         """Lanes balanced over this shape's workers, or, when the state must survive a
