@@ -4,7 +4,7 @@ Modes:
   idle    import everything a replay imports, replay nothing (the interpreter's floor)
   flow    the streaming part of a replay: source -> flow -> per-worker part files
           (what every cluster member does), without merging the outputs
-  replay  `harness.flows.bots.replay.replay()`, which also merges all outputs into memory
+  replay  `harness.replay.flowjob.replay()`, which also merges all outputs
 
 Prints one JSON object: mode, events, peak RSS of this process in MiB.
 
@@ -23,11 +23,11 @@ from pathlib import Path
 
 
 def main(mode: str, recording: Path) -> None:
-    from harness.flows.bots.replay import ReplayConfig, replay
     from harness.replay.cluster import run_member
+    from harness.replay.flowjob import FlowJob, replay
 
     events = 0
-    config = ReplayConfig(recording)
+    config = FlowJob.of(recording)
     if mode == "flow":
         with tempfile.TemporaryDirectory(prefix="memprobe-") as tmp:
             run_member(config, Path(tmp))
@@ -35,7 +35,7 @@ def main(mode: str, recording: Path) -> None:
             events = sum(json.loads(p.read_text())["events"]
                          for p in Path(tmp).glob("tally-*.json"))
     elif mode == "replay":
-        events = replay(config).tally.events
+        events = replay(config).output.counts.events
     elif mode != "idle":
         raise SystemExit(f"unknown mode {mode!r}")
     print(json.dumps({"mode": mode, "events": events, "peak_rss_mib": vm_hwm_kib() / 1024}))

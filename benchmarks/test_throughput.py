@@ -35,17 +35,13 @@ from bytewax.testing import run_main
 
 from harness.flows.bots.decode import Decoder
 from harness.flows.bots.reference import replay_reference
-from harness.flows.bots.replay import ReplayConfig, replay
 from harness.flows.bots.semantics import DetectionParams, Tally
 from harness.recording import Recording
 from harness.recording.lanes import Chunk
 from harness.recording.recorder import record
 from harness.replay.cluster import terminate
-from harness.replay.flowjob import FlowOutput
-from harness.replay.job import ReadOptions
+from harness.replay.flowjob import FlowJob, Result, replay
 from harness.replay.lanes import LaneSource
-from harness.replay.run import Run
-from harness.replay.targets import Target
 
 RECORD_TIMEOUT = 600.0  # seconds; a safety stop for the recorder row, not a threshold
 
@@ -130,11 +126,13 @@ FLOW_SHAPES = [(1, 1), (2, 1), (4, 1), (1, 2), (2, 2)]
                          ids=[f"w{w}xp{p}" for w, p in FLOW_SHAPES])
 def test_flow(benchmark, rows, recording: Path, tiny_recording: Path, events: int,
               reference_tally: Tally, workers: int, processes: int) -> None:
-    """The bot-detection replay (`harness.flows.bots.replay.replay`): lanes -> key by
-    lane -> detect (decode + detect) -> part files, merged."""
+    """The bot-detection replay (`replay(FlowJob.of(...))`): lanes -> key by lane ->
+    detect (decode + detect) -> part files, merged."""
 
     def run(path: Path) -> Tally:
-        return replay(ReplayConfig(path, workers=workers, processes=processes)).tally
+        counts: Tally = replay(FlowJob.of(path, workers=workers,
+                                          processes=processes)).output.counts
+        return counts
 
     row = Row(shape_name("flow", workers, processes), events, workers=workers,
               processes=processes)
@@ -142,27 +140,25 @@ def test_flow(benchmark, rows, recording: Path, tiny_recording: Path, events: in
     assert all(t == reference_tally for t in results), (results[0], reference_tally)
 
 
-USER_FLOW = Target(flow="wiki_counts:wiki_counts", key="wiki", search=(str(EXAMPLES),))
 
 
 @pytest.mark.benchmark(group="user flow")
 def test_user_flow(benchmark, rows, recording: Path, tiny_recording: Path,
                    events: int) -> None:
     """docs/examples/wiki_counts.py (a Bytewax count_window) through the public source:
-    `Target(flow=...).run()`, i.e. a `FlowJob` over `ReplaySource`, as `harness replay
-    --flow wiki_counts:wiki_counts --key wiki` runs it."""
+    a `FlowJob` over `ReplaySource`, as `harness replay --flow wiki_counts:wiki_counts
+    --key wiki` runs it."""
 
-    def run(path: Path) -> Run[FlowOutput]:
-        result = USER_FLOW.run(ReadOptions(path, 1, 1))
-        assert isinstance(result, Run)
-        return result
+    def run(path: Path) -> Result:
+        return replay(FlowJob.of(path, "wiki_counts:wiki_counts", key="wiki",
+                                 search=(str(EXAMPLES),)))
 
     row = Row(shape_name("wiki_counts", 1, 1), events, workers=1, processes=1,
               note="user flow (FlowJob); the reference does detection, not counting")
     results = measure_flow_row(benchmark, rows, row, run, recording, tiny_recording)
     for result in results:
-        assert result.output.tally.read == events
-        assert result.output.lines, "wiki_counts wrote nothing"
+        assert result.output.counts.read == events
+        assert len(result.output.items), "wiki_counts wrote nothing"
 
 
 @pytest.fixture

@@ -57,14 +57,14 @@ class BenchPlan:
     def command(self, recording: Path, workers: int, processes: int) -> list[str]:
         cmd = [sys.executable, "-m", "harness", "replay", str(recording), "--quiet", "--json",
                "--workers", str(workers), "--processes", str(processes), *self.extra_args]
-        if self.flow is not None:
+        if self.flow not in (None, "bots"):
             cmd += ["--flow", self.flow, "--key", self.key]
             if self.partitions is not None:
                 cmd += ["--partitions", str(self.partitions)]
         return cmd
 
     def baseline_command(self, recording: Path) -> list[str]:
-        kind = "detect" if self.flow is None else "read"
+        kind = "detect" if self.flow in (None, "bots") else "read"
         return [sys.executable, "-m", "harness.bench", kind, str(recording)]
 
 

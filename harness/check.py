@@ -22,7 +22,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["DEFAULT_SHAPES", "CheckResult", "Difference", "Outcome", "Shape", "check"]
+import orjson
+
+__all__ = ["DEFAULT_SHAPES", "CheckResult", "Difference", "Outcome", "Shape", "check",
+           "outcome"]
 
 
 @dataclass(frozen=True)
@@ -49,10 +52,27 @@ DEFAULT_SHAPES = (Shape(1), Shape(4), Shape(2, 2), Shape(1, 1, 1), Shape(1, 1, 1
 
 @dataclass(frozen=True)
 class Outcome:
-    """One run's output: canonical lines (any order) and counts."""
+    """One run's output: its items as canonical lines (any order), its counts, and its
+    dead letters as canonical lines."""
 
     lines: Sequence[bytes]
     counts: dict[str, int]
+    dead_letters: Sequence[bytes] = ()
+
+    def multiset(self) -> Counter[bytes]:
+        return Counter([*self.lines, *(b"dead letter " + d for d in self.dead_letters)])
+
+
+def outcome(job: Any, shape: Shape) -> Outcome:
+    """Run a `FlowJob` on `shape` and reduce what it wrote to an `Outcome`."""
+    from harness.replay.flowjob import replay
+
+    result = replay(job.reshaped(workers=shape.workers, processes=shape.processes,
+                                 batch_size=shape.batch_size))
+    output = result.output
+    return Outcome([orjson.dumps(v, option=orjson.OPT_SORT_KEYS) for v in output.values()],
+                   output.counts.to_json(),
+                   [orjson.dumps(d, option=orjson.OPT_SORT_KEYS) for d in output.dead_letters])
 
 
 @dataclass(frozen=True)
@@ -130,13 +150,13 @@ def check(run: Callable[[Shape], Outcome], shapes: Sequence[Shape] = DEFAULT_SHA
             progress(shape, result.seconds[str(shape)])
     first = outcomes[0]
     result.items = len(first.lines)
-    reference = Counter(first.lines)
-    for shape, outcome in zip(shapes[1:], outcomes[1:], strict=True):
-        got = Counter(outcome.lines)
+    reference = first.multiset()
+    for shape, other in zip(shapes[1:], outcomes[1:], strict=True):
+        got = other.multiset()
         missing, extra = reference - got, got - reference
-        counts = {name: (first.counts.get(name, 0), outcome.counts.get(name, 0))
-                  for name in sorted(first.counts.keys() | outcome.counts.keys())
-                  if first.counts.get(name) != outcome.counts.get(name)}
+        counts = {name: (first.counts.get(name, 0), other.counts.get(name, 0))
+                  for name in sorted(first.counts.keys() | other.counts.keys())
+                  if first.counts.get(name) != other.counts.get(name)}
         if missing or extra or counts:
             result.differences.append(Difference(
                 shapes[0], shape, tuple(sorted(missing)[:5]), tuple(sorted(extra)[:5]),

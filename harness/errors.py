@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Final, ParamSpec, TypeVar
 
-__all__ = ["HarnessError", "Interrupted", "RecordingError", "StreamError", "Terminated",
+__all__ = ["ERRORS", "HarnessError", "Interrupted", "RecordingError", "StreamError", "Terminated",
            "UsageError", "interruption", "logging_errors"]
+
+ERRORS: Final = "errors.txt"  # a run directory's error log (see `logging_errors`)
 
 P = ParamSpec("P")
 R = TypeVar("R")

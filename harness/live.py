@@ -18,7 +18,7 @@ late against that time anyway, and a tick changes only *when* a summary is
 emitted, never what it says. `harness replay --clock recorded` therefore
 writes exactly what the live run wrote.
 
-Your own flow (`run_live_flow`, `harness live --flow`) gets the same items
+Your own flow (`harness live --flow`) gets the same items
 a replay with `--clock recorded` gives it: `Received` payload dicts, one
 partition's worth per key in arrival order, and its `RecordedClock`s decide
 by their receive times. Idle closes go through `IdleTime` (the harness
@@ -38,17 +38,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from harness.eventstreams.client import EventStream, ReceivedEvent, public_url
-from harness.flows import build_user_flow, load_flow
-from harness.flows.bots.flow import build_flow
-from harness.flows.bots.replay import ReplayResult
-from harness.flows.bots.routing import LanePlan
-from harness.flows.bots.semantics import DetectionParams
-from harness.flows.bots.sinks import LaneFileSink, collect
+from harness.flows.contract import CHUNKS, FlowOutput
 from harness.process import keep_thread_state
 from harness.recording.envelope import encode_envelope
 from harness.recording.lanes import DEFAULT_LANES, Chunk, lane_for
@@ -56,14 +51,13 @@ from harness.recording.slice import Slice
 from harness.recording.writer import RecordingWriter
 from harness.replay.clock import IdleTime, set_idle_time
 from harness.replay.cluster import execute
-from harness.replay.flowjob import FlowOutput
-from harness.replay.flowjob import collect as collect_flow
+from harness.replay.flowjob import FlowJob
+from harness.replay.job import ReadOptions
 from harness.replay.keys import Payload
-from harness.replay.sink import JsonSink
 from harness.replay.source import PayloadReader, SourcePosition, SourceReport
 
-__all__ = ["LiveFeed", "LiveFlowResult", "LiveFlowSource", "LiveSource", "run_live",
-           "run_live_flow"]
+__all__ = ["LIVE", "LiveFeed", "LiveFlowSource", "LiveResult", "LiveSource", "live_job",
+           "run_live"]
 
 _POLL = 0.05
 TICK_EVERY = 1.0  # seconds of quiet between ticks
@@ -210,7 +204,6 @@ class LiveFlowSource(FixedPartitionedSource[Payload, None]):
 
     feed: LiveFeed
     key: str = "user"
-    partitions: int | None = None
     report_dir: Path | None = None
     idle: IdleTime = field(default_factory=IdleTime)
 
@@ -268,62 +261,51 @@ def _live_run(stream: EventStream, record_to: Path | None, lanes: int) -> Iterat
             writer.close(complete=clean)
 
 
-def run_live(
-    stream: EventStream,
-    *,
-    params: DetectionParams | None = None,
-    workers: int = 1,
-    record_to: Path | None = None,
-    max_events: int | None = None,
-    duration: float | None = None,
-    console: bool = True,
-    lanes: int = DEFAULT_LANES,
-) -> ReplayResult:
-    """Run the detection flow on a live stream, deciding by the recorded clock;
-    optionally record what it sees (`record_to`), so that `harness replay
-    --clock recorded` of that recording reproduces the run's output."""
-    started = time.perf_counter()
-    with _live_run(stream, record_to, lanes) as (writer, run_dir):
-        source = LiveSource(LiveFeed(stream, lanes, writer, max_events, duration))
-        plan = LanePlan.dealt(tuple(range(lanes)), workers)
-        flow = build_flow(source, LaneFileSink(run_dir, plan, console), params,
-                          recorded=True, plan=plan)
-        execute(flow, run_dir, workers)
-        output = collect(run_dir)
-    return ReplayResult(output, time.perf_counter() - started)
+LIVE: Final = Path("<live>")  # what a live job's ReadOptions name as its recording
 
 
 @dataclass
-class LiveFlowResult:
-    """What your flow wrote live, its source's report, and events an idle close overtook."""
+class LiveResult:
+    """What a flow wrote live, how long it ran, and events an idle close overtook."""
 
     output: FlowOutput
     wall_seconds: float
-    overtaken: int
+    overtaken: int = 0
 
 
-def run_live_flow(
+def live_job(flow: str = "bots", *, workers: int = 1, key: str = "user",
+             params: dict[str, Any] | None = None, console: bool = False,
+             search: tuple[str, ...] = ()) -> FlowJob:
+    """The job a live run runs: `flow` on `workers` workers, fed by the stream."""
+    return FlowJob(ReadOptions(LIVE, workers), flow, key, params=params or {},
+                   console=console, search=search or (str(Path.cwd()),))
+
+
+def run_live(
     stream: EventStream,
-    flow: str,
+    job: FlowJob | None = None,
     *,
-    key: str = "user",
-    partitions: int | None = None,
-    workers: int = 1,
     record_to: Path | None = None,
     max_events: int | None = None,
     duration: float | None = None,
     lanes: int = DEFAULT_LANES,
     grace: float = 1.0,
-    search: tuple[str, ...] = (),
-) -> LiveFlowResult:
-    """Run your flow (`MODULE:FUNCTION`) on a live stream, its items carrying their
-    receive times; with `record_to`, `harness replay --flow ... --clock recorded`
-    of that recording writes what this run wrote (see the module doc)."""
-    factory = load_flow(flow, search)
+) -> LiveResult:
+    """Run a flow (default: bot detection) on a live stream, deciding by the recorded
+    clock; optionally record what it sees (`record_to`), so that `harness replay
+    --clock recorded` of that recording writes what this run wrote (see the module
+    doc). A flow of payloads gets `Received` items and its idle closes through
+    `IdleTime(grace)`; a flow of chunks gets ticks."""
+    job = job or live_job()
+    flow = job.plugin
     started = time.perf_counter()
+    idle = IdleTime(grace)
     with _live_run(stream, record_to, lanes) as (writer, run_dir):
-        source = LiveFlowSource(LiveFeed(stream, lanes, writer, max_events, duration), key,
-                                partitions, run_dir, IdleTime(grace))
-        execute(build_user_flow(flow, factory, source, JsonSink(run_dir)), run_dir, workers)
-        output = collect_flow(run_dir)
-    return LiveFlowResult(output, time.perf_counter() - started, source.idle.overtaken)
+        feed = LiveFeed(stream, lanes, writer, max_events, duration)
+        source: FixedPartitionedSource[Any, None] = (
+            LiveSource(feed) if flow.input == CHUNKS
+            else LiveFlowSource(feed, job.key, run_dir, idle))
+        execute(flow.build(job, source, run_dir, live_lanes=lanes), run_dir,
+                job.read.workers)
+        output = flow.collect(job, run_dir)
+    return LiveResult(output, time.perf_counter() - started, idle.overtaken)

@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from harness.flows.bots.reference import ReferenceResult
-from harness.flows.bots.replay import ReplayConfig, ReplayResult, replay
 from harness.recording import RecordingWriter
+from harness.replay.flowjob import FlowJob, Result, replay
 
 settings.register_profile(
     "default", deadline=None, suppress_health_check=[HealthCheck.too_slow,
@@ -111,10 +111,10 @@ def summary_key(s: dict[str, Any]) -> tuple:
             s["last_timestamp"], s["rate"], s["malicious"])
 
 
-def flow_outcome(result: ReplayResult) -> tuple[Counter, dict[str, int], Counter]:
+def flow_outcome(result: Result) -> tuple[Counter, dict[str, int], Counter]:
     """Multiset of summaries, the tally, and the multiset of dead letters."""
     out = result.output
-    return (Counter(summary_key(s) for s in out.summaries), out.tally.to_json(),
+    return (Counter(summary_key(s) for s in out.values()), out.counts.to_json(),
             Counter((d["seq"], d["reason"]) for d in out.dead_letters))
 
 
@@ -123,8 +123,9 @@ def reference_outcome(result: ReferenceResult) -> tuple[Counter, dict[str, int],
             Counter((d.seq, d.reason) for d in result.dead_letters))
 
 
-def run_flow(path: Path, **config: Any) -> ReplayResult:
-    return replay(ReplayConfig(path, **config))
+def run_flow(path: Path, **config: Any) -> Result:
+    """The bot-detection flow over `path` (`FlowJob.of` options)."""
+    return replay(FlowJob.of(path, **config))
 
 
 @pytest.fixture(scope="session")

@@ -12,10 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.flows.bots.reference import detect
-from harness.flows.bots.replay import ReplayConfig, replay
+from harness.flows.bots.semantics import DetectionParams
 from harness.recording import Manifest, Recording, RecordingError, RecordingWriter, scan_blocks
 from harness.recording.blocks import Block
 from harness.recording.verify import verify
+from harness.replay.flowjob import FlowJob, replay
 from tests.conftest import flow_outcome, reference_outcome, run_flow, write_recording
 
 T0 = 1_700_000_000
@@ -52,10 +53,10 @@ def test_hostile_events_are_counted_never_crash(tmp_path_factory, events: list[A
     path = write_recording(tmp_path_factory.mktemp("rec") / "r", map(_payload, events),
                            lanes=lanes, block_events=7)
     result = run_flow(path, workers=2)
-    tally = result.tally
+    tally = result.output.counts
     assert tally.events == len(events) and tally.conserved()
     assert flow_outcome(result) == reference_outcome(detect(Recording(path).envelopes(),
-                                                            ReplayConfig(path).params))
+                                                            DetectionParams()))
     assert verify(path).ok
 
 
@@ -113,9 +114,9 @@ def _assert_named_or_skipped_and_counted(copy: Path, name: str, total: int) -> N
     report = verify(copy)  # never raises; names the segment
     assert not report.ok and name in report.errors[0]
     with pytest.raises(RecordingError, match=name.replace(".", r"\.")):
-        replay(ReplayConfig(copy))
-    skipped = replay(ReplayConfig(copy, skip_damaged=True, workers=2))
-    tally = skipped.tally
+        replay(FlowJob.of(copy))
+    skipped = replay(FlowJob.of(copy, skip_damaged=True, workers=2))
+    tally = skipped.output.counts
     assert tally.conserved()
     assert tally.events + tally.skipped == total  # every listed event read or reported
     assert tally.events < total or tally.skipped == 0  # (a flip the checks cannot see is ok)
@@ -155,9 +156,9 @@ def test_skip_damaged_reports_a_bad_frame_exactly(tmp_path: Path, pristine) -> N
     data = bytearray(seg.read_bytes())
     data[block.frame_offset(1) + block.header.lanes[1].size // 2] ^= 0x40
     seg.write_bytes(bytes(data))
-    result = replay(ReplayConfig(copy, skip_damaged=True))
-    assert result.tally.skipped == lost
-    assert result.tally.events == Manifest.load(copy).events - lost
+    result = replay(FlowJob.of(copy, skip_damaged=True))
+    assert result.output.counts.skipped == lost
+    assert result.output.counts.events == Manifest.load(copy).events - lost
     assert any("sha256" in note for note in result.notes)
     [place] = [d for d in result.output.dead_letters if d["reason"] == "damaged"]
     assert f"byte {block.frame_offset(1)}: lane {block.header.lanes[1].lane}" in place["where"]
@@ -186,6 +187,7 @@ def test_a_line_that_is_not_an_envelope_is_named(tmp_path: Path) -> None:
     manifest.save(path)
     with pytest.raises(RecordingError, match=r"seg-000001\.jsonl\.zst: block at byte 0: lane 0"
                                              r" line 2: not a recording envelope"):
-        replay(ReplayConfig(path))
-    result = replay(ReplayConfig(path, skip_damaged=True))
-    assert result.tally.events == 2 and result.tally.skipped == 1 and result.tally.conserved()
+        replay(FlowJob.of(path))
+    result = replay(FlowJob.of(path, skip_damaged=True))
+    tally = result.output.counts
+    assert tally.events == 2 and tally.skipped == 1 and tally.conserved()

@@ -263,10 +263,10 @@ def test_a_tiny_segment_holding_a_huge_frame_is_damage_not_memory(tmp_path: Path
 
 
 def test_a_member_whose_parent_is_gone_leaves_at_once(tmp_path: Path) -> None:
-    from harness.flows.bots.replay import ReplayConfig
+    from harness.replay.flowjob import FlowJob
     from harness.replay.job import job_to_json
 
-    spec = job_to_json(ReplayConfig(SAMPLE, processes=2))
+    spec = job_to_json(FlowJob.of(SAMPLE, processes=2))
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "harness.replay.cluster", spec, str(tmp_path),
                            "127.0.0.1:1;127.0.0.1:2", "1", "1"], capture_output=True,

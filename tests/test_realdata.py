@@ -32,6 +32,6 @@ def test_real_bot_burst_is_flagged(tmp_path: Path) -> None:
     rec = tmp_path / "rec"
     import_dumps([REALDATA / "editgroups_qs_batch_with_reverts.jsonl.zst"], rec, progress=False)
     result = run_flow(rec, workers=2)
-    flagged = {s["user"] for s in result.output.summaries if s["malicious"]}
+    flagged = {s["user"] for s in list(result.output.values()) if s["malicious"]}
     assert flagged == {"Artix Kreiger 2"}  # a QuickStatements batch at ~10.5 edits/s
-    assert result.tally.malicious >= 5
+    assert result.output.counts.malicious >= 5

@@ -19,7 +19,7 @@ from harness.errors import StreamError
 from harness.eventstreams.client import EventStream
 from harness.eventstreams.ids import resume_id
 from harness.eventstreams.server import EventStreamServer, Faults
-from harness.live import run_live
+from harness.live import live_job, run_live
 from harness.recording import Manifest, Recording, RecordingError
 from harness.recording.recorder import record
 from harness.recording.synth import synthetic_events
@@ -182,7 +182,8 @@ def test_bad_server_input_is_recorded_or_reported(original: Path, tmp_path: Path
     assert len(canaries) >= 9
     assert report.stream.errors >= 11  # `event: error` frames are reported, not recorded
     result = run_flow(tmp_path / "copy")
-    assert result.tally.canary >= len(canaries) and result.tally.invalid >= len(raw)
+    tally = result.output.counts
+    assert tally.canary >= len(canaries) and tally.invalid >= len(raw)
 
 
 def test_fatal_answers_and_bad_urls_exit_2(original: Path, tmp_path: Path) -> None:
@@ -240,15 +241,15 @@ def test_live_matches_replay_on_an_event_time_ordered_stream(tmp_path: Path) -> 
                     else 0)
     path = write_recording(tmp_path / "ordered", events)
     replayed = run_flow(path)
-    assert replayed.tally.late == 0 and replayed.tally.malicious > 0
+    assert replayed.output.counts.late == 0 and replayed.output.counts.malicious > 0
     with EventStreamServer(path) as server:
         stream = EventStream(url=server.url, **FAST)
-        live = run_live(stream, workers=2, max_events=replayed.tally.events, console=False,
+        live = run_live(stream, live_job(workers=2), max_events=replayed.output.counts.events,
                         record_to=tmp_path / "seen")
     def malicious(rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
         return {(r["user"], r["window_start"]) for r in rows if r["malicious"]}
 
-    assert malicious(live.output.summaries) == malicious(replayed.output.summaries)
-    assert live.tally.events == replayed.tally.events
+    assert malicious(list(live.output.values())) == malicious(list(replayed.output.values()))
+    assert live.output.counts.events == replayed.output.counts.events
     # what live mode recorded replays like the source
     assert flow_outcome(run_flow(tmp_path / "seen")) == flow_outcome(replayed)

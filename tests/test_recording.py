@@ -131,7 +131,7 @@ def test_unfinished_recording_replays(tmp_path: Path) -> None:
     path = tmp_path / "r"
     _killed_writer(path, 40)
     result = run_flow(path)
-    assert result.tally.events == 40
+    assert result.output.counts.events == 40
 
 
 def test_writer_refuses_existing_recording(tmp_path: Path) -> None:

@@ -25,11 +25,11 @@ import orjson
 import pytest
 
 from harness.errors import HarnessError
-from harness.flows.bots.replay import ReplayConfig, ReplayResult, replay
 from harness.flows.bots.semantics import DetectionParams, classify
 from harness.recording import Manifest, Recording, RecordingWriter
 from harness.recording.importer import import_dumps, synthesize
 from harness.recording.sample import sample_recording
+from harness.replay.flowjob import FlowJob, Result, replay
 from harness.report import ReportStats, load_jsonl, write_report
 from harness.report.page import Inputs, flagged_accounts, render
 from harness.report.scan import MAX_POINTS, SecondCounts, scan
@@ -140,15 +140,15 @@ def read_page(path: Path) -> tuple[str, Page]:
 
 
 @pytest.fixture(scope="module")
-def synth(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ReplayResult]:
+def synth(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Result]:
     """3,000 synthetic events (bot bursts, late, invalid, canary) and their replay."""
     path = tmp_path_factory.mktemp("report") / "synth"
     synthesize(path, events=3000, seed=5, progress=False)
-    return path, replay(ReplayConfig(path))
+    return path, replay(FlowJob.of(path))
 
 
 @pytest.fixture(scope="module")
-def synth_page(synth: tuple[Path, ReplayResult], tmp_path_factory: pytest.TempPathFactory
+def synth_page(synth: tuple[Path, Result], tmp_path_factory: pytest.TempPathFactory
                ) -> tuple[ReportStats, str, Page]:
     out = tmp_path_factory.mktemp("page") / "report.html"
     stats = write_report(synth[0], out)
@@ -177,11 +177,11 @@ def evil_recording(path: Path) -> Path:
 # ---------------------------------------------------------------- the numbers
 
 
-def test_counts_match_the_tally(synth: tuple[Path, ReplayResult],
+def test_counts_match_the_tally(synth: tuple[Path, Result],
                                 synth_page: tuple[ReportStats, str, Page]) -> None:
     """Every count tile, the stats and the embedded data say what the replay's tally says."""
     stats, _, page = synth_page
-    tally = synth[1].output.tally.to_json()
+    tally = synth[1].output.counts.to_json()
     assert tally["malicious"] > 0 and tally["late"] > 0 and tally["canary"] > 0
     for key, value in tally.items():
         if key in ("outside", "skipped") and key not in page.tiles:
@@ -196,10 +196,10 @@ def test_counts_match_the_tally(synth: tuple[Path, ReplayResult],
 
 
 def test_flagged_accounts_are_exactly_those_with_malicious_windows(
-        synth: tuple[Path, ReplayResult], synth_page: tuple[ReportStats, str, Page]) -> None:
+        synth: tuple[Path, Result], synth_page: tuple[ReportStats, str, Page]) -> None:
     """One row per account with a malicious window: its window count, peak rate and wikis."""
     path, result = synth
-    malicious = [s for s in result.output.summaries if s["malicious"]]
+    malicious = [s for s in list(result.output.values()) if s["malicious"]]
     windows = Counter(s["user"] for s in malicious)
     peaks: dict[str, float] = {}
     for s in malicious:
@@ -235,7 +235,7 @@ def test_the_bundled_sample_flags_its_known_bots(tmp_path: Path) -> None:
     assert stats.events == 20_000 and stats.event_bucket_seconds == 1
 
 
-def test_dead_letters_by_reason(synth: tuple[Path, ReplayResult],
+def test_dead_letters_by_reason(synth: tuple[Path, Result],
                                 synth_page: tuple[ReportStats, str, Page]) -> None:
     """Late and each invalid reason are listed with the replay's counts."""
     reasons = Counter(d["reason"] for d in synth[1].output.dead_letters)
@@ -244,7 +244,7 @@ def test_dead_letters_by_reason(synth: tuple[Path, ReplayResult],
 
 
 def test_charts_hold_one_bar_per_busy_second_and_one_band_per_flagged_span(
-        synth: tuple[Path, ReplayResult], synth_page: tuple[ReportStats, str, Page]) -> None:
+        synth: tuple[Path, Result], synth_page: tuple[ReportStats, str, Page]) -> None:
     """The event-time chart's bars are the distinct seconds of countable events."""
     path, result = synth
     seconds = {verdict[1] for env in Recording(path).envelopes() if env.is_json
@@ -254,7 +254,7 @@ def test_charts_hold_one_bar_per_busy_second_and_one_band_per_flagged_span(
     assert stats.event_bucket_seconds == 1 and stats.receive_bucket_seconds == 1
     timeline = page.marks["chart-timeline"]
     assert timeline["edits"] == len(seconds)
-    assert 1 <= timeline["band"] <= result.output.tally.malicious
+    assert 1 <= timeline["band"] <= result.output.counts.malicious
     assert page.marks["chart-arrivals"]["arrivals"] == len(received)
     rates = page.marks["chart-rates"]
     assert rates["flagged"] >= 1 and rates["ok"] >= 3
@@ -263,7 +263,7 @@ def test_charts_hold_one_bar_per_busy_second_and_one_band_per_flagged_span(
 
 
 def test_rate_histogram_puts_the_threshold_on_a_bin_edge(
-        synth: tuple[Path, ReplayResult], tmp_path: Path) -> None:
+        synth: tuple[Path, Result], tmp_path: Path) -> None:
     """A rate equal to the threshold is not malicious and is not drawn red; just above is."""
     summaries = [
         {"user": user, "window_start": "2023-11-14T22:13:20+00:00",
@@ -283,15 +283,15 @@ def test_rate_histogram_puts_the_threshold_on_a_bin_edge(
 
 
 def test_given_results_read_from_replay_files(
-        synth: tuple[Path, ReplayResult], synth_page: tuple[ReportStats, str, Page],
+        synth: tuple[Path, Result], synth_page: tuple[ReportStats, str, Page],
         tmp_path: Path) -> None:
     """Results from `--out`/`--dead-letters` files, no tally: same page numbers, no replay."""
     output = synth[1].output
     out_file, dead_file = tmp_path / "summaries.jsonl", tmp_path / "dead.jsonl"
-    for path, rows in ((out_file, output.summaries), (dead_file, output.dead_letters)):
+    for path, rows in ((out_file, list(output.values())), (dead_file, output.dead_letters)):
         path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows) + b"\n")
     summaries, dead = load_jsonl(out_file), load_jsonl(dead_file)
-    assert summaries == output.summaries and dead == output.dead_letters
+    assert summaries == list(output.values()) and dead == output.dead_letters
     stats = write_report(synth[0], tmp_path / "r.html", summaries=summaries, dead_letters=dead)
     _, page = read_page(tmp_path / "r.html")
     _, _, replayed = synth_page
@@ -301,20 +301,20 @@ def test_given_results_read_from_replay_files(
     assert "counts derived from them and the recording" in "".join(page.text)
 
 
-def test_a_given_tally_is_shown_and_checked(synth: tuple[Path, ReplayResult],
+def test_a_given_tally_is_shown_and_checked(synth: tuple[Path, Result],
                                            tmp_path: Path) -> None:
     """Counts not in every run (outside a slice, skipped lines) show only when there are any;
     a tally that does not add up is called out."""
     output = synth[1].output
-    tally = {**output.tally.to_json(), "outside": 7, "skipped": 2}
+    tally = {**output.counts.to_json(), "outside": 7, "skipped": 2}
     tally["events"] += 7
-    write_report(synth[0], tmp_path / "r.html", summaries=output.summaries,
+    write_report(synth[0], tmp_path / "r.html", summaries=list(output.values()),
                  dead_letters=output.dead_letters, tally=tally)
     _, page = read_page(tmp_path / "r.html")
     assert page.count("outside") == 7 and page.count("skipped") == 2
     assert "events = canary + invalid + late + counted + outside ✓" in page.text
     tally["events"] += 1
-    write_report(synth[0], tmp_path / "r.html", summaries=output.summaries,
+    write_report(synth[0], tmp_path / "r.html", summaries=list(output.values()),
                  dead_letters=output.dead_letters, tally=tally)
     _, page = read_page(tmp_path / "r.html")
     assert any("the tally does not add up" in t for t in page.text)
@@ -386,7 +386,7 @@ def test_reconnects_are_shown_when_the_manifest_records_them(tmp_path: Path) -> 
     streamed = type("StreamManifest", (Manifest,), {})(**{
         f: getattr(recording.manifest, f) for f in Manifest.__dataclass_fields__})
     streamed.stream = {"reconnects": 3, "duplicates": 7}
-    summaries = replay(ReplayConfig(path)).output.summaries
+    summaries = list(replay(FlowJob.of(path)).output.values())
     flagged = flagged_accounts(summaries)
     text = render(Inputs("t", path, streamed, DetectionParams(), False, "given", summaries, [],
                          {"events": 185}, scan(recording, [a.user for a in flagged]), flagged))

@@ -156,18 +156,6 @@ def add_json(p: argparse.ArgumentParser) -> None:
                    help="print one JSON object (the summary) on stdout instead of text")
 
 
-def add_flow_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("your own flow")
-    g.add_argument("--flow", metavar="MODULE:FUNCTION",
-                   help="run FUNCTION(source, sink) from MODULE (the current directory or"
-                        " PYTHONPATH) instead of the bot-detection flow")
-    g.add_argument("--key", default="user", metavar="FIELD",
-                   help="shard the source by this payload field or dotted path (user); key"
-                        " your flow by the same field")
-    g.add_argument("--partitions", type=count(1, 65535), metavar="N",
-                   help="source partitions for a key other than user (the recording's lanes)")
-
-
 def add_slice_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("part of a recording")
     g.add_argument("--from", dest="start", type=timestamp, metavar="T",

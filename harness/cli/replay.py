@@ -9,17 +9,16 @@ from typing import Any
 
 import orjson
 
-from harness.cli.args import (
+from harness.cli.args import add_json, add_slice_options, count, count_list, number
+from harness.cli.flows import (
     add_flow_options,
-    add_json,
-    add_slice_options,
-    count,
-    count_list,
-    number,
-    timestamp,
+    job_of,
+    refuse_flow_options,
+    report,
+    warn_damage,
+    write_outputs,
 )
 from harness.errors import UsageError
-from harness.flows.bots.semantics import ALIGN_2023, DetectionParams, Tally
 from harness.recording.sample import sample_recording
 
 __all__ = ["register"]
@@ -57,7 +56,6 @@ def register(sub: Any) -> None:
     add_json(p)
     add_flow_options(p)
     add_slice_options(p)
-    _add_detection(p)
     p.set_defaults(run=cmd_replay)
 
     p = sub.add_parser(
@@ -69,7 +67,6 @@ def register(sub: Any) -> None:
     add_json(p)
     add_flow_options(p)
     add_slice_options(p)
-    _add_detection(p)
     p.set_defaults(run=cmd_check)
 
     p = sub.add_parser(
@@ -89,7 +86,7 @@ def register(sub: Any) -> None:
     p.add_argument("--out", type=Path, metavar="FILE.json", help="write the results as JSON")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
     add_json(p)
-    add_flow_options(p)
+    add_flow_options(p, own=False)
     p.set_defaults(run=cmd_bench)
 
 
@@ -112,45 +109,6 @@ def _add_shape(p: argparse.ArgumentParser) -> None:
                         " skipped (default: stop with an error naming the place)")
 
 
-def _add_detection(p: argparse.ArgumentParser) -> None:
-    from harness.flows.bots.semantics import MAX_LATENESS, MAX_WINDOW
-
-    g = p.add_argument_group("bot detection (without --flow)")
-    g.add_argument("--window", type=count(1, MAX_WINDOW), default=5, metavar="S",
-                   help="window length in seconds (5)")
-    g.add_argument("--lateness", type=count(0, MAX_LATENESS), default=10, metavar="S",
-                   help="allowed lateness in seconds (10)")
-    g.add_argument("--threshold", type=number(0), default=10.0, metavar="R",
-                   help="pages/second above which a window is malicious (10.0)")
-    g.add_argument("--min-count", type=count(1, 1_000_000_000), default=2, metavar="N",
-                   help="fewest events for a window summary (2)")
-    g.add_argument("--align", type=timestamp, default=ALIGN_2023, metavar="T",
-                   help="window alignment, ISO-8601 or unix seconds (2023-01-01T00:00:00Z)")
-
-
-def params_of(args: argparse.Namespace) -> DetectionParams:
-    return DetectionParams(window=args.window, lateness=args.lateness, align=args.align,
-                           min_count=args.min_count, threshold=args.threshold)
-
-
-def check_flow_options(args: argparse.Namespace) -> None:
-    if args.flow is None and (args.key != "user" or args.partitions is not None):
-        raise UsageError("--key and --partitions choose how your flow's source is sharded;"
-                         " give --flow MODULE:FUNCTION too")
-
-
-def target_of(args: argparse.Namespace, console: bool = False) -> Any:
-    from harness.replay.targets import Target
-
-    check_flow_options(args)
-    wikis = getattr(args, "wikis", None)
-    return Target(flow=args.flow, key=args.key, partitions=args.partitions,
-                  start=getattr(args, "start", None), end=getattr(args, "end", None),
-                  wikis=tuple(wikis) if wikis else None,
-                  params=params_of(args) if hasattr(args, "window") else DetectionParams(),
-                  console=console, clock=getattr(args, "clock", "event"))
-
-
 def cmd_replay(args: argparse.Namespace) -> int:
     from harness.recording import integrity
 
@@ -158,8 +116,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     integrity.begin(recording, args.skip_damaged)  # on the idle core, during the imports
 
     from harness.errors import Interrupted
-    from harness.flows.bots.replay import ReplayResult
-    from harness.flows.bots.sinks import RunOutput
+    from harness.replay.flowjob import replay
     from harness.replay.job import ReadOptions
     from harness.replay.outputs import Outputs
 
@@ -175,49 +132,29 @@ def cmd_replay(args: argparse.Namespace) -> int:
         args.processes = len(addresses)
     outputs = Outputs({"--out": args.out, "--dead-letters": args.dead_letters},
                       force=args.force, reading=[recording], state=args.recovery_dir)
-    target = target_of(args, console=not args.quiet and not args.json)
+    refuse_flow_options(args)
     read = ReadOptions(recording, args.workers, args.processes, args.speed or None,
                        args.batch_size, args.skip_damaged, args.recovery_dir,
                        args.snapshot_interval)
+    job = job_of(args, read, console=not args.quiet and not args.json)
     shape = {"workers": args.workers, "processes": args.processes}
     if args.process_id is not None:
         shape["process_id"] = args.process_id
     try:
-        result = target.run(read, addresses=addresses, process_id=args.process_id,
-                            progress=False if args.quiet or args.json else None,
-                            summaries=args.out is not None)
+        result = replay(job, addresses=addresses, process_id=args.process_id,
+                        progress=False if args.quiet or args.json else None,
+                        items=args.out is not None)
     except Interrupted as stop:  # the counts so far; outputs are not written
-        partial = stop.partial
-        if partial is not None:
-            wall = partial.wall_seconds
-            if isinstance(partial.output, RunOutput):
-                report_bots(partial.output.tally, wall, shape, args.json, partial=True)
-            else:
-                report_flow(args.flow, partial.output, wall, shape, args.json, partial=True)
+        if stop.partial is not None:
+            report(job, stop.partial.output, stop.partial.wall_seconds, shape, args.json,
+                   partial=True)
         raise
     for note in result.notes:
         print(f"warning: {note}", file=sys.stderr)
-    if isinstance(result, ReplayResult):
-        _warn_damage(result.output.dead_letters, result.output.tally.skipped)
-        write_outputs(outputs, result.output)
-        report_bots(result.output.tally, result.wall_seconds, shape, args.json)
-    else:
-        _warn_damage(result.output.dead_letters, result.output.tally.damaged)
-        write_outputs(outputs, result.output)
-        report_flow(args.flow, result.output, result.wall_seconds, shape, args.json)
+    warn_damage(result.output)
+    write_outputs(outputs, result.output)
+    report(job, result.output, result.wall_seconds, shape, args.json)
     return 0
-
-
-def write_outputs(outputs: Any, out: Any) -> None:
-    """--out and --dead-letters of a run: the bot flow's `RunOutput` (window summaries)
-    or a user flow's `FlowOutput` (its items, as canonical lines)."""
-    from harness.flows.bots.sinks import RunOutput
-
-    if isinstance(out, RunOutput):
-        outputs.write("--out", (orjson.dumps(s) + b"\n" for s in out.summaries))
-    else:
-        outputs.write("--out", (line + b"\n" for line in out.lines))
-    outputs.write("--dead-letters", (orjson.dumps(d) + b"\n" for d in out.dead_letters))
 
 
 def _warn_if_empty(recording: Path) -> None:
@@ -262,74 +199,24 @@ def _check_listenable(address: str, process_id: int) -> None:
                          " for this machine?") from None
 
 
-def _warn_damage(dead: list[dict[str, Any]], skipped: int) -> None:
-    damaged = [d for d in dead if d["reason"] == "damaged"]
-    if damaged:
-        print(f"warning: skipped {skipped} damaged line(s) in {len(damaged)} place(s): "
-              + "; ".join(str(d["where"]) for d in damaged[:5])
-              + (" ..." if len(damaged) > 5 else ""), file=sys.stderr)
-
-
-def _rate(events: int, wall: float) -> float:
-    return events / wall if wall > 0 else 0.0
-
-
-def report_bots(t: Tally, wall: float, shape: dict[str, Any], as_json: bool,
-                 partial: bool = False) -> None:
-    """The summary line; conservation is checked, not assumed (except of a partial run)."""
-    if partial:
-        shape = {**shape, "interrupted": True}
-    elif not t.conserved():
-        raise RuntimeError("conservation violated: events != canary+invalid+late+counted"
-                           "+outside")
-    if as_json:
-        print(orjson.dumps({**t.to_json(), "events_per_second": round(_rate(t.events, wall)),
-                            "wall_seconds": round(wall, 3), **shape}).decode())
-        return
-    extra = "".join(f" {name}={getattr(t, name)}" for name in ("outside", "skipped")
-                    if getattr(t, name))
-    print(f"events={t.events} windows={t.windows} malicious={t.malicious} late={t.late}"
-          f" invalid={t.invalid} canary={t.canary} counted={t.counted}{extra}"
-          f" events/s={_rate(t.events, wall):.0f} wall={wall:.3f}s"
-          + "".join(f" {k}={v}" for k, v in shape.items()))
-
-
-def report_flow(flow: str, out: Any, wall: float, shape: dict[str, Any], as_json: bool,
-                 partial: bool = False) -> None:
-    t = out.tally
-    if partial:
-        shape = {**shape, "interrupted": True}
-    elif not t.conserved():
-        raise RuntimeError("conservation violated: read != passed + dead letters + outside")
-    row = {"flow": flow, **t.to_json(), "dead_letters": t.dead_letters, "items": len(out.lines),
-           "events_per_second": round(_rate(t.read, wall)), "wall_seconds": round(wall, 3),
-           **shape}
-    if as_json:
-        print(orjson.dumps(row).decode())
-        return
-    extra = "".join(f" {name}={getattr(t, name)}" for name in ("outside", "damaged")
-                    if getattr(t, name))
-    print(f"events={t.read} passed={t.passed} dead_letters={t.dead_letters}"
-          f" (not_json={t.not_json} not_object={t.not_object} no_key={t.no_key}){extra}"
-          f" items={len(out.lines)} events/s={_rate(t.read, wall):.0f} wall={wall:.3f}s"
-          + "".join(f" {k}={v}" for k, v in shape.items()))
-
-
 def cmd_check(args: argparse.Namespace) -> int:
-    from harness.check import check
+    from harness.check import check, outcome
+    from harness.replay.job import ReadOptions
 
     recording = args.recording or sample_recording()
-    target = target_of(args)
+    refuse_flow_options(args)
+    job = job_of(args, ReadOptions(recording))
 
     def progress(shape: Any, seconds: float) -> None:
         if not args.json:
             print(f"check: {shape}: done in {seconds:.1f} s", file=sys.stderr)
 
-    result = check(lambda shape: target.outcome(recording, shape), progress=progress)
+    result = check(lambda shape: outcome(job, shape), progress=progress)
+    name = job.plugin.name
     if args.json:
-        print(orjson.dumps({"flow": target.name, **result.to_json()}).decode())
+        print(orjson.dumps({"flow": name, **result.to_json()}).decode())
     else:
-        print(f"check: {target.name}: {result.summary()}")
+        print(f"check: {name}: {result.summary()}")
         for difference in result.differences:
             print(difference.describe())
     return 0 if result.deterministic else 1
@@ -337,12 +224,14 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from harness.bench import BenchPlan, run_bench
+    from harness.replay.job import ReadOptions
     from harness.replay.outputs import Outputs
 
     recording = args.recording or sample_recording()
     outputs = Outputs({"--out": args.out, "--plot": args.plot}, force=args.force,
                       reading=[recording])
-    target_of(args)  # validates --flow/--key here, before anything is timed
+    refuse_flow_options(args)
+    job_of(args, ReadOptions(recording))  # validates --flow/--key here, before any timing
     plan = BenchPlan(recording, flow=args.flow, key=args.key, partitions=args.partitions,
                      workers=args.workers, processes=args.processes, rounds=args.rounds)
     results = run_bench(plan, progress=None if args.json else _bench_progress)

@@ -10,7 +10,7 @@ __all__ = ["register"]
 
 
 def register(sub: Any) -> None:
-    from harness.cli.replay import _add_detection
+    from harness.flows.bots.detection import BotDetection
 
     p = sub.add_parser(
         "report", help="an HTML page of what was flagged, and the recording's health",
@@ -29,13 +29,14 @@ def register(sub: Any) -> None:
                    help="dead letters of that replay (its --dead-letters)")
     p.add_argument("--title", help="the page's title")
     p.add_argument("--force", action="store_true", help="overwrite an existing page")
-    _add_detection(p)
+    BotDetection.add_options(p)
     p.set_defaults(run=cmd_report)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness.cli.replay import params_of
     from harness.errors import UsageError
+    from harness.flows.bots.detection import BotDetection
+    from harness.flows.bots.semantics import DetectionParams
     from harness.recording.sample import sample_recording
     from harness.replay.outputs import Outputs
     from harness.report import load_jsonl, write_report
@@ -48,7 +49,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     summaries = load_jsonl(args.summaries) if args.summaries else None
     dead = load_jsonl(args.dead_letters) if args.dead_letters else None
     stats = write_report(recording, args.out, summaries=summaries, dead_letters=dead,
-                         params=params_of(args), title=args.title)
+                         params=DetectionParams(**BotDetection.params_of(args)),
+                         title=args.title)
     print(f"report: wrote {args.out} ({stats.bytes:,} bytes): {stats.events:,} events,"
           f" {stats.flagged_windows} flagged window(s) of {stats.flagged_accounts}"
           f" account(s), in {stats.seconds:.2f} s")

@@ -10,7 +10,8 @@ from typing import Any
 
 import orjson
 
-from harness.cli.args import add_flow_options, add_json, count, number, url
+from harness.cli.args import add_json, count, number, url
+from harness.cli.flows import add_flow_options
 from harness.errors import UsageError, signal_exit_status
 from harness.recording.lanes import DEFAULT_LANES, MAX_LANES
 from harness.recording.sample import sample_recording
@@ -47,10 +48,7 @@ def register(sub: Any) -> None:
     p.add_argument("--record", type=Path, metavar="DIR",
                    help="also record the stream into this new directory")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
-    from harness.cli.replay import _add_detection
-
     add_flow_options(p)
-    _add_detection(p)
     p.set_defaults(run=cmd_live)
 
     p = sub.add_parser("serve", help="serve a recording as a local EventStreams endpoint",
@@ -145,38 +143,26 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 
 def cmd_live(args: argparse.Namespace) -> int:
-    from harness.cli.replay import (
-        check_flow_options,
-        params_of,
-        report_bots,
-        report_flow,
-        write_outputs,
-    )
+    from harness.cli.flows import job_of, refuse_flow_options, report, write_outputs
     from harness.eventstreams.client import EventStream
-    from harness.live import run_live, run_live_flow
+    from harness.live import LIVE, run_live
+    from harness.replay.job import ReadOptions
     from harness.replay.outputs import Outputs
 
-    check_flow_options(args)
+    refuse_flow_options(args)
     outputs = Outputs({"--out": args.out, "--dead-letters": args.dead_letters},
                       force=args.force, reading=[args.record] if args.record else [])
+    job = job_of(args, ReadOptions(LIVE, args.workers), console=not args.quiet)
     stream = EventStream(url=args.url, user_agent=args.user_agent, since=args.since,
                          **_stream_options(args))
-    common = {"workers": args.workers, "record_to": args.record,
-              "max_events": args.max_events, "duration": args.duration, "lanes": args.lanes}
-    if args.flow is None:
-        result = run_live(stream, params=params_of(args), console=not args.quiet, **common)
-        write_outputs(outputs, result.output)
-        report_bots(result.output.tally, result.wall_seconds, _live_shape(args, stream), False)
-        return _status(stream.stopped_by)
-    flow_result = run_live_flow(stream, args.flow, key=args.key, partitions=args.partitions,
-                                **common)
-    if flow_result.overtaken:
-        print(f"warning: {flow_result.overtaken} event(s) reached a window only after an"
+    result = run_live(stream, job, record_to=args.record, max_events=args.max_events,
+                      duration=args.duration, lanes=args.lanes)
+    if result.overtaken:
+        print(f"warning: {result.overtaken} event(s) reached a window only after an"
               " idle close had passed their receive time; a replay with --clock recorded"
               " may decide their windows differently", file=sys.stderr)
-    write_outputs(outputs, flow_result.output)
-    report_flow(args.flow, flow_result.output, flow_result.wall_seconds,
-                _live_shape(args, stream), False)
+    write_outputs(outputs, result.output)
+    report(job, result.output, result.wall_seconds, _live_shape(args, stream), False)
     return _status(stream.stopped_by)
 
 

@@ -220,6 +220,18 @@ class Recording:
         for index in range(len(self.manifest.segments)):
             yield from self.segment_envelopes(index)
 
+    def unaccounted(self, read: int, skipped: int) -> tuple[int, str] | None:
+        """Events the manifest lists that a whole `skip_damaged` run neither read nor
+        reported (damage no reader could place, e.g. a segment cut at a block
+        boundary): how many, and where to say they went."""
+        if not self.skip_damaged or not self.manifest.complete:
+            return None
+        missing = self.manifest.events - read - skipped
+        if missing <= 0:
+            return None
+        return missing, (f"{self.directory}: {missing} event(s) the manifest lists were"
+                         " not found (segments cut short or damaged between blocks)")
+
     def first_received(self) -> float | None:
         for seg in self.manifest.segments:
             if seg.first_received is not None:

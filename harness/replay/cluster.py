@@ -32,7 +32,7 @@ from bytewax.recovery import RecoveryConfig
 from bytewax.run import cli_main
 
 from harness import errors
-from harness.errors import HarnessError, log_error
+from harness.errors import ERRORS, HarnessError, log_error
 from harness.files import redirect_stderr, stderr_into
 from harness.process import can_fork, die_with_parent, fork_child, stops_held
 from harness.replay.job import Job, job_from_json, job_to_json
@@ -41,7 +41,6 @@ from harness.replay.recovery import recovery_db_error
 __all__ = ["ERRORS", "Cluster", "ClusterError", "execute", "first_error", "free_addresses",
            "run_member", "terminate"]
 
-ERRORS = "errors.txt"
 
 
 class ClusterError(RuntimeError):

@@ -1,65 +1,114 @@
-"""A user's flow as a replay job: `harness replay --flow MODULE:FUNCTION --key FIELD`.
+"""The one kind of job: a flow over a recording, on some cluster shape.
 
-The job builds the user's dataflow over a `ReplaySource` (keyed by `key`)
-and a `JsonSink` in the run directory; `replay_flow` runs it on any shape
-and returns every item the flow wrote in canonical order, with the source's
-counts and dead letters.
+`FlowJob` names its flow (`bots`, `passthrough`, or your `MODULE:FUNCTION`),
+the flow's parameters, how its input is read (`ReadOptions`, the key and
+partitions of a payload source, a slice, the clock) and whether alerts go
+to the console. It is plain data, so it crosses to cluster members as JSON;
+its `flow` is the `Flow` that builds the dataflow and reads the outputs
+back (`harness.flows.contract`). `replay` runs any job the same way and
+returns one kind of result, `Run[FlowOutput]`, for `harness replay`,
+`check`, `bench`, `harness.testing` and the HTML report.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from bytewax.dataflow import Dataflow
 
-from harness.flows import build_user_flow, load_flow
+from harness.errors import ERRORS, UsageError
+from harness.flows.contract import CHUNKS, Flow, FlowOutput, resolve
 from harness.recording.integrity import SegmentCheck
-from harness.replay.cluster import ERRORS
+from harness.recording.manifest import Manifest
+from harness.recording.slice import Slice
+from harness.replay.items import Items
 from harness.replay.job import ReadOptions
-from harness.replay.keylanes import FORMAT as KEY_LANES_FORMAT
-from harness.replay.keylanes import beside_the_run
-from harness.replay.run import Run, run_job, unaccounted
-from harness.replay.sink import JsonSink, collect_items, exactly_once
-from harness.replay.source import (
-    DEFAULT_PARTITIONS,
-    ReplaySource,
-    SourceTally,
-    live_source_tally,
-    read_source_report,
-)
+from harness.replay.run import Run, run_job
+from harness.replay.source import DEFAULT_PARTITIONS, ReplaySource
 
-__all__ = ["FlowJob", "FlowOutput", "replay_flow"]
+__all__ = ["CLOCKS", "FlowJob", "Result", "replay", "require_receive_times"]
+
+CLOCKS: Final = ("event", "recorded")
+
+Result = Run[FlowOutput]
 
 
 @dataclass(frozen=True)
 class FlowJob:
-    """A user's flow over a recording (a `Job`)."""
+    """A flow over a recording (a `Job`; see the module doc)."""
 
     read: ReadOptions
-    flow: str  # MODULE:FUNCTION
-    key: str = "user"
-    partitions: int | None = None
-    start: int | None = None
+    flow: str = "bots"  # a registered flow or MODULE:FUNCTION
+    key: str = "user"  # what a payload source is keyed by
+    partitions: int | None = None  # lanes a payload source is dealt into
+    start: int | None = None  # a slice: events with start <= timestamp < end ...
     end: int | None = None
-    wikis: tuple[str, ...] | None = None
+    wikis: tuple[str, ...] | None = None  # ... of these wikis
+    clock: str = "event"  # "recorded": decide by the recorded receive times
+    params: dict[str, Any] = field(default_factory=dict)  # the flow's own parameters
+    console: bool = False  # alerts as they happen (the bot flow's malicious windows)
     search: tuple[str, ...] = field(default_factory=lambda: (os.getcwd(),))
-    clock: str = "event"  # "recorded": items carry their receive times (RecordedClock)
     token: str = field(default_factory=lambda: uuid.uuid4().hex)  # its source's, everywhere
 
     def __post_init__(self) -> None:
-        load_flow(self.flow, self.search)  # fail early, in this process, in one line
+        if self.clock not in CLOCKS:
+            raise UsageError(f"--clock must be one of {', '.join(CLOCKS)}, got {self.clock!r}")
+        self.slice  # noqa: B018 - validates the slice
+        if self.plugin.input == CHUNKS and (self.key != "user" or self.partitions is not None):
+            raise UsageError(f"--key and --partitions shard a flow's payloads; --flow"
+                             f" {self.flow} reads the recording's own lanes")
 
-    def identity(self) -> dict[str, Any]:
-        return {"flow": self.flow, "key": self.key, "partitions": self.lane_count,
-                "lanes": KEY_LANES_FORMAT,
-                "clock": self.clock, "start": self.start, "end": self.end,
-                "wikis": list(self.wikis) if self.wikis is not None else None}
+    @classmethod
+    def of(cls, recording: str | Path, flow: str = "bots", **options: Any) -> FlowJob:
+        """A job from keyword options: `ReadOptions` fields (`workers`, `speed`, ...)
+        and job fields (`key`, `clock`, ...) alike; `params` may be a dataclass (bot
+        detection's `DetectionParams`)."""
+        reading = {f.name for f in dataclasses.fields(ReadOptions)}
+        read = ReadOptions(Path(recording), **{k: v for k, v in options.items()
+                                               if k in reading})
+        job = {k: v for k, v in options.items() if k not in reading}
+        params = job.get("params")
+        if params is not None and dataclasses.is_dataclass(params):
+            job["params"] = dataclasses.asdict(params)  # type: ignore[arg-type]
+        if "wikis" in job and job["wikis"] is not None:
+            job["wikis"] = tuple(job["wikis"])
+        return cls(read, flow, **job)
 
-    def source(self, run_dir: Path | None) -> ReplaySource:
+    @functools.cached_property
+    def plugin(self) -> Flow:
+        """The flow this job runs (built once per process, from `flow` and `params`)."""
+        return resolve(self.flow, self.search, self.params)
+
+    @property
+    def slice(self) -> Slice:
+        return Slice(self.start, self.end,
+                     frozenset(self.wikis) if self.wikis is not None else None)
+
+    @property
+    def lane_count(self) -> int:
+        """The partitions of a payload source: `partitions`, else the fewest lanes, at
+        least 8, that every worker reads as many of (so that each key is read on the
+        worker Bytewax routes it to); under recovery 8, so that a resume may change
+        shape."""
+        if self.partitions is not None:
+            return self.partitions
+        if self.read.recovery_dir is not None:
+            return DEFAULT_PARTITIONS
+        workers = self.read.total_workers
+        return -(-DEFAULT_PARTITIONS // workers) * workers
+
+    def reshaped(self, **read: Any) -> FlowJob:
+        """This job with other `ReadOptions` (another shape, batching, ...)."""
+        return dataclasses.replace(self, read=dataclasses.replace(self.read, **read))
+
+    def payload_source(self, run_dir: Path | None) -> ReplaySource:
+        """The job's `ReplaySource` (a payload flow's input)."""
         read = self.read
         return ReplaySource(read.recording, key=self.key, partitions=self.lane_count,
                             batch_size=read.batch_size, speed=read.speed, start=self.start,
@@ -70,63 +119,48 @@ class FlowJob:
                             error_log=run_dir / ERRORS if run_dir is not None else None,
                             token=self.token)
 
-    @property
-    def lane_count(self) -> int:
-        """The partitions of the source: `partitions`, else the fewest lanes, at least
-        8, that every worker reads as many of (so that each key is read on the worker
-        Bytewax routes it to); under recovery 8, so that a resume may change shape."""
-        if self.partitions is not None:
-            return self.partitions
-        workers = self.read.total_workers
-        if self.read.recovery_dir is not None:
-            return DEFAULT_PARTITIONS
-        return -(-DEFAULT_PARTITIONS // workers) * workers
+    # -- the Job protocol (harness.replay.job) --
+
+    def identity(self) -> dict[str, Any]:
+        return {"flow": self.flow, "clock": self.clock, "start": self.start, "end": self.end,
+                "wikis": list(self.wikis) if self.wikis is not None else None,
+                **self.plugin.identity(self)}
 
     def prepare(self, progress: bool | None = False) -> list[SegmentCheck]:
-        load_flow(self.flow, self.search)  # imported once, before members are forked
-        lanes = self.source(None).lanes(progress)  # derived once, found by every member
-        return [beside_the_run(lanes)]
-
-    def done(self, run_dir: Path) -> int:
-        return live_source_tally(run_dir).read
-
-    def partial(self, run_dir: Path) -> FlowOutput:
-        return FlowOutput([], live_source_tally(run_dir), [])
+        return self.plugin.prepare(self, progress)
 
     def build(self, run_dir: Path) -> Dataflow:
-        sink = JsonSink(run_dir)
-        flow = build_user_flow(self.flow, load_flow(self.flow, self.search),
-                               self.source(run_dir), sink)
-        if self.read.recovery_dir is not None:
-            exactly_once(flow, sink)
-        return flow
+        return self.plugin.build(self, self.plugin.source(self, run_dir), run_dir)
+
+    def done(self, run_dir: Path) -> int:
+        return self.plugin.counts(run_dir).events
+
+    def partial(self, run_dir: Path) -> FlowOutput:
+        return FlowOutput(Items.counted(0), [], self.plugin.counts(run_dir))
 
 
-@dataclass
-class FlowOutput:
-    """What a user flow's run produced: items (canonical lines) and the source's report."""
-
-    lines: list[bytes]
-    tally: SourceTally
-    dead_letters: list[dict[str, Any]]
-
-
-def collect(run_dir: Path) -> FlowOutput:
-    tally, dead = read_source_report(run_dir)
-    return FlowOutput(collect_items(run_dir), tally, dead)
+def require_receive_times(recording: Path) -> None:
+    """Refuse `--clock recorded` on a recording whose `recv` is not when events arrived."""
+    manifest = Manifest.load(recording)
+    if not manifest.has_receive_times:
+        raise UsageError(f"--clock recorded: {recording} was imported from dumps"
+                         f" ({manifest.source[:80]}), so it has no receive times (its recv"
+                         " is each event's own timestamp); replay it with --clock event, or"
+                         " record the stream with harness record or harness live --record")
 
 
-def replay_flow(job: FlowJob, *, addresses: list[str] | None = None,
-                process_id: int | None = None, progress: bool | None = False
-                ) -> Run[FlowOutput]:
-    """Run a user's flow over a recording and collect what it wrote."""
-    run = run_job(job, collect, addresses=addresses, process_id=process_id,
-                  progress=progress)
-    tally = run.output.tally
-    missing = unaccounted(run.recording, tally.read, tally.damaged)
-    if missing is not None and addresses is None:
-        count, where = missing
-        tally.damaged += count
-        run.output.dead_letters.append({"seq": -1, "reason": "damaged", "partition": None,
-                                        "where": where})
+def replay(job: FlowJob, *, addresses: list[str] | None = None, process_id: int | None = None,
+           progress: bool | None = False, items: bool = True) -> Result:
+    """Run `job` and collect what its flow wrote.
+
+    With `addresses`, this process is member `process_id` of a cluster whose
+    other members run elsewhere; the result then holds this member's share.
+    `items` False counts the flow's items without keeping them (nobody asked
+    for `--out`).
+    """
+    if job.clock == "recorded":
+        require_receive_times(job.read.recording)
+    run = run_job(job, lambda run_dir: job.plugin.collect(job, run_dir, items),
+                  addresses=addresses, process_id=process_id, progress=progress)
+    job.plugin.finish(job, run.output, run.recording, whole=addresses is None)
     return run

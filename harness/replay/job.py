@@ -4,9 +4,8 @@ A job is plain data (it crosses to cluster members as JSON) plus a few
 methods: `build` makes the dataflow whose outputs land in a run directory,
 `prepare` does once what every member would repeat, `identity` says what a
 recovery state made by it must match, and `done`/`partial` read the counts
-so far. The bot-detection fast path (`harness.flows.bots.replay.ReplayConfig`)
-and any user flow (`harness.replay.flowjob.FlowJob`) are jobs; the runner
-(`harness.replay.run.run_job`) treats them alike.
+so far. Every run is a `harness.replay.flowjob.FlowJob`, whatever its flow;
+the runner (`harness.replay.run.run_job`) sees only this protocol.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Running a job over a recording: checks first, then the run, then the outputs.
 
-`run_job` is what every replay goes through, the bot-detection fast path
-and user flows alike: it opens the recording (failing early, in one line,
-on a missing or damaged one), checks finished segments' sha256, chooses the
-run directory (temporary, or the recovery state), runs the job in this
-process or as a local cluster, and hands the run directory to `collect`.
+`run_job` is what every replay goes through, whatever its flow: it opens
+the recording (failing early, in one line, on a missing or damaged one),
+checks finished segments' sha256, chooses the run directory (temporary, or
+the recovery state), runs the job in this process or as a local cluster, and
+hands the run directory to `collect`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from harness.replay.cluster import Cluster, run_member
 from harness.replay.job import Job
 from harness.replay.recovery import run_directory
 
-__all__ = ["Run", "run_job", "unaccounted"]
+__all__ = ["Run", "run_job"]
 
 T = TypeVar("T")
 
@@ -98,19 +98,6 @@ def run_job(job: Job, collect: Callable[[Path], T], *, addresses: list[str] | No
         wall = time.perf_counter() - start
         output = collect(run_dir)
     return Run(output, wall, recording, notes)
-
-
-def unaccounted(recording: Recording, read: int, skipped: int) -> tuple[int, str] | None:
-    """Events the manifest lists that a whole `--skip-damaged` run neither read nor
-    reported (damage no reader could place, e.g. a segment cut at a block boundary):
-    how many, and the `where` of the damaged dead letter that reports them."""
-    if not recording.skip_damaged or not recording.manifest.complete:
-        return None
-    missing = recording.manifest.events - read - skipped
-    if missing <= 0:
-        return None
-    return missing, (f"{recording.directory}: {missing} event(s) the manifest lists were"
-                     " not found (segments cut short or damaged between blocks)")
 
 
 def _scan_unfinished(recording: Recording) -> list[str]:

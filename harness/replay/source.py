@@ -108,6 +108,11 @@ class SourceTally:
     damaged: int = 0  # lines of a damaged recording skipped (not events)
 
     @property
+    def events(self) -> int:
+        """Events read (the flow contract's name for them)."""
+        return self.read
+
+    @property
     def dead_letters(self) -> int:
         return self.not_json + self.not_object + self.no_key
 

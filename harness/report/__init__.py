@@ -99,14 +99,17 @@ def write_report(
     detection = params or DetectionParams()
     replayed = summaries is None or dead_letters is None
     if replayed:
-        from harness.flows.bots.replay import ReplayConfig, replay
+        from dataclasses import asdict
 
-        result = replay(ReplayConfig(recording, detection))
+        from harness.replay.flowjob import FlowJob, replay
+        from harness.replay.job import ReadOptions
+
+        result = replay(FlowJob(ReadOptions(recording), params=asdict(detection)))
         output = result.output
         results = f"replayed here through the bot-detection flow ({result.wall_seconds:.2f} s)"
-        summaries = output.summaries if summaries is None else summaries
+        summaries = list(output.values()) if summaries is None else summaries
         dead_letters = output.dead_letters if dead_letters is None else dead_letters
-        tally = output.tally.to_json() if tally is None else tally
+        tally = output.counts.to_json() if tally is None else tally
     else:
         results = (f"given: {len(summaries or ()):,} window summaries and"
                    f" {len(dead_letters or ()):,} dead letters")

@@ -17,6 +17,7 @@ recording on disk, so a flow can be property-tested against a model.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -24,12 +25,12 @@ from typing import Any
 
 import orjson
 
-from harness.check import DEFAULT_SHAPES, CheckResult, Shape, check
+from harness.check import DEFAULT_SHAPES, CheckResult, Shape, check, outcome
 from harness.errors import UsageError
 from harness.recording.lanes import DEFAULT_LANES
 from harness.recording.sample import sample_recording
+from harness.replay.flowjob import FlowJob, replay
 from harness.replay.job import ReadOptions
-from harness.replay.targets import Target
 
 __all__ = ["DEFAULT_SHAPES", "Shape", "assert_deterministic", "flow_spec", "run_flow",
            "sample_recording", "write_recording"]
@@ -53,9 +54,10 @@ def flow_spec(factory: FlowFactory) -> tuple[str, tuple[str, ...]]:
     return f"{module}:{name}", search
 
 
-def _target(factory: FlowFactory, key: str, partitions: int | None) -> Target:
+def _job(factory: FlowFactory, recording: str | Path, key: str, partitions: int | None,
+         **read: Any) -> FlowJob:
     spec, search = flow_spec(factory)
-    return Target(flow=spec, key=key, partitions=partitions, search=search)
+    return FlowJob(ReadOptions(Path(recording), **read), spec, key, partitions, search=search)
 
 
 def run_flow(factory: FlowFactory, recording: str | Path, *, key: str = "user",
@@ -68,10 +70,9 @@ def run_flow(factory: FlowFactory, recording: str | Path, *, key: str = "user",
     `harness.replay.clock.RecordedClock` (as `harness replay --clock recorded`)."""
     if clock not in ("event", "recorded"):
         raise UsageError(f"clock={clock!r}: expected 'event' or 'recorded'")
-    target = _target(factory, key, partitions).replace(clock=clock)
-    result = target.run(ReadOptions(Path(recording), workers, processes,
-                                    batch_size=batch_size))
-    return [orjson.loads(line) for line in result.output.lines]  # type: ignore[union-attr]
+    job = _job(factory, recording, key, partitions, workers=workers, processes=processes,
+               batch_size=batch_size)
+    return list(replay(dataclasses.replace(job, clock=clock)).output.values())
 
 
 def assert_deterministic(factory: FlowFactory, recording: str | Path, *, key: str = "user",
@@ -79,10 +80,10 @@ def assert_deterministic(factory: FlowFactory, recording: str | Path, *, key: st
                          partitions: int | None = None) -> CheckResult:
     """Run `factory` on several cluster shapes; raise AssertionError naming the shapes
     that differ and items found with only one of them."""
-    target = _target(factory, key, partitions)
-    result = check(lambda shape: target.outcome(Path(recording), shape), shapes)
+    job = _job(factory, recording, key, partitions)
+    result = check(lambda shape: outcome(job, shape), shapes)
     if not result.deterministic:
-        raise AssertionError(f"{target.name}: {result.summary()}\n"
+        raise AssertionError(f"{job.flow}: {result.summary()}\n"
                              + "\n".join(d.describe() for d in result.differences))
     return result
 

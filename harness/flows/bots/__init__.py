@@ -3,6 +3,7 @@ accounts editing faster than 10 pages/second flagged.
 
 - `semantics`: the rules, defined once (`DetectionParams`, `Detector`, ...);
 - `reference`: the same rules as one plain loop, the oracle and baseline;
-- `decode`, `flow`, `routing`, `sinks`, `replay`: the harness's lane fast path;
-- `plugin`: the same detection as an ordinary `--flow` plug-in.
+- `detection`: the flow as the harness runs it (`--flow bots`, the default), built
+  from `decode`, `flow`, `routing` and `sinks`: the lane fast path;
+- `plugin`: the same detection written as an ordinary `--flow MODULE:FUNCTION`.
 """

@@ -201,6 +201,15 @@ class Tally:
     def to_json(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}
 
+    @property
+    def damaged(self) -> int:
+        """Lines of a damaged recording skipped (the flow contract's name for them)."""
+        return self.skipped
+
+    @damaged.setter
+    def damaged(self, lines: int) -> None:
+        self.skipped = lines
+
 
 @dataclass(slots=True)
 class _UserState:

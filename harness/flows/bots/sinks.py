@@ -1,16 +1,16 @@
-"""Where the flow's outputs go: per-worker part files, merged into one result.
+"""Where the bot flow's outputs go: per-lane part files in the run directory.
 
 Every lane's outputs go to that lane's own files in a run directory, so no
 two writers share a file and a multi-process run needs no coordination;
-`collect` merges the parts once the cluster has finished.
+`BotDetection.collect` merges the parts once the cluster has finished.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, BinaryIO, TextIO
+from typing import BinaryIO, TextIO
 
 import orjson
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
@@ -120,40 +120,14 @@ class _LaneWriter(StatefulSinkPartition[Report, SinkPosition]):
         self._live.close()
 
 
-@dataclass
-class RunOutput:
-    """The merged outputs of all workers of one run."""
-
-    summaries: list[dict[str, Any]] = field(default_factory=list)
-    dead_letters: list[dict[str, Any]] = field(default_factory=list)
-    tally: Tally = field(default_factory=Tally)
-    parts: int = 0
-
-
-def _lines(path: Path) -> list[dict[str, Any]]:
-    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
-
-
-def summary_order(summary: dict[str, Any]) -> tuple[str, str]:
-    return summary["window_start"], summary["user"]
-
-
 def live_tally(run_dir: Path) -> Tally:
     """What all workers have counted so far, while the run goes on."""
     return Tally(**Counters.read(sorted(run_dir.glob(LIVE.format("*"))), TALLY_FIELDS))
 
 
-def collect(run_dir: Path, summaries: bool = True) -> RunOutput:
-    """Merge every worker's parts; summaries (unless not wanted: they are all the
-    windows, which only an --out file needs) sorted by (window_start, user)."""
-    out = RunOutput()
-    for path in sorted(run_dir.glob("tally-*.json")):
-        out.tally.add(Tally(**orjson.loads(path.read_bytes())))
-        out.parts += 1
-    for path in sorted(run_dir.glob("summaries-*.jsonl") if summaries else ()):
-        out.summaries.extend(_lines(path))
-    for path in sorted(run_dir.glob("deadletters-*.jsonl")):
-        out.dead_letters.extend(_lines(path))
-    out.summaries.sort(key=summary_order)
-    out.dead_letters.sort(key=lambda d: d["seq"])
-    return out
+def read_tally(run_dir: Path) -> Tally:
+    """The counts of a finished run, summed over every lane's part."""
+    tally = Tally()
+    for path in sorted(run_dir.glob(TALLY.format("*"))):
+        tally.add(Tally(**orjson.loads(path.read_bytes())))
+    return tally
