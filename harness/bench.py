@@ -1,17 +1,33 @@
 """`harness bench`: throughput per cluster shape, measured side by side, whole processes.
 
-Every figure is the wall time of a whole `harness replay` process (start-up,
-imports and cluster connect included), run in rounds that interleave every
-shape with a *plain loop*: one Python thread that streams the recording's
-segments through zstd and parses every line with orjson (and, for the bot
-flow, detects with the same rules, `reference.plain_loop`). Ratios compare
-runs made at the same time on a noisy machine; the median of the rounds is
-reported with min and max. "Net of start-up" subtracts the median wall time
-of the same shape on a tiny recording (the first events of the same one).
+Every figure is the wall time of a whole process (start-up, imports and
+cluster connect included), run in rounds that interleave every row, so
+ratios compare runs made at the same time on a noisy machine; the median of
+the rounds is reported with min and max. The rows:
+
+- *plain loop*: one Python thread that streams the recording's segments
+  through zstd and parses every line with orjson (and, for bot detection,
+  detects with the same rules, `reference.plain_loop`);
+- *naive Bytewax* (a flow of payloads): what a Bytewax user does without the
+  harness: the same flow fed by `bytewax.connectors.files.FileSource` over
+  the payloads as JSON lines, `orjson.loads` in a map (events the harness
+  would not pass on dropped there), one worker;
+- per shape, `harness replay` of the flow, and (a flow of payloads) of
+  `--flow passthrough` with the same key: the source into a sink that keeps
+  nothing, so the difference is the flow's own share;
+- *ceiling* (two processes): two one-worker replays run at once show how
+  much the cores slow each other (`m`); with the one-worker start-up `s`
+  (the tiny recording) and wall `T1`, two processes can at best reach
+  `T1 / (s + (T1 - s) / 2 * m)`. A two-process row says what share of that
+  it reached.
+
+"Net of start-up" subtracts the median wall time of the same shape on a tiny
+recording (the first events of the same one).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -20,18 +36,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 import zstandard
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from harness.errors import HarnessError
 from harness.recording.reader import Recording
 
-__all__ = ["BenchPlan", "BenchResults", "Measured", "net_rate", "plain_read", "run_bench"]
+__all__ = ["BenchPlan", "BenchResults", "Measured", "export_payloads", "net_rate",
+           "plain_read", "run_bench"]
 
 TINY_EVENTS = 200
 RUN_TIMEOUT = 3600.0  # a safety stop for one process, not a threshold
@@ -39,10 +57,10 @@ RUN_TIMEOUT = 3600.0  # a safety stop for one process, not a threshold
 
 @dataclass(frozen=True)
 class BenchPlan:
-    """What to measure: a flow (None: bot detection) over a recording, per shape."""
+    """What to measure: a flow over a recording, per shape."""
 
     recording: Path
-    flow: str | None = None
+    flow: str = "bots"
     key: str = "user"
     partitions: int | None = None
     workers: Sequence[int] = (1, 2, 4)
@@ -54,18 +72,32 @@ class BenchPlan:
     def shapes(self) -> list[tuple[int, int]]:
         return [(w, p) for p in self.processes for w in self.workers]
 
-    def command(self, recording: Path, workers: int, processes: int) -> list[str]:
+    @property
+    def payloads(self) -> bool:
+        """Whether the flow reads payloads (then it gets the naive and pass-through rows)."""
+        from harness.flows.contract import CHUNKS, registered
+
+        kind = registered(self.flow)
+        return kind is None or kind.input != CHUNKS
+
+    def command(self, recording: Path, workers: int, processes: int,
+                flow: str | None = None) -> list[str]:
         cmd = [sys.executable, "-m", "harness", "replay", str(recording), "--quiet", "--json",
-               "--workers", str(workers), "--processes", str(processes), *self.extra_args]
-        if self.flow not in (None, "bots"):
-            cmd += ["--flow", self.flow, "--key", self.key]
+               "--workers", str(workers), "--processes", str(processes), *self.extra_args,
+               "--flow", flow or self.flow]
+        if self.payloads:
+            cmd += ["--key", self.key]
             if self.partitions is not None:
                 cmd += ["--partitions", str(self.partitions)]
         return cmd
 
     def baseline_command(self, recording: Path) -> list[str]:
-        kind = "detect" if self.flow in (None, "bots") else "read"
-        return [sys.executable, "-m", "harness.bench", kind, str(recording)]
+        return [sys.executable, "-m", "harness.bench", "read" if self.payloads else "detect",
+                str(recording)]
+
+    def naive_command(self, payloads: Path, out: Path) -> list[str]:
+        return [sys.executable, "-m", "harness.bench", "naive", str(payloads), self.flow,
+                self.key, str(out)]
 
 
 def net_rate(events: int, wall: float, fixed: float) -> float | None:
@@ -84,6 +116,7 @@ class Measured:
     events: int
     workers: int | None = None
     processes: int | None = None
+    kind: str = "flow"  # flow | passthrough | plain loop | naive bytewax | pair
     walls: list[float] = field(default_factory=list)
     tiny_walls: list[float] = field(default_factory=list)
 
@@ -105,19 +138,28 @@ class Measured:
         return None if self.startup is None else net_rate(self.events, self.median,
                                                           self.startup)
 
-    def to_json(self, baseline: Measured | None) -> dict[str, Any]:
+    def to_json(self, results: BenchResults | None) -> dict[str, Any]:
         row: dict[str, Any] = {
-            "name": self.name, "events": self.events, "workers": self.workers,
-            "processes": self.processes, "walls_s": [round(w, 4) for w in self.walls],
-            "median_s": round(self.median, 4), "min_s": round(min(self.walls), 4),
-            "max_s": round(max(self.walls), 4), "events_per_s": round(self.events_per_s),
+            "name": self.name, "kind": self.kind, "events": self.events,
+            "workers": self.workers, "processes": self.processes,
+            "walls_s": [round(w, 4) for w in self.walls], "median_s": round(self.median, 4),
+            "min_s": round(min(self.walls), 4), "max_s": round(max(self.walls), 4),
+            "events_per_s": round(self.events_per_s),
         }
         if self.startup is not None:
             row["startup_s"] = round(self.startup, 4)
             net = self.net_events_per_s
             row["net_events_per_s"] = round(net) if net is not None else None
-        if baseline is not None:
-            row["ratio_to_plain_loop"] = round(baseline.median / self.median, 3)
+        if results is not None:
+            row["ratio_to_plain_loop"] = round(results.baseline.median / self.median, 3)
+            if results.naive is not None:
+                row["ratio_to_naive_bytewax"] = round(results.naive.median / self.median, 3)
+            share = results.of_ceiling(self)
+            if share is not None:
+                row["share_of_ceiling"] = round(share, 3)
+            flow_share = results.flow_share(self)
+            if flow_share is not None:
+                row["flow_share"] = round(flow_share, 3)
         return row
 
 
@@ -126,33 +168,81 @@ class BenchResults:
     plan: BenchPlan
     baseline: Measured
     rows: list[Measured]
+    naive: Measured | None = None
+    pair: Measured | None = None
+
+    def row(self, workers: int, processes: int, kind: str = "flow") -> Measured | None:
+        return next((r for r in self.rows if (r.workers, r.processes, r.kind)
+                     == (workers, processes, kind)), None)
+
+    @property
+    def ceiling(self) -> dict[str, float] | None:
+        """What two processes can reach on this machine (see the module doc)."""
+        one = self.row(1, 1)
+        if self.pair is None or one is None or one.startup is None:
+            return None
+        t1, s = one.median, one.startup
+        m = self.pair.median / t1
+        return {"T1_s": round(t1, 4), "startup_s": round(s, 4), "mutual_slowdown": round(m, 3),
+                "speedup": round(t1 / (s + (t1 - s) / 2 * m), 3)}
+
+    def of_ceiling(self, row: Measured) -> float | None:
+        """A two-process flow row's speed-up over one worker, as a share of the ceiling."""
+        ceiling, one = self.ceiling, self.row(1, 1)
+        if ceiling is None or one is None or row.processes != 2 or row.kind != "flow":
+            return None
+        return one.median / row.median / ceiling["speedup"]
+
+    def flow_share(self, row: Measured) -> float | None:
+        """The share of a flow row's wall time that the pass-through does not spend."""
+        if row.kind != "flow" or row.workers is None or row.processes is None:
+            return None
+        passing = self.row(row.workers, row.processes, "passthrough")
+        return None if passing is None else 1 - passing.median / row.median
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "recording": str(self.plan.recording), "flow": self.plan.flow or "bot detection",
+            "recording": str(self.plan.recording), "flow": self.plan.flow,
             "key": self.plan.key, "rounds": self.plan.rounds, "python": sys.version.split()[0],
             "cpus": os.cpu_count(), "baseline": self.baseline.to_json(None),
-            "rows": [row.to_json(self.baseline) for row in self.rows],
+            "naive_bytewax": self.naive.to_json(self) if self.naive is not None else None,
+            "ceiling": self.ceiling,
+            "rows": [row.to_json(self) for row in self.rows],
         }
 
     def table(self) -> list[str]:
-        head = (f"{'shape':<24} {'events/s':>10} {'min-max s':>13} {'x plain':>8}"
-                f" {'start-up s':>10} {'net ev/s':>10}")
-        lines = [f"{self.plan.flow or 'bot detection'} on {self.plan.recording}"
-                 f" ({self.baseline.events:,} events, median of {self.plan.rounds} rounds,"
-                 " whole processes)", head, "-" * len(head)]
-        for row in [self.baseline, *self.rows]:
+        naive = self.naive is not None
+        head = (f"{'shape':<28} {'events/s':>10} {'min-max s':>13} {'x plain':>8}"
+                + (f" {'x naive':>8}" if naive else "")
+                + f" {'start-up s':>10} {'net ev/s':>10}  notes")
+        lines = [f"{self.plan.flow} on {self.plan.recording} ({self.baseline.events:,} events,"
+                 f" median of {self.plan.rounds} rounds, whole processes)", head,
+                 "-" * len(head)]
+        for row in [self.baseline, *([self.naive] if self.naive else []), *self.rows]:
             net = row.net_events_per_s
-            ratio = self.baseline.median / row.median
+            notes = []
+            share, flow_share = self.of_ceiling(row), self.flow_share(row)
+            if share is not None:
+                notes.append(f"{share:.0%} of the ceiling")
+            if flow_share is not None:
+                notes.append(f"flow's share {flow_share:.0%}")
             lines.append(
-                f"{row.name:<24} {row.events_per_s:>10,.0f}"
-                f" {f'{min(row.walls):.2f}-{max(row.walls):.2f}':>13} {ratio:>8.2f}"
-                f" {f'{row.startup:.2f}' if row.startup is not None else '-':>10}"
-                f" {f'{net:,.0f}' if net is not None else '-':>10}")
+                f"{row.name:<28} {row.events_per_s:>10,.0f}"
+                f" {f'{min(row.walls):.2f}-{max(row.walls):.2f}':>13}"
+                f" {self.baseline.median / row.median:>8.2f}"
+                + (f" {self.naive.median / row.median:>8.2f}" if self.naive else "")
+                + f" {f'{row.startup:.2f}' if row.startup is not None else '-':>10}"
+                f" {f'{net:,.0f}' if net is not None else '-':>10}  {', '.join(notes)}")
+        ceiling = self.ceiling
+        if ceiling is not None:
+            lines.append(f"ceiling for 2 processes: {ceiling['speedup']:.2f}x one worker"
+                         f" (T1 {ceiling['T1_s']:.2f} s, start-up {ceiling['startup_s']:.2f} s,"
+                         f" cores' mutual slowdown {ceiling['mutual_slowdown']:.2f} from two"
+                         " one-worker replays at once)")
         return lines
 
     def plot_png(self) -> bytes:
-        """Events/s per shape (median, min-max bars) and the plain loop's line."""
+        """Events/s per shape (median, min-max bars) and the reference rows' lines."""
         try:
             import matplotlib
 
@@ -168,15 +258,19 @@ class BenchResults:
         highs = [row.events / min(row.walls) for row in self.rows]
         errors = [[m - lo for m, lo in zip(medians, lows, strict=True)],
                   [hi - m for m, hi in zip(medians, highs, strict=True)]]
-        ax.bar(names, medians, yerr=errors, capsize=4, color="#4c72b0", label="harness replay")
+        colors = ["#c44e52" if row.kind == "passthrough" else "#4c72b0" for row in self.rows]
+        ax.bar(names, medians, yerr=errors, capsize=4, color=colors, label="harness replay")
         nets = [row.net_events_per_s for row in self.rows]
         ax.scatter([n for n, v in zip(names, nets, strict=True) if v is not None],
                    [v for v in nets if v is not None], marker="_", s=400, color="#dd8452",
                    label="net of start-up", zorder=3)
         ax.axhline(self.baseline.events_per_s, color="#55a868", linestyle="--",
                    label=f"plain loop ({self.baseline.events_per_s:,.0f}/s)")
+        if self.naive is not None:
+            ax.axhline(self.naive.events_per_s, color="#8172b2", linestyle=":",
+                       label=f"naive Bytewax ({self.naive.events_per_s:,.0f}/s)")
         ax.set_ylabel("events per second (whole process)")
-        ax.set_title(f"{self.plan.flow or 'bot detection'}: {self.baseline.events:,} events,"
+        ax.set_title(f"{self.plan.flow}: {self.baseline.events:,} events,"
                      f" median of {self.plan.rounds}, min-max bars", fontsize=10)
         ax.legend(fontsize=8)
         plt.setp(ax.get_xticklabels(), rotation=20, ha="right", fontsize=8)
@@ -187,16 +281,33 @@ class BenchResults:
         return out.getvalue()
 
 
+def _finished(proc: subprocess.CompletedProcess[bytes] | subprocess.Popen[bytes],
+              cmd: list[str], stdout: bytes, stderr: bytes) -> dict[str, Any]:
+    if proc.returncode != 0:
+        error = stderr.decode(errors="replace").strip().splitlines()
+        raise HarnessError(f"bench: {' '.join(cmd[3:7])}... failed (exit {proc.returncode}):"
+                           f" {error[-1] if error else 'no message'}")
+    lines = stdout.decode().strip().splitlines()
+    return orjson.loads(lines[-1]) if lines else {}
+
+
 def _timed(cmd: list[str]) -> tuple[float, dict[str, Any]]:
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, timeout=RUN_TIMEOUT, check=False)
     wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        error = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise HarnessError(f"bench: {' '.join(cmd[3:7])}... failed (exit {proc.returncode}):"
-                           f" {error[-1] if error else 'no message'}")
-    lines = proc.stdout.decode().strip().splitlines()
-    return wall, (orjson.loads(lines[-1]) if lines else {})
+    return wall, _finished(proc, cmd, proc.stdout, proc.stderr)
+
+
+def _timed_pair(cmd: list[str]) -> float:
+    """Wall time of two copies of `cmd` started together, until both have ended."""
+    start = time.perf_counter()
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for _ in range(2)]
+    outputs = [proc.communicate(timeout=RUN_TIMEOUT) for proc in procs]
+    wall = time.perf_counter() - start
+    for proc, (out, err) in zip(procs, outputs, strict=True):
+        _finished(proc, cmd, out, err)
+    return wall
 
 
 def tiny_copy(recording: Path, directory: Path, events: int = TINY_EVENTS) -> Path:
@@ -213,34 +324,83 @@ def tiny_copy(recording: Path, directory: Path, events: int = TINY_EVENTS) -> Pa
     return directory
 
 
+def export_payloads(recording: Path, out: Path) -> Path:
+    """The recording's payloads as JSON lines, in recording order (what a user without
+    the harness would have on disk): each event's payload as it was recorded."""
+    with out.open("wb") as f:
+        for env in Recording(recording).envelopes():
+            if env.is_json:
+                f.write(orjson.dumps(env.data) + b"\n")
+            else:
+                f.write((env.raw or "").replace("\n", " ").encode("utf-8", "replace") + b"\n")
+    return out
+
+
 def run_bench(plan: BenchPlan, progress: Callable[[str], None] | None = None) -> BenchResults:
-    """Measure every shape and the plain loop, interleaved, `plan.rounds` times."""
+    """Measure every row, interleaved, `plan.rounds` times."""
     events = Recording(plan.recording).manifest.events
-    baseline = Measured("plain loop (1 thread)", events)
-    rows = [Measured(f"{w} worker{'s' if w > 1 else ''} x {p} process{'es' if p > 1 else ''}",
-                     events, w, p) for w, p in plan.shapes]
+    baseline = Measured("plain loop (1 thread)", events, kind="plain loop")
+    rows: list[Measured] = []
+    for w, p in plan.shapes:
+        shape = f"{w} worker{'s' if w > 1 else ''} x {p} process{'es' if p > 1 else ''}"
+        rows.append(Measured(shape, events, w, p))
+        if plan.payloads:
+            rows.append(Measured(f"  passthrough, {w}x{p}", events, w, p, kind="passthrough"))
+    results = BenchResults(plan, baseline, rows)
+    if plan.payloads:
+        results.naive = Measured("naive Bytewax (1 worker)", events, 1, 1, "naive bytewax")
+    if any(p == 2 for p in plan.processes) and (1, 1) in plan.shapes:
+        results.pair = Measured("two 1x1 at once", events, 1, 1, "pair")
+    _compiled()
     work = Path(tempfile.mkdtemp(prefix="harness-bench-"))
     try:
         tiny = tiny_copy(plan.recording, work / "tiny")
+        payloads = export_payloads(plan.recording, work / "payloads.jsonl") \
+            if results.naive is not None else None
+        for command in (plan.command(plan.recording, 1, 1),  # lanes derived before timing
+                        *([plan.command(plan.recording, 1, 1, "passthrough")]
+                          if plan.payloads else [])):
+            _timed(command)
         for round_ in range(plan.rounds):
-            wall, _ = _timed(plan.baseline_command(plan.recording))
-            baseline.walls.append(wall)
-            for row in rows:
-                assert row.workers is not None and row.processes is not None
-                wall, summary = _timed(plan.command(plan.recording, row.workers, row.processes))
-                read = summary.get("events", summary.get("read"))
-                if read is not None and read != events:
-                    raise HarnessError(f"bench: {row.name} read {read} events, the recording"
-                                       f" holds {events}")
+            for row, wall in _round(plan, results, tiny, payloads, work, events):
                 row.walls.append(wall)
-                row.tiny_walls.append(_timed(plan.command(tiny, row.workers,
-                                                          row.processes))[0])
                 if progress is not None:
-                    progress(f"round {round_ + 1}/{plan.rounds}: {row.name}: {wall:.2f} s"
-                             f" (plain loop {baseline.walls[-1]:.2f} s)")
+                    progress(f"round {round_ + 1}/{plan.rounds}: {row.name.strip()}:"
+                             f" {wall:.2f} s")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return BenchResults(plan, baseline, rows)
+    return results
+
+
+def _compiled() -> None:
+    """The harness's modules byte-compiled, as an installed package's are (an editable
+    install under PYTHONDONTWRITEBYTECODE would compile them again in every run)."""
+    import compileall
+
+    import harness
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        compileall.compile_dir(Path(harness.__file__).parent, quiet=2)
+
+
+def _round(plan: BenchPlan, results: BenchResults, tiny: Path, payloads: Path | None,
+           work: Path, events: int) -> Iterator[tuple[Measured, float]]:
+    """One round: every row once, interleaved (tiny runs recorded on the rows)."""
+    yield results.baseline, _timed(plan.baseline_command(plan.recording))[0]
+    if results.naive is not None and payloads is not None:
+        yield results.naive, _timed(plan.naive_command(payloads, work / "naive-out"))[0]
+    for row in results.rows:
+        assert row.workers is not None and row.processes is not None
+        flow = "passthrough" if row.kind == "passthrough" else None
+        wall, summary = _timed(plan.command(plan.recording, row.workers, row.processes, flow))
+        read = summary.get("events", summary.get("read"))
+        if read is not None and read != events:
+            raise HarnessError(f"bench: {row.name.strip()} read {read} events, the recording"
+                               f" holds {events}")
+        row.tiny_walls.append(_timed(plan.command(tiny, row.workers, row.processes, flow))[0])
+        yield row, wall
+    if results.pair is not None:
+        yield results.pair, _timed_pair(plan.command(plan.recording, 1, 1))
 
 
 def plain_read(path: Path) -> int:
@@ -257,10 +417,69 @@ def plain_read(path: Path) -> int:
     return count
 
 
+def naive_bytewax(payloads: Path, flow: str, key: str, out: Path) -> int:
+    """`flow` the way a Bytewax user runs it without the harness: `FileSource` over the
+    payloads' JSON lines, `orjson.loads` in a map (dropping what the harness would not
+    pass on: not JSON, not an object, no `key`), one worker, items written as JSON
+    lines. Returns the number of items."""
+    import bytewax.operators as op
+    from bytewax.connectors.files import FileSource
+    from bytewax.run import cli_main
+
+    from harness.flows.contract import resolve
+    from harness.flows.surgery import input_steps, splice_after_input
+    from harness.flows.user import UserFlow
+    from harness.replay.keys import key_getter, key_text
+
+    plugin = resolve(flow, (str(Path.cwd()),))
+    if not isinstance(plugin, UserFlow):
+        raise HarnessError(f"bench: the naive pipeline needs your own flow, not {flow}")
+    get = key_getter(key)
+
+    def parse(line: str) -> Any:
+        try:
+            payload = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return None
+        return payload if isinstance(payload, dict) and key_text(get(payload)) else None
+
+    out.mkdir(exist_ok=True)
+    sink = _LinesSink(out)
+    dataflow = plugin.factory(FileSource(payloads), sink)
+    (step,) = input_steps(dataflow)
+    splice_after_input(dataflow, step, lambda lines: op.filter_map("parse", lines, parse))
+    cli_main(dataflow, workers_per_process=1)  # type: ignore[no-untyped-call]
+    return sum(p.read_bytes().count(b"\n") for p in out.iterdir())
+
+
+class _LinesSink(DynamicSink[Any]):
+    """Items as JSON lines, a file per step and worker (`FileSink` and a map, fused)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _LinesPart:
+        return _LinesPart(self.directory / f"{step_id}-{worker_index}.jsonl")
+
+
+class _LinesPart(StatelessSinkPartition[Any]):
+    def __init__(self, path: Path) -> None:
+        self.file = path.open("wb")
+
+    def write_batch(self, items: list[Any]) -> None:
+        self.file.write(b"".join(orjson.dumps(item) + b"\n" for item in items))
+
+    def close(self) -> None:
+        self.file.close()
+
+
 def _main(argv: list[str]) -> None:
-    kind, path = argv
+    kind, path, *rest = argv
     if kind == "read":
         print(orjson.dumps({"events": plain_read(Path(path))}).decode())
+    elif kind == "naive":
+        flow, key, out = rest
+        print(orjson.dumps({"items": naive_bytewax(Path(path), flow, key, Path(out))}).decode())
     else:
         from harness.flows.bots.reference import plain_loop
         from harness.flows.bots.semantics import DetectionParams

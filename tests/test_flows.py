@@ -258,16 +258,46 @@ def test_killed_flow_replay_resumes_exactly_once(tmp_path: Path) -> None:
     assert out.read_bytes() == whole.read_bytes()  # nothing lost, nothing doubled
 
 
-def test_bench_measures_shapes_beside_the_plain_loop(tmp_path: Path) -> None:
+def test_bench_measures_shapes_beside_the_plain_loop_naive_bytewax_and_passthrough(
+        tmp_path: Path) -> None:
     proc = harness("bench", str(SAMPLE), "--flow", "wiki_counts:wiki_counts", "--key", "wiki",
-                   "--workers", "1", "--processes", "1", "--rounds", "1", "--json",
+                   "--workers", "1", "--processes", "1,2", "--rounds", "1", "--json",
                    "--out", str(tmp_path / "bench.json"))
     assert proc.returncode == 0, proc.stderr
     result = orjson.loads(proc.stdout)
-    (row,) = result["rows"]
-    assert row["events"] == 20_000 and row["events_per_s"] > 0 and row["startup_s"] > 0
-    assert row["ratio_to_plain_loop"] > 0 and result["baseline"]["median_s"] > 0
+    rows = {(r["kind"], r["workers"], r["processes"]): r for r in result["rows"]}
+    assert set(rows) == {("flow", 1, 1), ("passthrough", 1, 1), ("flow", 1, 2),
+                         ("passthrough", 1, 2)}
+    one, two = rows["flow", 1, 1], rows["flow", 1, 2]
+    assert one["events"] == 20_000 and one["events_per_s"] > 0 and one["startup_s"] > 0
+    assert one["ratio_to_plain_loop"] > 0 and result["baseline"]["median_s"] > 0
+    assert one["ratio_to_naive_bytewax"] > 0 and result["naive_bytewax"]["median_s"] > 0
+    assert 0 < one["flow_share"] < 1  # the pass-through reads the same events, and no more
+    ceiling = result["ceiling"]
+    assert ceiling["T1_s"] == one["median_s"] and 1 < ceiling["speedup"] < 2
+    assert two["share_of_ceiling"] == pytest.approx(
+        one["median_s"] / two["median_s"] / ceiling["speedup"], abs=0.002)
+    assert "share_of_ceiling" not in one
     assert orjson.loads((tmp_path / "bench.json").read_bytes()) == result
+
+
+def test_the_naive_bytewax_pipeline_writes_what_the_harness_writes(tmp_path: Path) -> None:
+    """The reference row runs the same logic: FileSource + orjson in a map, one worker."""
+    from harness.bench import export_payloads, naive_bytewax
+
+    payloads = export_payloads(SAMPLE, tmp_path / "payloads.jsonl")
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        naive_bytewax(payloads, "wiki_counts:wiki_counts", "wiki", tmp_path / "naive")
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    naive = sorted(orjson.dumps(orjson.loads(line), option=orjson.OPT_SORT_KEYS)
+                   for path in (tmp_path / "naive").iterdir()
+                   for line in path.read_bytes().splitlines())
+    replayed = harness("replay", str(SAMPLE), "--flow", "wiki_counts:wiki_counts", "--key",
+                       "wiki", "--out", str(tmp_path / "replayed.jsonl"))
+    assert replayed.returncode == 0, replayed.stderr
+    assert naive == (tmp_path / "replayed.jsonl").read_bytes().splitlines()
 
 
 # ------------------------------------------------------------- harness.testing

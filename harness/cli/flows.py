@@ -36,6 +36,7 @@ def add_flow_options(p: argparse.ArgumentParser, *, own: bool = True) -> None:
     g.add_argument("--partitions", type=count(1, 65535), metavar="N",
                    help="lanes your flow's source is dealt into (default: the fewest, at"
                         " least 8, that every worker reads as many of)")
+    p.set_defaults(flow_options=own)
     if own:
         for name in FLOWS:
             kind = registered(name)
@@ -48,7 +49,7 @@ def job_of(args: argparse.Namespace, read: Any, *, console: bool = False) -> Any
     from harness.replay.flowjob import FlowJob
 
     kind = registered(args.flow)
-    params = kind.params_of(args) if kind is not None else {}
+    params = kind.params_of(args) if kind is not None and args.flow_options else {}
     wikis = getattr(args, "wikis", None)
     return FlowJob(read, args.flow, args.key, args.partitions,
                    getattr(args, "start", None), getattr(args, "end", None),

@@ -10,14 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import bytewax.operators as op
-from bytewax.dataflow import Dataflow
-from bytewax.inputs import Source
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from harness.flows.user import PayloadFlow
 
 if TYPE_CHECKING:
+    from bytewax.dataflow import Dataflow
+    from bytewax.inputs import Source
+
     from harness.replay.flowjob import FlowJob
 
 __all__ = ["PassThrough"]
@@ -30,6 +30,9 @@ class PassThrough(PayloadFlow):
 
     def build(self, job: FlowJob, source: Source[Any], run_dir: Path, *,
               live_lanes: int | None = None) -> Dataflow:
+        import bytewax.operators as op
+        from bytewax.dataflow import Dataflow
+
         flow = Dataflow("passthrough")
         op.output("discard", op.input("edits", flow, source), _Discard())
         return flow

@@ -16,24 +16,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bytewax.dataflow import Dataflow
-from bytewax.inputs import Source
-
 from harness.errors import UsageError
 from harness.flows.contract import PAYLOADS, Flow, FlowOutput
-from harness.recording.integrity import SegmentCheck
-from harness.replay.items import Items, count_lines
-from harness.replay.keylanes import FORMAT as KEY_LANES_FORMAT
-from harness.replay.keylanes import beside_the_run
-from harness.replay.sink import ITEMS, JsonSink, exactly_once
-from harness.replay.source import SourceTally, live_source_tally, read_source_report
 
+# The command line declares every registered flow's options, for every command: what
+# runs a flow (Bytewax, the source machinery) is imported only when it runs.
 if TYPE_CHECKING:
+    from bytewax.dataflow import Dataflow
+    from bytewax.inputs import Source
+
+    from harness.recording.integrity import SegmentCheck
     from harness.replay.flowjob import FlowJob
+    from harness.replay.source import SourceTally
 
 __all__ = ["FlowFactory", "PayloadFlow", "UserFlow", "load_flow"]
 
-FlowFactory = Callable[[Any, Any], Dataflow]
+FlowFactory = Callable[[Any, Any], "Dataflow"]
 
 
 class PayloadFlow(Flow):
@@ -42,16 +40,26 @@ class PayloadFlow(Flow):
     input = PAYLOADS
 
     def prepare(self, job: FlowJob, progress: bool | None) -> list[SegmentCheck]:
+        from harness.replay.keylanes import beside_the_run
+
         lanes = job.payload_source(None).lanes(progress)  # derived once, found by members
         return [beside_the_run(lanes)]
 
     def identity(self, job: FlowJob) -> dict[str, Any]:
-        return {"key": job.key, "partitions": job.lane_count, "lanes": KEY_LANES_FORMAT}
+        from harness.replay.keylanes import FORMAT
+
+        return {"key": job.key, "partitions": job.lane_count, "lanes": FORMAT}
 
     def counts(self, run_dir: Path) -> SourceTally:
+        from harness.replay.source import live_source_tally
+
         return live_source_tally(run_dir)
 
     def collect(self, job: FlowJob, run_dir: Path, items: bool = True) -> FlowOutput:
+        from harness.replay.items import Items, count_lines
+        from harness.replay.sink import ITEMS
+        from harness.replay.source import read_source_report
+
         tally, dead = read_source_report(run_dir)
         parts = sorted(run_dir.glob(ITEMS.format("*")))
         found = Items.merged(parts) if items else Items.counted(count_lines(parts))
@@ -77,6 +85,10 @@ class UserFlow(PayloadFlow):
 
     def build(self, job: FlowJob, source: Source[Any], run_dir: Path, *,
               live_lanes: int | None = None) -> Dataflow:
+        from bytewax.dataflow import Dataflow
+
+        from harness.replay.sink import JsonSink, exactly_once
+
         sink = JsonSink(run_dir)
         try:
             flow = self.factory(source, sink)

@@ -60,8 +60,8 @@ __all__ = ["FORMAT", "KeyLanes", "beside_the_run", "cache_root", "discard", "key
 
 FORMAT: Final = 1  # of derived lanes: bump when the rule or the layout changes
 DERIVED: Final = "derived.json"
-FRAME_EVENTS: Final = 512  # events per lane frame (about): a frame decoded stays in cache
-LEVEL: Final = 1  # zstd level: derived lanes are a cache; compressing must be cheap
+FRAME_EVENTS: Final = 256  # events per lane frame (about): see PAYLOAD_CHUNK_BYTES
+LEVEL: Final = -1000  # zstd level: stored, barely compressed: a cache read on every replay
 _MAX_CACHE_BYTES: Final = int(float(os.environ.get("HARNESS_CACHE_MAX_GB", "20")) * (1 << 30))
 
 

@@ -75,14 +75,17 @@ class LanePartition(StatefulSourcePartition[Chunk, LanePosition]):
     `segment_events[i]` is what a skipped segment counts as outside (default:
     its manifest's count) and `damaged(i)` damage to report in segment `i`,
     for lanes derived from another recording (`harness.replay.keylanes`).
+    Consecutive frames are joined into chunks of about `coalesce` bytes.
     """
 
     def __init__(self, recording: Recording, lane: int, start: LanePosition,
                  speed: float | None, batch_size: int | None, error_log: Path | None,
                  skip_segment: Callable[[Segment], bool] | None = None, *,
                  segment_events: Sequence[int] | None = None,
-                 damaged: Callable[[int], list[Damage]] | None = None) -> None:
+                 damaged: Callable[[int], list[Damage]] | None = None,
+                 coalesce: int = COALESCE_BYTES) -> None:
         self._lane = lane
+        self._coalesce = coalesce
         self._logged_next_batch = logging_errors(self._next_batch, error_log)
         self.skipped_segments: set[int] = set()  # segments `skip_segment` left unread
         self._reported: set[int] = set()
@@ -158,7 +161,7 @@ class LanePartition(StatefulSourcePartition[Chunk, LanePosition]):
         parts: list[bytes] = []
         origin: list[tuple[str, int, int]] = []
         size = 0
-        while size < COALESCE_BYTES:
+        while size < self._coalesce:
             frame = self._next_frame()
             if frame is None:
                 break
