@@ -30,7 +30,12 @@ from harness.recording.slice import Slice
 from harness.replay.items import Items
 from harness.replay.job import ReadOptions
 from harness.replay.run import Run, run_job
-from harness.replay.source import DEFAULT_PARTITIONS, ReplaySource
+from harness.replay.source import (
+    DEFAULT_PARTITIONS,
+    PAYLOAD_CHUNK_BYTES,
+    SHARED_CHUNK_BYTES,
+    ReplaySource,
+)
 
 __all__ = ["CLOCKS", "FlowJob", "Result", "replay", "require_receive_times"]
 
@@ -116,6 +121,8 @@ class FlowJob:
                             wikis=frozenset(self.wikis) if self.wikis is not None else None,
                             skip_damaged=read.skip_damaged, report_dir=run_dir,
                             received=self.clock == "recorded",
+                            chunk_bytes=(PAYLOAD_CHUNK_BYTES if read.workers == 1
+                                         else SHARED_CHUNK_BYTES),
                             error_log=run_dir / ERRORS if run_dir is not None else None,
                             token=self.token)
 
