@@ -13,14 +13,16 @@ import difflib
 import math
 import re
 import sys
+import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, NoReturn
 
 from harness.times import parse_iso
 
-__all__ = ["Parser", "count", "count_list", "number", "timestamp", "url"]
+__all__ = ["Parser", "bound", "count", "count_list", "number", "since", "timestamp", "url"]
 
 
 class Parser(argparse.ArgumentParser):
@@ -108,22 +110,71 @@ def number(low: float = 0.0, high: float | None = None, *,
 # Years 1..9999: what a window summary can render as an ISO date.
 _MIN = int(datetime(1, 1, 1, tzinfo=timezone.utc).timestamp())
 _MAX = int(datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc).timestamp())
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def timestamp(text: str) -> int:
-    """A point in time: unix seconds, or ISO-8601 (UTC if no zone is given)."""
+    """A point in time: unix seconds, or ISO-8601 (UTC if no zone is given; a fraction of
+    a second is dropped)."""
     try:
         value = int(text)
     except ValueError:
-        try:
-            when = parse_iso(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected an ISO-8601 time or unix seconds, got {text!r}") from None
-        value = int(when.timestamp())
+        value = int(_iso(text).timestamp())
+    return _in_years(value, text)
+
+
+def bound(text: str) -> int:
+    """A bound on whole-second event timestamps (`--from`, `--until`): unix seconds or
+    ISO-8601, a fraction of a second rounded up. For every whole second `t`, `t >= x` iff
+    `t >= ceil(x)` and `t < x` iff `t < ceil(x)`: both bounds keep their exact meaning."""
+    try:
+        value = Decimal(text)
+        if not value.is_finite():
+            raise InvalidOperation
+    except InvalidOperation:
+        seconds = _iso(text) - _EPOCH
+        return _in_years(-(-seconds // timedelta(seconds=1)), text)
+    if not _MIN <= value <= _MAX:  # before math.ceil, which would expand 1e999999999
+        raise argparse.ArgumentTypeError(f"expected a time in years 1..9999, got {text!r}")
+    return _in_years(math.ceil(value), text)
+
+
+def _iso(text: str) -> datetime:
+    try:
+        return parse_iso(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO-8601 time or unix seconds, got {text!r}") from None
+
+
+def _in_years(value: int, text: str) -> int:
     if not _MIN <= value <= _MAX:
         raise argparse.ArgumentTypeError(f"expected a time in years 1..9999, got {text!r}")
     return value
+
+
+def since(text: str) -> str:
+    """`--since`: a past time, unix milliseconds or ISO-8601 (UTC if no zone is given),
+    passed on as whole milliseconds. A future time is refused (the stream would wait for
+    it); one older than EventStreams' history is allowed with a warning, as the stream
+    then starts at the oldest event it still has."""
+    from harness.eventstreams.ids import HISTORY_SECONDS, parse_since
+
+    try:
+        ms = parse_since(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected unix milliseconds or an ISO-8601 time, got {text!r}") from None
+    now = time.time()
+    if not 0 <= ms <= now * 1000:
+        raise argparse.ArgumentTypeError(f"expected a time between 1970 and now, got {text!r}"
+                                         + (" (in the future)" if ms > 0 else ""))
+    if ms < (now - HISTORY_SECONDS) * 1000:
+        when = datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="seconds")
+        print(f"warning: --since {text} is {when}, more than {HISTORY_SECONDS // 86400} days"
+              " ago: EventStreams keeps about that much history and starts at the oldest"
+              " event it has", file=sys.stderr)
+    return str(int(ms))
 
 
 def url(text: str) -> str:
@@ -158,10 +209,12 @@ def add_json(p: argparse.ArgumentParser) -> None:
 
 def add_slice_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("part of a recording")
-    g.add_argument("--from", dest="start", type=timestamp, metavar="T",
-                   help="only events with timestamp >= T (ISO-8601 or unix seconds)")
-    g.add_argument("--until", dest="end", type=timestamp, metavar="T",
-                   help="only events with timestamp < T")
+    g.add_argument("--from", dest="start", type=bound, metavar="T",
+                   help="only events with timestamp >= T (ISO-8601 or unix seconds; a"
+                        " fraction of a second rounds up, which keeps >= exact)")
+    g.add_argument("--until", dest="end", type=bound, metavar="T",
+                   help="only events with timestamp < T (a fraction rounds up, which keeps"
+                        " < exact)")
     g.add_argument("--wiki", dest="wikis", action="append", metavar="NAME",
                    help="only events of this wiki, e.g. enwiki (repeatable)")
 

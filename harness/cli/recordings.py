@@ -69,7 +69,10 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     manifest = import_dumps(args.files, args.out, lanes=args.lanes,
                             max_line_bytes=int(args.max_line_mb * (1 << 20)))
-    print(f"import: wrote {manifest.events} events from {len(args.files)} file(s) to {args.out}")
+    duplicates = manifest.stream.get("duplicates", 0)
+    print(f"import: wrote {manifest.events} events from {len(args.files)} file(s) to {args.out}"
+          + (f"; dropped {duplicates} repeated event(s) (same meta.id or offset)"
+             if duplicates else ""))
     return 0
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from harness.cli.args import add_json, count, number, url
+from harness.cli.args import add_json, count, number, since, url
 from harness.cli.flows import add_flow_options
 from harness.errors import UsageError, signal_exit_status
 from harness.recording.lanes import DEFAULT_LANES, MAX_LANES
@@ -72,6 +72,9 @@ def register(sub: Any) -> None:
         option = "--" + f.name.replace("_", "-")
         if f.type == "bool":
             faults.add_argument(option, action="store_true", help=f.metadata["help"])
+        elif f.type == "str":
+            faults.add_argument(option, default=f.default, metavar="TEXT",
+                                help=f.metadata["help"])
         else:
             kind = count(0) if f.type == "int" else number(0)
             faults.add_argument(option, type=kind, default=f.default, metavar="N",
@@ -84,8 +87,9 @@ def _add_stream_options(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--url", type=url, default=DEFAULT_URL,
                    help="EventStreams endpoint (default: Wikimedia recentchange)")
-    p.add_argument("--since", metavar="T",
-                   help="start from this time: unix ms or ISO-8601 (history)")
+    p.add_argument("--since", type=since, metavar="T",
+                   help="start from this past time: unix ms or ISO-8601 (EventStreams"
+                        " keeps about 7 days)")
     p.add_argument("--user-agent", default=USER_AGENT,
                    help="User-Agent header (Wikimedia requires one with contact info)")
     p.add_argument("--idle-timeout", type=number(0.1, 3600), default=30.0, metavar="S",

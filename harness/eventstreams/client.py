@@ -45,6 +45,7 @@ _BOM: Final = b"\xef\xbb\xbf"
 _USERINFO: Final = re.compile(r"(?<=//)[^/?#]*@")  # up to the last @, as urlsplit reads it
 _BAD_URL_CHARS: Final = re.compile(r"[\x00-\x20\x7f]")
 _URLLIB3_PREFIX: Final = re.compile(r"^\w+\(host=[^)]*\): ")
+_DELAY_SECONDS: Final = re.compile(r"[0-9]+")  # RFC 9110 delay-seconds (`\d` takes any digit)
 
 
 class RetryableError(Exception):
@@ -158,20 +159,21 @@ def _url_problem(url: str) -> str | None:
 
 
 def _retry_after(value: str | None) -> float | None:
-    """Seconds a `Retry-After` header asks for (delay-seconds or an HTTP-date), None if
-    absent or unreadable; non-finite values are infinite (the stream caps them)."""
+    """Seconds a `Retry-After` header asks for, or None if absent or invalid.
+
+    RFC 9110: delay-seconds (ASCII digits) or an HTTP-date; any other value
+    (`inf`, `nan`, `-5`, `1.5`, text) is ignored, so the normal backoff applies.
+    """
     if value is None:
         return None
     text = value.strip()
+    if _DELAY_SECONDS.fullmatch(text):
+        return float(text)  # may be inf for hundreds of digits: the stream caps it
     try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            return None
-        seconds = when.timestamp() - time.time()
-    return math.inf if math.isnan(seconds) else max(seconds, 0.0)
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
 
 
 def _reason(exc: BaseException) -> str:
@@ -414,7 +416,7 @@ class EventStream:
     for `idle_timeout` seconds is dropped and resumed, however many bytes
     of an unfinished line trickle in, and a server that sends no response
     head within twice `idle_timeout` counts as a failed attempt; a `Retry-After` longer than
-    `retry_after_cap` seconds (or not finite) counts as `retry_after_cap`;
+    `retry_after_cap` seconds counts as `retry_after_cap`, an invalid one not at all;
     an event longer than `max_event_bytes` is dropped (counted in
     `stats.oversized`) and the connection resumed after it; `max_failures`
     consecutive attempts without a new event end the stream with a

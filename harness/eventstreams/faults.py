@@ -48,6 +48,8 @@ class Faults:
     fail_first: int = _fault(0, "answer the first K requests with --fail-status")
     fail_status: int = _fault(429, "status for --fail-first (429, 503, 500)")
     retry_after: float = _fault(1.0, "Retry-After seconds sent with --fail-first answers")
+    retry_after_text: str = _fault(
+        "", "send this Retry-After value as it is instead (e.g. an invalid one: inf, -5)")
     require_user_agent: bool = _fault(
         False, "answer 403 to requests without a User-Agent, like Wikimedia")
     duplicate_every: int = _fault(0, "send every Nth event twice")
@@ -58,7 +60,12 @@ class Faults:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name == "require_user_agent":
+            if isinstance(f.default, bool):
+                continue
+            if isinstance(f.default, str):
+                if not (isinstance(value, str) and value.isascii() and value.isprintable()):
+                    raise ValueError(f"{f.name} must be printable ASCII text (a header value),"
+                                     f" got {value!r}")
                 continue
             kind = int if isinstance(f.default, int) else (int, float)
             if isinstance(value, bool) or not isinstance(value, kind):
@@ -88,6 +95,8 @@ class Faults:
                     if text.lower() not in _TRUE | _FALSE:
                         raise ValueError
                     changes[f.name] = text.lower() in _TRUE
+                elif isinstance(current, str):
+                    changes[f.name] = text
                 elif isinstance(current, int):
                     changes[f.name] = int(text)
                 else:

@@ -22,11 +22,12 @@ from harness.times import parse_iso
 if TYPE_CHECKING:  # the recording imports this module: no cycle at run time
     from harness.recording.envelope import Envelope
 
-__all__ = ["DEFAULT_URL", "TOPIC", "USER_AGENT", "Position", "event_key", "event_ms",
-           "parse_resume", "parse_since", "resume_hit", "resume_id", "wire_id"]
+__all__ = ["DEFAULT_URL", "HISTORY_SECONDS", "TOPIC", "USER_AGENT", "Position", "event_key",
+           "event_ms", "parse_resume", "parse_since", "resume_hit", "resume_id", "wire_id"]
 
 TOPIC: Final = "eqiad.mediawiki.recentchange"
 DEFAULT_URL: Final = "https://stream.wikimedia.org/v2/stream/recentchange"
+HISTORY_SECONDS: Final = 7 * 86400  # how far back `since` reaches: EventStreams keeps a week
 USER_AGENT: Final = (f"wikistream-harness/{__version__}"
               " (https://github.com/wikistream-harness/wikistream-harness; replay/benchmark"
               " harness for Bytewax flows)")

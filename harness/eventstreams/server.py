@@ -380,9 +380,9 @@ class EventStreamServer:
             self._failed += fail
         if fail:
             self.stats.add(failed=1)
-            retry = faults.retry_after
+            retry = faults.retry_after_text or _seconds(faults.retry_after)
             raise _Reject(faults.fail_status, f"injected failure ({faults.fail_status})",
-                          {"Retry-After": _seconds(retry)})
+                          {"Retry-After": retry})
         last_id = _header_text(handler.headers.get("Last-Event-ID"))
         if not last_id:
             last_id = params.get("last_event_id", "").strip()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import os
+import stat
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +17,7 @@ import orjson
 import zstandard
 
 from harness.errors import RecordingError, UsageError
+from harness.eventstreams.ids import event_key
 from harness.progress import Progress
 from harness.recording.envelope import UNPARSED
 from harness.recording.lanes import DEFAULT_LANES
@@ -142,19 +145,35 @@ def _read_problem(exc: BaseException) -> str:
     return f"cannot read ({exc.strerror or exc})"
 
 
-def _sse_id(value: object) -> str | None:
-    """The EventStreams id the event would have had, from its `meta`."""
+def _check_regular(path: Path) -> None:
+    """Raise `RecordingError` unless `path` is a regular file: a directory cannot be read
+    as lines, and a FIFO or device may block or never end."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise RecordingError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise RecordingError(f"{path}: cannot open ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(mode):
+        raise RecordingError(f"{path}: is a directory, not a dump file")
+    if not stat.S_ISREG(mode):
+        raise RecordingError(f"{path}: is not a regular file (a FIFO, device or socket)")
+
+
+def _sse_id(value: object) -> tuple[str | None, bool]:
+    """The EventStreams id the event would have had, from its `meta`, and whether it
+    names this one event (it holds its offset; a timestamp is shared by many events)."""
     if not isinstance(value, dict):
-        return None
+        return None, False
     meta = value.get("meta")
     if not isinstance(meta, dict) or "topic" not in meta:
-        return None
+        return None, False
     position = {"topic": meta["topic"], "partition": meta.get("partition", 0)}
     if "offset" in meta:
         position["offset"] = meta["offset"]
     elif isinstance(value.get("timestamp"), int):
         position["timestamp"] = value["timestamp"] * 1000
-    return orjson.dumps([position]).decode()
+    return orjson.dumps([position]).decode(), "offset" in meta
 
 
 def import_dumps(
@@ -164,13 +183,16 @@ def import_dumps(
     """Turn JSON-lines dumps, in stream order, into one recording.
 
     Lines that are not JSON are kept (flagged) like the recorder keeps them;
-    blank lines are skipped. Receive times are unknown, so `recv` is the
-    event's own timestamp, kept non-decreasing.
+    blank lines are skipped. An event seen before (the same `event_key`:
+    EventStreams sends some twice) is dropped, like the recorder drops it,
+    and counted in the manifest's `stream["duplicates"]`. Receive times are
+    unknown, so `recv` is the event's own timestamp, kept non-decreasing.
 
     Bad input stops the import with a `RecordingError` naming the file (and
     line, if known); the message ends by saying what became of `out`.
-    Missing files and `.zst` files that are cut short or not zstd are found
-    before anything is written ("nothing written"). A line longer than
+    Missing files, paths that are not regular files, and `.zst` files that
+    are cut short or not zstd are found before anything is written
+    ("nothing written"). A line longer than
     `max_line_bytes` (never read whole: memory stays bounded), a cut-short or
     damaged `.gz`, or damaged zstd data are found while importing: the
     recording is closed unfinished, never marked complete ("left
@@ -179,10 +201,9 @@ def import_dumps(
     """
     if max_line_bytes < 1:
         raise UsageError(f"max_line_bytes must be >= 1, got {max_line_bytes}")
-    for path in files:
-        if not path.is_file():
-            raise RecordingError(f"{path}: no such file")
     try:
+        for path in files:
+            _check_regular(path)
         for path in files:
             if path.suffix == ".zst":
                 check_zstd(path)
@@ -192,19 +213,27 @@ def import_dumps(
     with RecordingWriter(out, source="import:" + ",".join(str(f) for f in files),
                          lanes=lanes) as writer:
         try:
-            received = 0.0
+            received, duplicates = 0.0, 0
+            seen: set[bytes] = set()
             for path in files:
-                received = _import_dump(writer, path, received, max_line_bytes, report)
+                received, dropped = _import_dump(writer, path, received, max_line_bytes,
+                                                 report, seen)
+                duplicates += dropped
         except RecordingError as exc:
             raise RecordingError(f"{exc}; {out} left unfinished (not marked complete)"
                                  ) from None
+        if duplicates:
+            writer.manifest.stream["duplicates"] = duplicates  # as the recorder counts them
         report.done()
         return writer.manifest
 
 
 def _import_dump(writer: RecordingWriter, path: Path, received: float, max_line_bytes: int,
-                 report: Progress) -> float:
-    """Append one dump's events; returns the last receive time used."""
+                 report: Progress, seen: set[bytes]) -> tuple[float, int]:
+    """Append one dump's events but those already in `seen` (digests of their
+    `event_key`: small, whatever an id's length); returns the last receive time
+    used and how many duplicates were dropped."""
+    dropped = 0
     with open_dump(path) as dump:
         for _, payload in dump_lines(dump, path, max_line_bytes):
             if not payload.strip():
@@ -213,13 +242,21 @@ def _import_dump(writer: RecordingWriter, path: Path, received: float, max_line_
                 value = orjson.loads(payload)
             except orjson.JSONDecodeError:
                 value = None
+            sse_id, exact = _sse_id(value)
+            uid = event_key(value, sse_id if exact else None)
+            if uid is not None:
+                digest = hashlib.blake2b(uid.encode(errors="surrogatepass"), digest_size=16
+                                         ).digest()
+                if digest in seen:
+                    dropped += 1
+                    continue
+                seen.add(digest)
             ts = value.get("timestamp") if isinstance(value, dict) else None
             if type(ts) is int:
                 received = max(received, float(ts))
-            writer.append(payload, _sse_id(value), received,
-                          value if value is not None else UNPARSED)
+            writer.append(payload, sse_id, received, value if value is not None else UNPARSED)
             report.update(writer.events)
-    return received
+    return received, dropped
 
 
 def synthesize(out: str | os.PathLike[str], *, events: int, seed: int,
