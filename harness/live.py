@@ -212,14 +212,14 @@ class LiveFlowSource(FixedPartitionedSource[Payload, None]):
         return ["live"]
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _LivePayloads:
-        return _LivePayloads(self)
+        return _LivePayloads(self, step_id)
 
 
 class _LivePayloads(_LivePartition):
-    def __init__(self, source: LiveFlowSource) -> None:
+    def __init__(self, source: LiveFlowSource, step_id: str) -> None:
         super().__init__(source.feed)
         self._payloads = PayloadReader(source.key, Slice(), received=True)
-        self._report = SourceReport(source.report_dir, "live", SourcePosition())
+        self._report = SourceReport(source.report_dir, "live", SourcePosition(), step_id)
         self._idle = source.idle
         set_idle_time(self._idle)
 

@@ -202,3 +202,27 @@ def test_two_million_items_replay_in_bounded_memory(tmp_path: Path) -> None:
     lines = out.read_bytes().splitlines()
     assert len(lines) == 1_998_900 and lines == sorted(lines)
     assert peak < MEMORY_BOUND_MIB, f"peak {peak:.0f} MiB"
+
+
+def test_a_slice_counts_every_event_it_skips(keyed: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whole segments a time slice skips are counted as outside, trailing ones too, so
+    `events=` is the recording's total on every shape."""
+    monkeypatch.setenv("KEY_ORDER_KEY", "wiki")
+    rec = write_recording(tmp_path / "rec", _payloads(3000, 5), block_events=100,
+                          segment_bytes=40_000)
+    segments = Recording(rec).manifest.segments
+    assert len(segments) >= 4
+    until = segments[1].max_timestamp
+    assert until is not None
+    skipped = [s for s in segments if s.min_timestamp is not None and s.min_timestamp >= until]
+    assert len(skipped) >= 2  # trailing segments the slice skips unread
+    for workers, processes in SHAPES:
+        proc = harness("replay", str(rec), "--flow", "key_order:flow", "--key", "wiki",
+                       "--until", str(until), "--workers", str(workers),
+                       "--processes", str(processes), "--json")
+        assert proc.returncode == 0, proc.stderr
+        summary = orjson.loads(proc.stdout)
+        assert summary["read"] == 3000 and summary["outside"] >= sum(s.events for s in skipped)
+        assert summary["read"] == (summary["passed"] + summary["dead_letters"]
+                                   + summary["outside"])

@@ -10,7 +10,10 @@ detection's `--window`, `--lateness`, ...). A run of any flow is reported by
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,8 @@ from harness.cli.args import count
 from harness.errors import UsageError
 from harness.flows.contract import FLOWS, FlowOutput, registered
 
-__all__ = ["add_flow_options", "job_of", "report", "warn_damage", "write_outputs"]
+__all__ = ["add_flow_options", "flow_prints_to_stderr", "job_of", "report", "warn_damage",
+           "write_outputs"]
 
 
 def add_flow_options(p: argparse.ArgumentParser, *, own: bool = True) -> None:
@@ -55,6 +59,25 @@ def job_of(args: argparse.Namespace, read: Any, *, console: bool = False) -> Any
                    getattr(args, "start", None), getattr(args, "end", None),
                    tuple(wikis) if wikis else None, getattr(args, "clock", "event"),
                    params, console, search=(str(Path.cwd()),))
+
+
+@contextmanager
+def flow_prints_to_stderr(json_out: bool) -> Iterator[None]:
+    """With `--json`, stdout is the one summary line: whatever a flow prints while it is
+    built and runs (in this process and the members forked or started from it) goes to
+    stderr instead."""
+    if not json_out:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def report(job: Any, output: FlowOutput, wall: float, shape: dict[str, Any], as_json: bool,

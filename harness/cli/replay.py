@@ -12,6 +12,7 @@ import orjson
 from harness.cli.args import add_json, add_slice_options, count, count_list, number
 from harness.cli.flows import (
     add_flow_options,
+    flow_prints_to_stderr,
     job_of,
     refuse_flow_options,
     report,
@@ -141,9 +142,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.process_id is not None:
         shape["process_id"] = args.process_id
     try:
-        result = replay(job, addresses=addresses, process_id=args.process_id,
-                        progress=False if args.quiet or args.json else None,
-                        items=args.out is not None)
+        with flow_prints_to_stderr(args.json):
+            result = replay(job, addresses=addresses, process_id=args.process_id,
+                            progress=False if args.quiet or args.json else None,
+                            items=args.out is not None)
     except Interrupted as stop:  # the counts so far; outputs are not written
         if stop.partial is not None:
             report(job, stop.partial.output, stop.partial.wall_seconds, shape, args.json,
@@ -211,7 +213,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"check: {shape}: done in {seconds:.1f} s", file=sys.stderr)
 
-    result = check(lambda shape: outcome(job, shape), progress=progress)
+    with flow_prints_to_stderr(args.json):
+        result = check(lambda shape: outcome(job, shape), progress=progress)
     name = job.plugin.name
     if args.json:
         print(orjson.dumps({"flow": name, **result.to_json()}).decode())

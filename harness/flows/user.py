@@ -97,9 +97,15 @@ class UserFlow(PayloadFlow):
         except Exception as exc:
             raise UsageError(f"--flow {self.name}: building the dataflow raised"
                              f" {type(exc).__name__}: {exc}") from None
+        except SystemExit as exc:  # a user's sys.exit() is not the run's exit status
+            raise UsageError(f"--flow {self.name}: building the dataflow called"
+                             f" sys.exit({exc.code!r})") from None
         if not isinstance(flow, Dataflow):
             raise UsageError(f"--flow {self.name}: returned {type(flow).__name__}, not a"
                              " bytewax.dataflow.Dataflow")
+        if not any(type(step).__name__ == "input" for step in flow.substeps):
+            raise UsageError(f"--flow {self.name}: the dataflow {flow.flow_id!r} has no"
+                             " input step; read the source given to it with op.input")
         if job.read.recovery_dir is not None:
             exactly_once(flow, sink)
         return flow
@@ -124,6 +130,9 @@ def load_flow(spec: str, search: tuple[str, ...] = ()) -> FlowFactory:
     except Exception as exc:  # the user's module raised while importing
         raise UsageError(f"--flow {spec!r}: importing {module_name} raised"
                          f" {type(exc).__name__}: {exc}") from None
+    except SystemExit as exc:  # a user's sys.exit() is not the run's exit status
+        raise UsageError(f"--flow {spec!r}: importing {module_name} called"
+                         f" sys.exit({exc.code!r})") from None
     factory = getattr(module, name, None)
     if not callable(factory):
         raise UsageError(f"--flow {spec!r}: {module_name} has no function {name!r}")

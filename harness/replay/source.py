@@ -70,6 +70,8 @@ DEFAULT_PARTITIONS: Final = 8
 # 256 KiB and 4 MiB ones 10% slower (count_window, 4 workers).
 PAYLOAD_CHUNK_BYTES: Final = 256 << 10
 SHARED_CHUNK_BYTES: Final = 1 << 20
+# A run's report files, by input step and partition. A flow that reads the source from
+# two input steps reads every event twice; the first step's report is the report.
 DEAD_LETTERS: Final = "source-deadletters-{}.jsonl"
 TALLY: Final = "source-tally-{}.json"
 LIVE: Final = "source-live-{}.bin"  # running counts (for progress and Ctrl-C)
@@ -235,8 +237,8 @@ class ReplaySource(FixedPartitionedSource[Payload, SourcePosition]):
             damaged=lambda index: [Damage(where, lines) for where, lines in damage[index]],
             coalesce=self.chunk_bytes)
         return _LanePayloads(partition, PayloadReader(self.key, slice_, self.received),
-                             SourceReport(self.report_dir, for_part, start),
-                             _Turns.of_this_thread(self.token))
+                             SourceReport(self.report_dir, for_part, start, step_id),
+                             _Turns.of_this_thread(f"{self.token}~{step_id}"))
 
 
 _resolving = threading.Lock()
@@ -327,7 +329,8 @@ class SourceReport:
     """One partition's counts and dead letters (a file in `directory`, cut back to
     `start` on resume); without a directory, dead letters are only counted."""
 
-    def __init__(self, directory: Path | None, part: str, start: SourcePosition) -> None:
+    def __init__(self, directory: Path | None, part: str, start: SourcePosition,
+                 step: str = "input") -> None:
         self.part = part
         self.tally = SourceTally(**dict(start.tally))
         self._file: BinaryIO | None = None
@@ -336,10 +339,11 @@ class SourceReport:
         self._live: Counters | None = None
         self._shown = -LIVE_EVERY  # events read when the running counts were last written
         if directory is not None:
-            self._live = Counters(directory / LIVE.format(part), TALLY_FIELDS)
-            self._file = (directory / DEAD_LETTERS.format(part)).open("ab")
+            name = f"{step}~{part}"
+            self._live = Counters(directory / LIVE.format(name), TALLY_FIELDS)
+            self._file = (directory / DEAD_LETTERS.format(name)).open("ab")
             self._file.truncate(start.report_bytes)
-            self._tally_path = directory / TALLY.format(part)
+            self._tally_path = directory / TALLY.format(name)
 
     def passed(self, events: int, outside: int = 0) -> None:
         """Events read and passed on, and events read that lie outside the slice."""
@@ -501,19 +505,26 @@ class _LanePayloads(StatefulSourcePartition[Payload, SourcePosition]):
         self._report.close()
 
 
+def _first_step(directory: Path, pattern: str) -> list[Path]:
+    """The report files of the first input step (by step id) that wrote any."""
+    paths = sorted(directory.glob(pattern.format("*")))
+    prefix = pattern.split("{}")[0]
+    steps = sorted({p.name[len(prefix):].split("~", 1)[0] for p in paths})
+    return [p for p in paths if steps and p.name[len(prefix):].startswith(steps[0] + "~")]
+
+
 def live_source_tally(directory: Path) -> SourceTally:
     """What all partitions have counted so far, while the run goes on."""
-    return SourceTally(**Counters.read(sorted(directory.glob(LIVE.format("*"))),
-                                       TALLY_FIELDS))
+    return SourceTally(**Counters.read(_first_step(directory, LIVE), TALLY_FIELDS))
 
 
 def read_source_report(directory: Path) -> tuple[SourceTally, list[dict[str, Any]]]:
     """The merged counts and dead letters (in seq order) of all partitions of a run."""
     tally = SourceTally()
-    for path in sorted(directory.glob(TALLY.format("*"))):
+    for path in _first_step(directory, TALLY):
         tally.add(SourceTally(**orjson.loads(path.read_bytes())))
     dead: list[dict[str, Any]] = []
-    for path in sorted(directory.glob(DEAD_LETTERS.format("*"))):
+    for path in _first_step(directory, DEAD_LETTERS):
         dead.extend(orjson.loads(line) for line in path.read_bytes().splitlines())
     dead.sort(key=lambda row: (row["seq"], row["reason"], row.get("where") or ""))
     return tally, dead

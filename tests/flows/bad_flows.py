@@ -43,3 +43,31 @@ def every_event(source, sink):
                                                              {"id": e["meta"]["id"], "n": n}))
     op.output("out", op.map("row", numbered, lambda kv: {"wiki": kv[0], **kv[1]}), sink)
     return flow
+
+
+def calls_exit(source, sink):
+    import sys
+
+    sys.exit(3)
+
+
+def no_input(source, sink):
+    return Dataflow("no_input")
+
+
+def prints(source, sink):
+    """Prints while it is built and for every event, as flows under development do."""
+    print("building prints")
+    flow = Dataflow("prints")
+    op.output("out", op.map("show", op.input("edits", flow, source),
+                            lambda e: print("saw", e["meta"]["id"]) or {"seen": 1}), sink)
+    return flow
+
+
+def reads_twice(source, sink):
+    """Two input steps over the one source: every event is read twice."""
+    flow = Dataflow("reads_twice")
+    for name in ("first", "second"):
+        op.output(f"out_{name}", op.map(f"tag_{name}", op.input(name, flow, source),
+                                        lambda e, n=name: {"step": n}), sink)
+    return flow
