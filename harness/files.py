@@ -78,15 +78,18 @@ class DirectoryLock:
     stale lock. A holder that is still exiting (the killed run's cluster
     members, say, which hold the lock too) is waited for up to `patience`
     seconds; a live holder is then refused, naming it (Linux: `/proc/locks`).
+    `refused` words the refusal (`{holder}` names the holder); a lock on a
+    file, not a directory, takes `directory=False`.
     """
 
-    def __init__(self, directory: Path, what: str, patience: float = 2.0) -> None:
+    def __init__(self, directory: Path, what: str, patience: float = 2.0, *,
+                 directory_only: bool = True, refused: str | None = None) -> None:
         import fcntl
         import time
 
         from harness.errors import HarnessError
 
-        self._fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        self._fd = os.open(directory, os.O_RDONLY | (os.O_DIRECTORY if directory_only else 0))
         deadline = time.monotonic() + patience
         try:
             while True:
@@ -100,8 +103,10 @@ class DirectoryLock:
         except BlockingIOError:
             holder = _lock_holder(os.fstat(self._fd).st_ino)
             os.close(self._fd)
-            raise HarnessError(f"{what} {directory}: in use by another run ({holder});"
-                               " wait for it to end or use another directory") from None
+            raise HarnessError(
+                refused.format(holder=holder) if refused is not None else
+                f"{what} {directory}: in use by another run ({holder}); wait for it to end or"
+                " use another directory") from None
         except BaseException:
             os.close(self._fd)
             raise

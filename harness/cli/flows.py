@@ -10,7 +10,6 @@ detection's `--window`, `--lateness`, ...). A run of any flow is reported by
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -64,20 +63,18 @@ def job_of(args: argparse.Namespace, read: Any, *, console: bool = False) -> Any
 @contextmanager
 def flow_prints_to_stderr(json_out: bool) -> Iterator[None]:
     """With `--json`, stdout is the one summary line: whatever a flow prints while it is
-    built and runs (in this process and the members forked or started from it) goes to
-    stderr instead."""
+    built and runs (in this process and the members forked from it) goes to stderr
+    instead. Python's stdout only: what Bytewax's threads write to descriptor 1 is the
+    cluster's to keep off stdout (`harness.replay.cluster`)."""
     if not json_out:
         yield
         return
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
+    previous, sys.stdout = sys.stdout, sys.stderr
     try:
         yield
     finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
+        if sys.stdout is sys.stderr:  # else the cluster took stdout over: it is its
+            sys.stdout = previous
 
 
 def report(job: Any, output: FlowOutput, wall: float, shape: dict[str, Any], as_json: bool,

@@ -1,7 +1,7 @@
 """`JsonSink`: the sink a user's flow writes to; any JSON-serialisable item.
 
-Each worker appends the items it writes, one canonical JSON line each
-(orjson, keys sorted), to its own part file in the run directory; `collect`
+Each worker appends the items each output step writes, one canonical JSON
+line each (orjson, keys sorted), to a part file of that step and worker; `collect`
 merges the parts into one list sorted by the lines' text. That order does
 not depend on which worker wrote what, so the merged output is
 byte-identical across cluster shapes whenever the flow is deterministic.
@@ -71,7 +71,7 @@ class JsonSink(DynamicSink[Any]):
     run_dir: Path
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _PartWriter:
-        return _PartWriter(self.run_dir / ITEMS.format(f"w{worker_index:05d}"))
+        return _PartWriter(self.run_dir / ITEMS.format(f"{step_id}~w{worker_index:05d}"))
 
 
 class _ResumableWriter(StatefulSinkPartition[bytes, int]):
@@ -106,7 +106,9 @@ class PartitionedJsonSink(FixedPartitionedSink[bytes, int]):
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None
                    ) -> _ResumableWriter:
-        return _ResumableWriter(self.run_dir / ITEMS.format(for_part), resume_state or 0)
+        # by step and partition: a flow's outputs never share a file (nor truncate one)
+        return _ResumableWriter(self.run_dir / ITEMS.format(f"{step_id}~{for_part}"),
+                                resume_state or 0)
 
 
 def exactly_once(flow: Dataflow, sink: JsonSink, parts: int = 8) -> int:
