@@ -12,8 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final, ParamSpec, TypeVar
 
-__all__ = ["ERRORS", "HarnessError", "Interrupted", "RecordingError", "StreamError", "Terminated",
-           "UsageError", "interruption", "logging_errors"]
+__all__ = ["ERRORS", "HarnessError", "Interrupted", "MemberFailed", "RecordingError",
+           "StreamError", "Terminated", "UsageError", "describe", "interruption",
+           "logging_errors"]
 
 ERRORS: Final = "errors.txt"  # a run directory's error log (see `logging_errors`)
 
@@ -39,6 +40,11 @@ class StreamError(HarnessError):
 
 class Terminated(BaseException):
     """SIGTERM, raised in the main thread the way KeyboardInterrupt is for SIGINT."""
+
+
+class MemberFailed(Exception):
+    """An unexpected failure in a cluster member; the message is the member's own one-line
+    description of it (`describe`), which the parent reports as it is."""
 
 
 class Interrupted(BaseException):
@@ -70,11 +76,34 @@ def interruption(exc: BaseException | None) -> str | None:
     return None
 
 
-def log_error(error_log: Path, exc: HarnessError) -> None:
+def log_error(error_log: Path, exc: BaseException) -> None:
     """Append `exc` to a run's error log (one line: its class, a tab, its message), where
-    the process that supervises the run finds it (`harness.replay.cluster.first_error`)."""
+    the process that supervises the run finds it (`harness.replay.cluster.first_error`).
+    Bad input keeps its class; anything else is a `MemberFailed` with its description."""
+    kind, text = ((type(exc).__name__, str(exc)) if isinstance(exc, HarnessError)
+                  else (MemberFailed.__name__, describe(exc)))
     with error_log.open("a") as log:
-        log.write(f"{type(exc).__name__}\t{exc}\n")
+        log.write(f"{kind}\t{' / '.join(text.splitlines())}\n")
+
+
+def describe(exc: BaseException) -> str:
+    """The innermost cause of a failure, in one line (a flow's exception, say), with the
+    step it happened in when Bytewax said."""
+    chain = [exc]
+    while chain[-1].__cause__ is not None and len(chain) < 20:
+        chain.append(chain[-1].__cause__)
+    root = chain[-1]
+    if isinstance(root, MemberFailed):
+        return str(root)
+    steps = [str(e) for e in chain if "in step" in str(e)]
+    where = ""
+    if steps:
+        import re
+
+        found = re.search(r'in step "([^"]+)"', steps[0])
+        where = f" (in step {found.group(1)})" if found else ""
+    text = " / ".join(line.strip() for line in str(root).splitlines() if line.strip())
+    return f"{type(root).__name__}: {text}{where}"[:500]
 
 
 def logging_errors(fn: Callable[P, R], error_log: Path | None) -> Callable[P, R]:

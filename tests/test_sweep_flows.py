@@ -39,3 +39,33 @@ def test_a_source_read_by_two_input_steps_reports_each_event_once(tmp_path) -> N
     assert summary["read"] == 20_000 and summary["items"] == 2 * summary["passed"]
     rows = [orjson.loads(line) for line in dead.read_bytes().splitlines()]
     assert len(rows) == summary["dead_letters"] == len({(r["seq"], r["reason"]) for r in rows})
+
+
+@pytest.mark.parametrize(("flow", "said"), [
+    ("writes_nan", "NaN or infinity"), ("writes_inf", "NaN or infinity"),
+    ("writes_colliding_keys", "are the same text in JSON"),
+    ("writes_deep", "nested too deeply")])
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_value_json_cannot_carry_is_refused_naming_the_step(tmp_path, flow: str, said: str,
+                                                             processes: str) -> None:
+    out = tmp_path / "out.jsonl"
+    proc = harness("replay", "--flow", f"bad_flows:{flow}", "--quiet", "--out", str(out),
+                   "--processes", processes)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+    assert said in proc.stderr and "step " in proc.stderr and not out.exists()
+
+
+def test_whole_number_keys_that_do_not_collide_are_written_as_text(tmp_path) -> None:
+    out = tmp_path / "out.jsonl"
+    proc = harness("replay", "--flow", "bad_flows:writes_int_keys", "--quiet", "--out",
+                   str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_bytes().splitlines()[0] == b'{"1":"a","2":"b"}'
+
+
+def test_a_steps_failure_in_a_cluster_member_is_one_line_and_exit_1() -> None:
+    proc = harness("replay", "--flow", "bad_flows:raises", "--quiet", "--processes", "2")
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+    assert not proc.stderr.startswith("\n")

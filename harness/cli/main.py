@@ -23,6 +23,7 @@ from harness.errors import (
     HarnessError,
     Interrupted,
     Terminated,
+    describe,
     interruption,
     signal_exit_status,
 )
@@ -100,30 +101,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{name}: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
     except Exception as exc:
-        print(f"{name}: unexpected failure: {_describe(exc)}", file=sys.stderr)
+        print(f"{name}: unexpected failure: {describe(exc)}", file=sys.stderr)
         return 1
     except BaseException as exc:  # pyo3's PanicException is not an Exception
         if type(exc).__name__ != "PanicException":
             raise
-        print(f"{name}: unexpected failure: {_describe(exc)}", file=sys.stderr)
+        print(f"{name}: unexpected failure: {describe(exc)}", file=sys.stderr)
         return 1
-
-
-def _describe(exc: BaseException) -> str:
-    """The innermost cause of a failure, in one line (a flow's exception, say)."""
-    chain = [exc]
-    while chain[-1].__cause__ is not None and len(chain) < 20:
-        chain.append(chain[-1].__cause__)
-    root = chain[-1]
-    steps = [str(e) for e in chain if "in step" in str(e)]
-    where = ""
-    if steps:
-        import re
-
-        found = re.search(r'in step "([^"]+)"', steps[0])
-        where = f" (in step {found.group(1)})" if found else ""
-    text = " / ".join(line.strip() for line in str(root).splitlines() if line.strip())
-    return f"{type(root).__name__}: {text}{where}"[:500]
 
 
 if __name__ == "__main__":

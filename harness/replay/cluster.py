@@ -10,6 +10,7 @@ by PID and reports the first member's error in one line.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import io
 import os
@@ -32,7 +33,7 @@ from bytewax.recovery import RecoveryConfig
 from bytewax.run import cli_main
 
 from harness import errors
-from harness.errors import ERRORS, HarnessError, log_error
+from harness.errors import ERRORS, HarnessError, MemberFailed, log_error
 from harness.files import redirect_stderr, stderr_into
 from harness.process import can_fork, die_with_parent, fork_child, stops_held
 from harness.replay.job import Job, job_from_json, job_to_json
@@ -47,14 +48,16 @@ class ClusterError(RuntimeError):
     """A member process of a local cluster failed."""
 
 
-def first_error(run_dir: Path) -> HarnessError | None:
-    """The first error a source or step logged (see `harness.errors.logging_errors`)."""
+def first_error(run_dir: Path) -> HarnessError | MemberFailed | None:
+    """The first error a source, step or member logged (`harness.errors.log_error`)."""
     log = run_dir / ERRORS
     if not log.exists():
         return None
     for line in log.read_text(errors="replace").splitlines():
         kind, tab, message = line.partition("\t")
         if tab:
+            if kind == MemberFailed.__name__:
+                return MemberFailed(message)
             cls = getattr(errors, kind, HarnessError)
             return cls(message) if isinstance(cls, type) else HarnessError(message)
         if line.strip():
@@ -156,13 +159,17 @@ def _harness_error(exc: BaseException | None) -> HarnessError | None:
 def _forward(log: Path) -> None:
     """Pass on what a run wrote to stderr (a flow's own messages, say), without the
     Rust panics that accompany a failure (the failure is reported in one line)."""
-    in_panic = False
+    in_panic = after_panic = False
     for line in log.read_text(errors="replace").splitlines(keepends=True):
         if _PANIC.match(line):
             in_panic = True
         if in_panic:
             in_panic = not line.startswith("note:")
+            after_panic = not in_panic
             continue
+        if after_panic and not line.strip():
+            continue  # the blank line Rust leaves after a panic's note
+        after_panic = False
         if not _CONNECT_RETRY.search(line):
             sys.stderr.write(line)
 
@@ -336,7 +343,9 @@ def _fork_member(job: Job, flow: Dataflow, run_dir: Path, addresses: list[str], 
         code = 2
     except KeyboardInterrupt:
         code = 130
-    except BaseException:  # a peer's failure, or a panic: the parent explains
+    except BaseException as exc:  # a step's failure, a panic, a peer's: said for the parent
+        with contextlib.suppress(OSError):
+            log_error(run_dir / ERRORS, exc)
         code = 1
     finally:
         os._exit(code)
@@ -423,6 +432,12 @@ def _member_main(argv: list[str]) -> None:
     except HarnessError as exc:
         log_error(Path(run_dir) / ERRORS, exc)  # the parent reports it from there
         os._exit(2)
+    except KeyboardInterrupt:
+        os._exit(130)
+    except BaseException as exc:  # a step's failure, a panic, a peer's: said for the parent
+        with contextlib.suppress(OSError):
+            log_error(Path(run_dir) / ERRORS, exc)
+        os._exit(1)
 
 
 if __name__ == "__main__":

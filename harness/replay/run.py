@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from harness.errors import Interrupted, interruption
+from harness.errors import ERRORS, Interrupted, interruption
 from harness.process import starting_the_job
 from harness.progress import Progress, watching
 from harness.recording.integrity import SegmentCheck
@@ -57,6 +57,7 @@ def run_job(job: Job, collect: Callable[[Path], T], *, addresses: list[str] | No
     meter = None if progress is False else Progress(
         f"replay {recording.directory.name}", recording.manifest.events, enabled=progress)
     with run_directory(read.recovery_dir, identity) as run_dir:
+        (run_dir / ERRORS).unlink(missing_ok=True)  # what a crashed run said is not this one's
         start = time.perf_counter()
         starting_the_job()
         cluster = None

@@ -14,6 +14,8 @@ and written once by the resumed run.
 
 from __future__ import annotations
 
+import math
+import reprlib
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,35 +32,114 @@ from bytewax.outputs import (
     StatelessSinkPartition,
 )
 
-from harness.errors import HarnessError, UsageError
+from harness.errors import ERRORS, HarnessError, UsageError, logging_errors
 
 __all__ = ["JsonSink", "PartitionedJsonSink", "canonical_line", "collect_items",
            "exactly_once"]
 
 ITEMS: Final = "items-{}.jsonl"
-_OPTIONS: Final = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+_OPTIONS: Final = orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY
+_REPR: Final = reprlib.Repr()  # bounded: an item may be huge or nested 1,000 deep
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 4, 80, 80
 
 
 class ItemError(HarnessError):
     """An item the flow wrote that is not JSON-serialisable."""
 
 
-def canonical_line(item: Any) -> bytes:
-    """One item as its canonical JSON line (no newline): object keys sorted."""
+def canonical_line(item: Any, step: str = "") -> bytes:
+    """One item as its canonical JSON line (no newline): object keys sorted.
+
+    A value JSON cannot carry faithfully is refused (`ItemError`, naming the step
+    and the value), never altered: NaN and infinities (which JSON would write as
+    null), an object whose keys collide as text (`{1: "a", "1": "b"}`), nesting
+    deeper than JSON writers go, and types JSON has no form for.
+    """
     try:
-        return orjson.dumps(item, option=_OPTIONS)
+        line = orjson.dumps(item, option=_OPTIONS)
     except TypeError as exc:
-        raise ItemError(f"the flow wrote an item that is not JSON-serialisable"
-                        f" ({type(item).__name__}: {exc}): {item!r:.200}") from None
+        line = _with_text_keys(item, step, exc)
+    if b"null" in line and _non_finite(item):
+        raise ItemError(f"{_where(step)}the flow wrote a number JSON cannot carry (NaN or"
+                        f" infinity) in {_shown(item)}")
+    return line
+
+
+def _where(step: str) -> str:
+    return f"step {step}: " if step else ""
+
+
+def _shown(item: Any) -> str:
+    return f"{type(item).__name__} {_REPR.repr(item)}"
+
+
+def _with_text_keys(item: Any, step: str, exc: TypeError) -> bytes:
+    """An item orjson refused: with non-text object keys that do not collide as text, its
+    line; else the `ItemError` that says why."""
+    if "Dict key must be str" in str(exc):
+        collision = _colliding_keys(item)
+        if collision is not None:
+            raise ItemError(f"{_where(step)}the flow wrote an object whose keys {collision}"
+                            f" are the same text in JSON: {_shown(item)}") from None
+        try:
+            return orjson.dumps(item, option=_OPTIONS | orjson.OPT_NON_STR_KEYS)
+        except TypeError as again:
+            exc = again
+    if "Recursion limit" in str(exc):
+        raise ItemError(f"{_where(step)}the flow wrote an item nested too deeply for JSON:"
+                        f" {_shown(item)}") from None
+    raise ItemError(f"{_where(step)}the flow wrote an item that is not JSON-serialisable"
+                    f" ({exc}): {_shown(item)}") from None
+
+
+def _colliding_keys(value: Any, depth: int = 0) -> str | None:
+    """Two keys of one object (anywhere in `value`) that JSON writes as the same text."""
+    if depth > 300:
+        return None
+    if isinstance(value, dict):
+        texts: dict[str, Any] = {}
+        for key, inner in value.items():
+            text = key if isinstance(key, str) else orjson.dumps(
+                key, option=orjson.OPT_NON_STR_KEYS).decode().strip('"')
+            if text in texts:
+                return f"{texts[text]!r} and {key!r}"
+            texts[text] = key
+            found = _colliding_keys(inner, depth + 1)
+            if found is not None:
+                return found
+    elif isinstance(value, list | tuple):
+        for inner in value:
+            found = _colliding_keys(inner, depth + 1)
+            if found is not None:
+                return found
+    return None
+
+
+def _non_finite(value: Any, depth: int = 0) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if depth > 300:
+        return False
+    if isinstance(value, dict):
+        return any(_non_finite(v, depth + 1) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_non_finite(v, depth + 1) for v in value)
+    return False
 
 
 class _PartWriter(StatelessSinkPartition[Any]):
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, step: str, error_log: Path) -> None:
         self._file = path.open("ab")
+        self._step = step
+        self._lines = logging_errors(self._lines_of, error_log)  # said to a cluster's parent
 
     def write_batch(self, items: list[Any]) -> None:
         if items:
-            self._file.write(b"\n".join(canonical_line(item) for item in items) + b"\n")
+            self._file.write(self._lines(items))
+
+    def _lines_of(self, items: list[Any]) -> bytes:
+        step = self._step
+        return b"\n".join(canonical_line(item, step) for item in items) + b"\n"
 
     def close(self) -> None:
         self._file.close()
@@ -71,7 +152,8 @@ class JsonSink(DynamicSink[Any]):
     run_dir: Path
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _PartWriter:
-        return _PartWriter(self.run_dir / ITEMS.format(f"{step_id}~w{worker_index:05d}"))
+        return _PartWriter(self.run_dir / ITEMS.format(f"{step_id}~w{worker_index:05d}"),
+                           step_id, self.run_dir / ERRORS)
 
 
 class _ResumableWriter(StatefulSinkPartition[bytes, int]):
@@ -126,11 +208,12 @@ def exactly_once(flow: Dataflow, sink: JsonSink, parts: int = 8) -> int:
         flow.substeps.remove(step)
         up: Stream[Any] = Stream(step.up.stream_id, flow._scope)  # type: ignore[attr-defined]
 
-        def keyed(item: Any) -> tuple[str, bytes]:
-            line = canonical_line(item)
+        def keyed(item: Any, step_id: str = step.step_id) -> tuple[str, bytes]:
+            line = canonical_line(item, step_id)
             return str(zlib.crc32(line) % parts), line
 
-        lines = op.map(f"{step.step_name}_to_partitions", up, keyed)
+        lines = op.map(f"{step.step_name}_to_partitions", up,
+                       logging_errors(keyed, sink.run_dir / ERRORS))
         op.output(step.step_name, lines, PartitionedJsonSink(sink.run_dir, parts))
         rerouted += 1
     if not rerouted and _writes_to(flow.substeps, sink):

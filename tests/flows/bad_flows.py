@@ -71,3 +71,36 @@ def reads_twice(source, sink):
         op.output(f"out_{name}", op.map(f"tag_{name}", op.input(name, flow, source),
                                         lambda e, n=name: {"step": n}), sink)
     return flow
+
+
+def _one(kind):
+    import math
+
+    values = {"nan": {"rate": math.nan}, "inf": [1.0, -math.inf],
+              "keys": {1: "a", "1": "b"}, "deep": None}
+    if kind == "deep":
+        deep = 1
+        for _ in range(1000):
+            deep = [deep]
+        return deep
+    return values[kind]
+
+
+def _writes(kind):
+    def factory(source, sink):
+        flow = Dataflow(f"writes_{kind}")
+        op.output("out", op.map("value", op.input("edits", flow, source),
+                                lambda e: _one(kind)), sink)
+        return flow
+    return factory
+
+
+writes_nan, writes_inf = _writes("nan"), _writes("inf")
+writes_colliding_keys, writes_deep = _writes("keys"), _writes("deep")
+
+
+def writes_int_keys(source, sink):
+    flow = Dataflow("int_keys")
+    op.output("out", op.map("value", op.input("edits", flow, source),
+                            lambda e: {1: "a", 2: "b"}), sink)
+    return flow
