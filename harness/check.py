@@ -35,6 +35,7 @@ class Shape:
     workers: int = 1
     processes: int = 1
     batch_size: int | None = None
+    fresh: bool = False  # in a fresh interpreter with another hash seed
 
     def __str__(self) -> str:
         parts = []
@@ -44,10 +45,15 @@ class Shape:
             parts.append(f"{self.workers} worker{'s' if self.workers > 1 else ''}")
         if self.batch_size is not None:
             parts.append(f"batch {self.batch_size}")
+        if self.fresh:
+            parts.append("another hash seed")
         return ", ".join(parts)
 
 
-DEFAULT_SHAPES = (Shape(1), Shape(4), Shape(2, 2), Shape(1, 1, 1), Shape(1, 1, 1000))
+# The 2x2 run is a fresh interpreter with another PYTHONHASHSEED: a flow whose answer
+# depends on hash() of a string (a set's order, say) passes one interpreter's runs.
+DEFAULT_SHAPES = (Shape(1), Shape(4), Shape(2, 2, fresh=True), Shape(1, 1, 1),
+                  Shape(1, 1, 1000))
 
 
 @dataclass(frozen=True)
@@ -65,14 +71,59 @@ class Outcome:
 
 def outcome(job: Any, shape: Shape) -> Outcome:
     """Run a `FlowJob` on `shape` and reduce what it wrote to an `Outcome`."""
+    shaped = job.reshaped(workers=shape.workers, processes=shape.processes,
+                          batch_size=shape.batch_size)
+    return _in_fresh_interpreter(shaped) if shape.fresh else _run(shaped)
+
+
+def _run(job: Any) -> Outcome:
     from harness.replay.flowjob import replay
 
-    result = replay(job.reshaped(workers=shape.workers, processes=shape.processes,
-                                 batch_size=shape.batch_size))
-    output = result.output
+    output = replay(job).output
     return Outcome([orjson.dumps(v, option=orjson.OPT_SORT_KEYS) for v in output.values()],
                    output.counts.to_json(),
                    [orjson.dumps(d, option=orjson.OPT_SORT_KEYS) for d in output.dead_letters])
+
+
+def _in_fresh_interpreter(job: Any) -> Outcome:
+    """`outcome` of `job` run by `python -m harness.check` with another hash seed."""
+    import os
+    import subprocess
+    import sys
+
+    from harness.errors import HarnessError, MemberFailed
+    from harness.replay.job import job_to_json
+
+    seed = "2" if os.environ.get("PYTHONHASHSEED") == "1" else "1"
+    done = subprocess.run([sys.executable, "-m", "harness.check", job_to_json(job)],
+                          capture_output=True, env={**os.environ, "PYTHONHASHSEED": seed},
+                          check=False)
+    if done.returncode != 0:
+        said = done.stderr.decode(errors="replace").strip().splitlines()
+        text = said[-1] if said else f"a run with another hash seed ended with {done.returncode}"
+        raise HarnessError(text) if done.returncode == 2 else MemberFailed(text)
+    raw = orjson.loads(done.stdout)
+    return Outcome([line.encode() for line in raw["lines"]], raw["counts"],
+                   [line.encode() for line in raw["dead_letters"]])
+
+
+def _main(spec: str) -> None:
+    """Run one job (JSON) and print its `Outcome` as JSON (see `_in_fresh_interpreter`)."""
+    import sys
+
+    from harness.errors import HarnessError, describe
+    from harness.replay.job import job_from_json
+
+    try:
+        found = _run(job_from_json(spec))
+    except HarnessError as exc:
+        print(exc, file=sys.stderr)
+        sys.exit(2)
+    except Exception as exc:
+        print(describe(exc), file=sys.stderr)
+        sys.exit(1)
+    print(orjson.dumps({"lines": [x.decode() for x in found.lines], "counts": found.counts,
+                        "dead_letters": [x.decode() for x in found.dead_letters]}).decode())
 
 
 @dataclass(frozen=True)
@@ -162,3 +213,9 @@ def check(run: Callable[[Shape], Outcome], shapes: Sequence[Shape] = DEFAULT_SHA
                 shapes[0], shape, tuple(sorted(missing)[:5]), tuple(sorted(extra)[:5]),
                 sum(missing.values()), sum(extra.values()), counts))
     return result
+
+
+if __name__ == "__main__":
+    import sys
+
+    _main(sys.argv[1])

@@ -53,3 +53,11 @@ def test_a_killed_two_output_flow_resumes_to_the_whole_output(
     again = harness(*common, "--workers", resumed[0], "--processes", resumed[1])
     assert again.returncode == 0, again.stderr
     assert out.read_bytes() == whole
+
+
+def test_check_runs_a_shape_with_another_hash_seed() -> None:
+    proc = harness("check", "--flow", "hash_flow:flow", "--key", "wiki")
+    assert proc.returncode == 1, proc.stderr
+    assert "NOT deterministic" in proc.stdout and "another hash seed" in proc.stdout
+    fine = harness("check", "--flow", "wiki_counts:wiki_counts", "--key", "wiki")
+    assert fine.returncode == 0, fine.stdout + fine.stderr
