@@ -82,8 +82,11 @@ def log_error(error_log: Path, exc: BaseException) -> None:
     Bad input keeps its class; anything else is a `MemberFailed` with its description."""
     kind, text = ((type(exc).__name__, str(exc)) if isinstance(exc, HarnessError)
                   else (MemberFailed.__name__, describe(exc)))
-    with error_log.open("a") as log:
-        log.write(f"{kind}\t{' / '.join(text.splitlines())}\n")
+    try:
+        with error_log.open("a") as log:
+            log.write(f"{kind}\t{' / '.join(text.splitlines())}\n")
+    except OSError:
+        pass  # a full disk, say: the error itself still propagates
 
 
 def describe(exc: BaseException) -> str:
@@ -106,19 +109,22 @@ def describe(exc: BaseException) -> str:
     return f"{type(root).__name__}: {text}{where}"[:500]
 
 
-def logging_errors(fn: Callable[P, R], error_log: Path | None) -> Callable[P, R]:
-    """`fn`, also appending any `HarnessError` it raises to `error_log`.
+def logging_errors(fn: Callable[P, R], error_log: Path | None,
+                   kinds: tuple[type[BaseException], ...] = ()) -> Callable[P, R]:
+    """`fn`, also appending any `HarnessError` (or one of `kinds`) it raises to
+    `error_log`.
 
     Bytewax may lose an exception on its way out of a multi-process cluster;
     the cluster supervisor reads the log to report the place instead.
     """
     if error_log is None:
         return fn
+    logged_kinds: tuple[type[BaseException], ...] = (HarnessError, *kinds)
 
     def logged(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
-        except HarnessError as exc:
+        except logged_kinds as exc:
             log_error(error_log, exc)
             raise
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["DirectoryLock", "alive", "fsync_dir", "redirect_stderr", "sha256_file",
+__all__ = ["DirectoryLock", "alive", "fsync_dir", "naming", "redirect_stderr", "sha256_file",
            "stderr_into", "write_atomically"]
 
 
@@ -153,11 +153,13 @@ class Counters:
         import struct
 
         self.names = names
+        self._path = path
         self._format = struct.Struct(f"<{len(names)}q")
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
 
     def update(self, values: dict[str, int]) -> None:
-        os.pwrite(self._fd, self._format.pack(*(values[n] for n in self.names)), 0)
+        with naming(self._path):
+            os.pwrite(self._fd, self._format.pack(*(values[n] for n in self.names)), 0)
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -199,3 +201,14 @@ def redirect_stderr(path: Path) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.dup2(fd, 2)
     os.close(fd)
+
+
+@contextmanager
+def naming(path: Path) -> Iterator[None]:
+    """An OSError raised inside (a full disk, say) names `path` if it named no file."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from None

@@ -23,7 +23,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-__all__ = ["STOPS", "can_fork", "die_with_parent", "fork_child", "keep_thread_state",
+__all__ = ["STOPS", "can_fork", "die_with_parent", "ensure_open_files", "fork_child",
+           "keep_thread_state",
            "one_job_process", "starting_the_job", "stops_held", "stops_taken"]
 
 _one_job = False
@@ -136,3 +137,22 @@ def keep_thread_state() -> None:
     if not getattr(_thread, "kept", False):
         ctypes.pythonapi.PyGILState_Ensure()
         _thread.kept = True  # a thread-local that lasts now that the state does
+
+
+def ensure_open_files(needed: int, what: str) -> None:
+    """Let this process (and the members it starts) open `needed` files: raise the soft
+    limit towards the hard one if need be, else say so in one line (a run that runs out
+    of descriptors midway ends in a Rust panic)."""
+    import resource
+
+    from harness.errors import UsageError
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    if hard == resource.RLIM_INFINITY or hard >= needed:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+        return
+    raise UsageError(f"{what} needs about {needed} open files per process; this one may open"
+                     f" {hard} (ulimit -n): use fewer partitions or more processes, or raise"
+                     " the limit")

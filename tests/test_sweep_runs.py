@@ -61,3 +61,47 @@ def test_check_runs_a_shape_with_another_hash_seed() -> None:
     assert "NOT deterministic" in proc.stdout and "another hash seed" in proc.stdout
     fine = harness("check", "--flow", "wiki_counts:wiki_counts", "--key", "wiki")
     assert fine.returncode == 0, fine.stdout + fine.stderr
+
+
+def _with_open_files(limit: int, *args: str) -> subprocess.CompletedProcess[str]:
+    """`harness ARGS` in a child whose soft and hard RLIMIT_NOFILE are `limit`."""
+    code = ("import resource, runpy, sys\n"
+            f"resource.setrlimit(resource.RLIMIT_NOFILE, ({limit}, {limit}))\n"
+            "sys.argv = ['harness', *sys.argv[1:]]\n"
+            "runpy.run_module('harness', run_name='__main__')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(EXAMPLES), str(FLOWS), str(ROOT)])}
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_too_many_partitions_for_the_open_file_limit_is_one_line_up_front() -> None:
+    refused = _with_open_files(512, "replay", *WIKI, "--partitions", "500", "--quiet")
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.strip().splitlines() == [refused.stderr.strip()]
+    assert "--partitions 500" in refused.stderr and "ulimit -n" in refused.stderr
+    fits = _with_open_files(512, "replay", *WIKI, "--partitions", "64", "--quiet")
+    assert fits.returncode == 0, fits.stderr
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 2 MiB tmpfs of the test's own (skipped where mounting is not allowed)."""
+    where = tmp_path / "small"
+    where.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(where)],
+                             capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", str(where)], check=False)
+
+
+def test_a_recovery_state_filling_its_disk_is_one_line_naming_the_file(small_disk: Path) -> None:
+    proc = harness("replay", "--flow", "many_items:hundred_per_event", "--quiet",
+                   "--recovery-dir", str(small_disk / "state"))
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+    assert "No space left on device" in proc.stderr and str(small_disk) in proc.stderr
+    assert not proc.stderr.startswith("\n")

@@ -158,20 +158,19 @@ def _harness_error(exc: BaseException | None) -> HarnessError | None:
 
 def _forward(log: Path) -> None:
     """Pass on what a run wrote to stderr (a flow's own messages, say), without the
-    Rust panics that accompany a failure (the failure is reported in one line)."""
-    in_panic = after_panic = False
+    Rust panics that accompany a failure (the failure is reported in one line), nor
+    the blank lines they leave."""
+    kept: list[str] = []
+    in_panic = False
     for line in log.read_text(errors="replace").splitlines(keepends=True):
         if _PANIC.match(line):
             in_panic = True
         if in_panic:
             in_panic = not line.startswith("note:")
-            after_panic = not in_panic
             continue
-        if after_panic and not line.strip():
-            continue  # the blank line Rust leaves after a panic's note
-        after_panic = False
         if not _CONNECT_RETRY.search(line):
-            sys.stderr.write(line)
+            kept.append(line)
+    sys.stderr.write("".join(kept).strip("\n") + "\n" if "".join(kept).strip() else "")
 
 
 # Bytewax logs this while cluster members start one after the other; it is not an error.

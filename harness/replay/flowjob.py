@@ -23,7 +23,8 @@ from typing import Any, Final
 from bytewax.dataflow import Dataflow
 
 from harness.errors import ERRORS, UsageError
-from harness.flows.contract import CHUNKS, Flow, FlowOutput, resolve
+from harness.flows.contract import CHUNKS, PAYLOADS, Flow, FlowOutput, resolve
+from harness.process import ensure_open_files
 from harness.recording.integrity import SegmentCheck
 from harness.recording.manifest import Manifest
 from harness.recording.slice import Slice
@@ -40,6 +41,11 @@ from harness.replay.source import (
 __all__ = ["CLOCKS", "FlowJob", "Result", "replay", "require_receive_times"]
 
 CLOCKS: Final = ("event", "recorded")
+# Descriptors a run needs: 500 partitions failed at ulimit -n 900 and ran at 1200, so
+# about two per partition (its dead letters and running counts; the lane's segment is
+# opened while read) and a base for Python, Bytewax, logs and sinks.
+_BASE_FILES: Final = 256
+_FILES_PER_PARTITION: Final = 2
 
 Result = Run[FlowOutput]
 
@@ -134,6 +140,10 @@ class FlowJob:
                 **self.plugin.identity(self)}
 
     def prepare(self, progress: bool | None = False) -> list[SegmentCheck]:
+        if self.plugin.input == PAYLOADS:  # a partition's report and live counts, its lane
+            mine = -(-self.lane_count // self.read.processes)
+            ensure_open_files(_BASE_FILES + _FILES_PER_PARTITION * mine,
+                              f"--partitions {self.lane_count}")
         return self.plugin.prepare(self, progress)
 
     def build(self, run_dir: Path) -> Dataflow:

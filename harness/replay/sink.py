@@ -33,6 +33,7 @@ from bytewax.outputs import (
 )
 
 from harness.errors import ERRORS, HarnessError, UsageError, logging_errors
+from harness.files import naming
 
 __all__ = ["JsonSink", "PartitionedJsonSink", "canonical_line", "collect_items",
            "exactly_once"]
@@ -129,20 +130,25 @@ def _non_finite(value: Any, depth: int = 0) -> bool:
 
 class _PartWriter(StatelessSinkPartition[Any]):
     def __init__(self, path: Path, step: str, error_log: Path) -> None:
+        self._path = path
         self._file = path.open("ab")
         self._step = step
-        self._lines = logging_errors(self._lines_of, error_log)  # said to a cluster's parent
+        # said to a cluster's parent too (Bytewax loses a member's exception)
+        self._logged = logging_errors(self._write, error_log, (OSError,))
 
     def write_batch(self, items: list[Any]) -> None:
-        if items:
-            self._file.write(self._lines(items))
+        self._logged(items)
 
-    def _lines_of(self, items: list[Any]) -> bytes:
-        step = self._step
-        return b"\n".join(canonical_line(item, step) for item in items) + b"\n"
+    def _write(self, items: list[Any]) -> None:
+        if items:
+            step = self._step
+            lines = b"\n".join(canonical_line(item, step) for item in items) + b"\n"
+            with naming(self._path):
+                self._file.write(lines)
 
     def close(self) -> None:
-        self._file.close()
+        with naming(self._path):
+            self._file.close()
 
 
 @dataclass(frozen=True)
@@ -157,20 +163,28 @@ class JsonSink(DynamicSink[Any]):
 
 
 class _ResumableWriter(StatefulSinkPartition[bytes, int]):
-    def __init__(self, path: Path, size: int) -> None:
+    def __init__(self, path: Path, size: int, error_log: Path) -> None:
+        self._path = path
         self._file: BinaryIO = path.open("ab")
         self._file.truncate(size)
+        self._logged = logging_errors(self._write, error_log, (OSError,))
 
     def write_batch(self, lines: list[bytes]) -> None:
+        self._logged(lines)
+
+    def _write(self, lines: list[bytes]) -> None:
         if lines:
-            self._file.write(b"\n".join(lines) + b"\n")
+            with naming(self._path):
+                self._file.write(b"\n".join(lines) + b"\n")
 
     def snapshot(self) -> int:
-        self._file.flush()
+        with naming(self._path):
+            self._file.flush()
         return self._file.tell()
 
     def close(self) -> None:
-        self._file.close()
+        with naming(self._path):
+            self._file.close()
 
 
 @dataclass(frozen=True)
@@ -190,7 +204,7 @@ class PartitionedJsonSink(FixedPartitionedSink[bytes, int]):
                    ) -> _ResumableWriter:
         # by step and partition: a flow's outputs never share a file (nor truncate one)
         return _ResumableWriter(self.run_dir / ITEMS.format(f"{step_id}~{for_part}"),
-                                resume_state or 0)
+                                resume_state or 0, self.run_dir / ERRORS)
 
 
 def exactly_once(flow: Dataflow, sink: JsonSink, parts: int = 8) -> int:

@@ -47,7 +47,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from msgspec import UNSET
 
 from harness.errors import RecordingError, UsageError
-from harness.files import Counters, write_atomically
+from harness.files import Counters, naming, write_atomically
 from harness.process import keep_thread_state
 from harness.recording.blocks import Damage
 from harness.recording.envelope import DAMAGED, NOT_JSON, NOT_OBJECT, Envelope, EnvelopeError
@@ -391,10 +391,11 @@ class SourceReport:
         """The resume state at a read position, after writing out what is pending."""
         size = 0
         if self._file is not None and self._tally_path is not None:
-            if self._pending:
-                self._file.write(b"\n".join(self._pending) + b"\n")
-                self._pending.clear()
-            self._file.flush()
+            with naming(Path(self._file.name)):
+                if self._pending:
+                    self._file.write(b"\n".join(self._pending) + b"\n")
+                    self._pending.clear()
+                self._file.flush()
             size = self._file.tell()
             write_atomically(self._tally_path, [orjson.dumps(self.tally.to_json())])
         return SourcePosition(segment, offset, skip, size, tuple(self.tally.to_json().items()))
