@@ -69,3 +69,17 @@ def test_a_steps_failure_in_a_cluster_member_is_one_line_and_exit_1() -> None:
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
     assert not proc.stderr.startswith("\n")
+
+
+def test_an_unfinished_recording_with_events_is_not_called_empty(tmp_path) -> None:
+    from harness.recording import RecordingWriter
+
+    writer = RecordingWriter(tmp_path / "rec", source="test", block_events=10)
+    for i in range(30):
+        writer.append(orjson.dumps({"user": f"u{i % 3}", "timestamp": 1_700_000_000 + i}),
+                      None, 1.7e9 + i)
+    writer.flush()
+    writer.abandon()  # as a killed recorder leaves it: nothing finished in the manifest
+    proc = harness("replay", str(tmp_path / "rec"), "--quiet", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert "empty" not in proc.stderr and orjson.loads(proc.stdout)["events"] == 30

@@ -160,13 +160,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _warn_if_empty(recording: Path) -> None:
-    from harness.recording.manifest import Manifest
+    from harness.recording.reader import Recording
 
-    manifest = Manifest.load(recording)
-    if manifest.events == 0:
-        state = "complete" if manifest.complete else "unfinished"
-        print(f"warning: {recording} is empty ({state}, 0 events): nothing to replay",
-              file=sys.stderr)
+    opened = Recording(recording, skip_damaged=True)
+    if opened.manifest.events:
+        return
+    # the manifest counts a segment only once it is finished: look at what is written
+    for block in opened.blocks():
+        if block.header.events:
+            return
+    state = "complete" if opened.manifest.complete else "unfinished"
+    print(f"warning: {recording} is empty ({state}, 0 events): nothing to replay",
+          file=sys.stderr)
 
 
 def _addresses(text: str | None, process_id: int | None) -> list[str] | None:
