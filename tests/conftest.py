@@ -136,3 +136,17 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("synth") / "rec"
     synthesize(path, events=20_000, seed=7, lanes=8, progress=False)
     return path
+
+
+def assert_same_output(path: Path, expected: bytes) -> None:
+    """`path` holds exactly `expected`; if not, a short account of the lines that differ
+    (pytest's own diff of two large byte strings takes minutes)."""
+    got = path.read_bytes()
+    if got == expected:
+        return
+    ours, theirs = Counter(got.splitlines()), Counter(expected.splitlines())
+    extra, missing = list((ours - theirs).elements()), list((theirs - ours).elements())
+    raise AssertionError(f"{path}: {len(got.splitlines())} lines, expected "
+                         f"{len(expected.splitlines())}; {len(extra)} extra, e.g. {extra[:3]}; "
+                         f"{len(missing)} missing, e.g. {missing[:3]}"
+                         + ("; same lines, another order" if not extra and not missing else ""))

@@ -24,7 +24,7 @@ from harness.recording import Recording
 from harness.recording.sample import sample_recording
 from harness.replay.keys import key_getter
 from harness.replay.source import ReplaySource, read_source_report
-from tests.conftest import EXAMPLES, FLOWS, ROOT, file_sizes, harness
+from tests.conftest import EXAMPLES, FLOWS, ROOT, assert_same_output, file_sizes, harness
 
 SAMPLE = sample_recording()
 
@@ -255,7 +255,7 @@ def test_killed_flow_replay_resumes_exactly_once(tmp_path: Path) -> None:
     assert proc.returncode == -signal.SIGKILL and not out.exists()
     resumed = harness(*args)
     assert resumed.returncode == 0, resumed.stderr
-    assert out.read_bytes() == whole.read_bytes()  # nothing lost, nothing doubled
+    assert_same_output(out, whole.read_bytes())  # nothing lost, nothing doubled
 
 
 def test_bench_measures_shapes_beside_the_plain_loop_naive_bytewax_and_passthrough(

@@ -18,7 +18,7 @@ from harness.recording import integrity
 from harness.recording.integrity import SegmentCheck
 from harness.recording.manifest import Manifest
 from harness.recording.reader import Recording
-from tests.conftest import ROOT, harness, live_processes, write_recording
+from tests.conftest import ROOT, assert_same_output, harness, live_processes, write_recording
 
 T0 = 1_700_000_000
 
@@ -65,7 +65,7 @@ def test_skip_damaged_warns_of_the_mismatch_and_still_replays_everything(tmp_pat
                   "--out", str(tmp_path / "warned.jsonl"))
     assert run.returncode == 0, run.stderr
     assert f"warning: {name}: sha256 does not match the manifest" in run.stderr
-    assert (tmp_path / "warned.jsonl").read_bytes() == (tmp_path / "clean.jsonl").read_bytes()
+    assert_same_output(tmp_path / "warned.jsonl", (tmp_path / "clean.jsonl").read_bytes())
 
 
 _CHECK_BOTH_WAYS = """

@@ -18,7 +18,7 @@ from harness.recording.synth import synthetic_events
 from harness.replay.keylanes import cache_root
 from harness.replay.keys import key_getter, key_text
 from harness.replay.source import ReplaySource
-from tests.conftest import harness, write_recording
+from tests.conftest import assert_same_output, harness, write_recording
 
 SHAPES = [(1, 1), (4, 1), (2, 2)]
 
@@ -142,7 +142,7 @@ def test_derived_lanes_cut_short_are_derived_anew(tmp_path: Path,
     os.truncate(segment, segment.stat().st_size // 2)
     again = _replay(rec, tmp_path / "b")
     assert again.returncode == 0, again.stderr
-    assert (tmp_path / "b").read_bytes() == (tmp_path / "a").read_bytes()
+    assert_same_output(tmp_path / "b", (tmp_path / "a").read_bytes())
     assert Recording(entry).manifest.segments[0].bytes == segment.stat().st_size
 
 
@@ -169,7 +169,7 @@ def test_altered_derived_lanes_are_refused_then_derived_anew(
                          .replace(b'"events": ', b'"events":1', 1))
     again = _replay(rec, tmp_path / "c")
     assert again.returncode == 0, again.stderr
-    assert (tmp_path / "c").read_bytes() == (tmp_path / "a").read_bytes()
+    assert_same_output(tmp_path / "c", (tmp_path / "a").read_bytes())
 
 
 def _peak_rss_mib(*args: str, cwd: Path) -> tuple[float, Any]:

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.recording.sample import sample_recording
-from tests.conftest import file_sizes, harness
+from tests.conftest import assert_same_output, file_sizes, harness
 
 SAMPLE = sample_recording()
 SPEED = 300.0  # the sample spans ~9 min of receive time: ~1.8 s per run at this pace
@@ -66,7 +66,7 @@ def test_killed_replay_resumes_to_the_uninterrupted_output(tmp_path_factory, exp
     assert proc.returncode != 0 or out.exists()  # it really was interrupted (or had finished)
     resumed = harness(*args)
     assert resumed.returncode == 0, resumed.stderr
-    assert out.read_bytes() == expected[0]  # no window missing, none duplicated
+    assert_same_output(out, expected[0])  # no window missing, none duplicated
     assert counts(resumed.stdout) == expected[1]
     for pid in members:  # no orphaned cluster member survives its replay
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(
@@ -80,7 +80,7 @@ def test_recovery_state_belongs_to_one_replay(tmp_path: Path, expected) -> None:
     again = harness("replay", str(SAMPLE), "--quiet", "--recovery-dir", str(state),
                     "--out", str(tmp_path / "o.jsonl"))
     assert again.returncode == 0 and counts(again.stdout) == expected[1]
-    assert (tmp_path / "o.jsonl").read_bytes() == expected[0]
+    assert_same_output(tmp_path / "o.jsonl", expected[0])
     other = harness("replay", str(SAMPLE), "--quiet", "--recovery-dir", str(state),
                     "--threshold", "3")
     assert other.returncode == 2 and "different replay" in other.stderr
@@ -117,7 +117,7 @@ def test_resume_mid_joined_frames(tmp_path: Path) -> None:
     assert proc.returncode == -signal.SIGKILL and not out.exists()  # really interrupted
     resumed = harness(*args)
     assert resumed.returncode == 0, resumed.stderr
-    assert out.read_bytes() == (tmp_path / "whole.jsonl").read_bytes()
+    assert_same_output(out, (tmp_path / "whole.jsonl").read_bytes())
     assert counts(resumed.stdout) == counts(whole.stdout)
 
 
@@ -148,4 +148,4 @@ def test_a_run_killed_as_its_output_takes_its_name_is_rerun_as_the_same_command(
     assert killed.returncode == 137 and out.exists(), killed.stderr
     rerun = harness(*args)
     assert rerun.returncode == 0, rerun.stderr
-    assert out.read_bytes() == expected[0]
+    assert_same_output(out, expected[0])

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness.recording.sample import sample_recording
-from tests.conftest import EXAMPLES, FLOWS, ROOT, harness
+from tests.conftest import EXAMPLES, FLOWS, ROOT, assert_same_output, harness
 
 SAMPLE = sample_recording()
 WIKI = ["--flow", "wiki_counts:wiki_counts", "--key", "wiki"]
@@ -31,7 +31,7 @@ def test_two_outputs_under_recovery_lose_nothing(tmp_path: Path, whole: bytes) -
     proc = harness("replay", *WIKI, "--recovery-dir", str(tmp_path / "state"), "--out",
                    str(out))
     assert proc.returncode == 0, proc.stderr
-    assert out.read_bytes() == whole
+    assert_same_output(out, whole)
 
 
 @pytest.mark.parametrize(("first", "resumed"), [(("1", "1"), ("2", "1")),
@@ -52,7 +52,7 @@ def test_a_killed_two_output_flow_resumes_to_the_whole_output(
     assert not out.exists()  # really interrupted
     again = harness(*common, "--workers", resumed[0], "--processes", resumed[1])
     assert again.returncode == 0, again.stderr
-    assert out.read_bytes() == whole
+    assert_same_output(out, whole)
 
 
 def test_check_runs_a_shape_with_another_hash_seed() -> None:
