@@ -78,9 +78,39 @@ class LiveFeed:
     writer: RecordingWriter | None = None
     max_events: int | None = None
     duration: float | None = None
+    recording_failed: OSError | None = None  # and the run ended there (see `record`)
+    received: int = 0  # events handed to the flow
 
     def open(self) -> _FeedReader:
         return _FeedReader(self)
+
+    def record(self, item: ReceivedEvent) -> Line | None:
+        """`item` as its recording line, once the writer took it; None if the recording
+        cannot be written (a full disk, say). Then the stream ends, and the run with it,
+        as if it had ended there: the flow decides on no event the recording lacks
+        beyond those already buffered, and its outputs are still written."""
+        writer = self.writer
+        assert writer is not None
+        if self.recording_failed is not None:
+            return None
+        try:
+            return writer.append(item.data, item.sse_id, item.received)
+        except OSError as exc:
+            self._failed(exc)
+            return None
+
+    def flush_if_due(self) -> None:
+        if self.writer is not None and self.recording_failed is None:
+            try:
+                self.writer.flush_if_due()
+            except OSError as exc:
+                self._failed(exc)
+
+    def _failed(self, exc: OSError) -> None:
+        assert self.writer is not None
+        self.recording_failed = (exc if exc.filename is not None else
+                                 OSError(exc.errno, exc.strerror, str(self.writer.directory)))
+        self.stream.stop()
 
 
 class _FeedReader:
@@ -91,7 +121,6 @@ class _FeedReader:
         self._inbox: queue.Queue[ReceivedEvent | None] = queue.Queue()
         self._deadline = (time.monotonic() + feed.duration
                           if feed.duration is not None else None)
-        self._received = 0
         self._reader = threading.Thread(target=self._read, daemon=True, name="live-stream")
         self._reader.start()
 
@@ -124,18 +153,20 @@ class _FeedReader:
                 self._inbox.put(None)  # end after this batch
                 quiet = None
                 break
-            if feed.max_events is not None and self._received >= feed.max_events:
+            if feed.max_events is not None and feed.received >= feed.max_events:
                 continue
-            self._received += 1
             if feed.writer is not None:  # recording: the flow sees the very lines written
-                lines.append(feed.writer.append(item.data, item.sse_id, item.received))
+                line = feed.record(item)
+                if line is None:
+                    continue
+                lines.append(line)
             else:
-                lines.append((self._received, *encode_envelope(
-                    self._received, item.sse_id, item.received, item.data)))
-            if feed.max_events is not None and self._received >= feed.max_events:
+                lines.append((feed.received + 1, *encode_envelope(
+                    feed.received + 1, item.sse_id, item.received, item.data)))
+            feed.received += 1
+            if feed.max_events is not None and feed.received >= feed.max_events:
                 feed.stream.stop()
-        if feed.writer is not None:
-            feed.writer.flush_if_due()
+        feed.flush_if_due()
         return lines, quiet
 
     def next_awake(self) -> datetime | None:
@@ -241,24 +272,29 @@ class _LivePayloads(_LivePartition):
 
 
 @contextmanager
-def _live_run(stream: EventStream, record_to: Path | None, lanes: int) -> Iterator[
-        tuple[RecordingWriter | None, Path]]:
-    """The recording writer (if recording) and a run directory. SIGINT and SIGTERM end
-    the stream, so the run finishes as if it had ended: windows close, outputs and the
-    recording are kept (`stream.stopped_by` says so). The writer is closed complete
-    only if the run ends cleanly, and the stream is stopped in any case."""
-    writer = (RecordingWriter(record_to, source=public_url(stream.url), lanes=lanes)
-              if record_to is not None else None)
+def _live_run(feed: LiveFeed, record_to: Path | None) -> Iterator[Path]:
+    """A run directory, with `feed.writer` recording (if `record_to`). SIGINT and
+    SIGTERM end the stream, so the run finishes as if it had ended: windows close,
+    outputs and the recording are kept (`stream.stopped_by` says so). The writer is
+    closed complete only if the run ends cleanly, left as it is (resumable) if it
+    failed, and the stream is stopped in any case."""
+    stream = feed.stream
+    if record_to is not None:
+        feed.writer = RecordingWriter(record_to, source=public_url(stream.url),
+                                      lanes=feed.lanes)
     clean = False
     try:
         with tempfile.TemporaryDirectory(prefix="harness-live-") as tmp, \
                 stream.stopped_by_signals():
-            yield writer, Path(tmp)
+            yield Path(tmp)
         clean = True
     finally:
         stream.stop()
-        if writer is not None:
-            writer.close(complete=clean)
+        if feed.writer is not None:
+            if feed.recording_failed is not None:
+                feed.writer.abandon()
+            else:
+                feed.writer.close(complete=clean)
 
 
 LIVE: Final = Path("<live>")  # what a live job's ReadOptions name as its recording
@@ -271,6 +307,9 @@ class LiveResult:
     output: FlowOutput
     wall_seconds: float
     overtaken: int = 0
+    recording_failed: OSError | None = None  # the run ended there (see LiveFeed.record)
+    received: int = 0  # events the flow decided on
+    recorded: int = 0  # of them, the first this many are in the recording
 
 
 def live_job(flow: str = "bots", *, workers: int = 1, key: str = "user",
@@ -300,12 +339,15 @@ def run_live(
     flow = job.plugin
     started = time.perf_counter()
     idle = IdleTime(grace)
-    with _live_run(stream, record_to, lanes) as (writer, run_dir):
-        feed = LiveFeed(stream, lanes, writer, max_events, duration)
+    feed = LiveFeed(stream, lanes, None, max_events, duration)
+    with _live_run(feed, record_to) as run_dir:
         source: FixedPartitionedSource[Any, None] = (
             LiveSource(feed) if flow.input == CHUNKS
             else LiveFlowSource(feed, job.key, run_dir, idle))
         execute(flow.build(job, source, run_dir, live_lanes=lanes), run_dir,
                 job.read.workers)
         output = flow.collect(job, run_dir)
-    return LiveResult(output, time.perf_counter() - started, idle.overtaken)
+    recorded = (sum(s.events for s in feed.writer.manifest.segments)
+                if feed.writer is not None else 0)
+    return LiveResult(output, time.perf_counter() - started, idle.overtaken,
+                      feed.recording_failed, feed.received, recorded)

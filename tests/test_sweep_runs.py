@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.eventstreams.server import EventStreamServer
+from harness.recording.reader import Recording
 from harness.recording.sample import sample_recording
 from tests.conftest import EXAMPLES, FLOWS, ROOT, assert_same_output, harness
 
@@ -105,3 +107,23 @@ def test_a_recovery_state_filling_its_disk_is_one_line_naming_the_file(small_dis
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
     assert "No space left on device" in proc.stderr and str(small_disk) in proc.stderr
     assert not proc.stderr.startswith("\n")
+
+
+def test_live_recording_onto_a_full_disk_keeps_the_outputs_and_names_the_file(
+        small_disk: Path, tmp_path: Path) -> None:
+    record_to, out, dead = small_disk / "rec", tmp_path / "out.jsonl", tmp_path / "dead.jsonl"
+    with EventStreamServer(SAMPLE, speed=0) as server:
+        proc = harness("live", "--url", server.url, "--quiet", "--record", str(record_to),
+                       "--out", str(out), "--dead-letters", str(dead), timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    error = proc.stderr.strip()
+    assert error.splitlines() == [error] and not proc.stderr.startswith("\n")
+    assert "No space left on device" in error and str(record_to) in error
+    assert "windows=" in proc.stdout  # the summary of what was decided
+    assert out.stat().st_size > 0 and dead.exists()  # every decision so far is written
+    decided = int(error.rsplit(" of the ", 1)[1].split()[0].replace(",", ""))
+    recorded = int(error.rsplit(" holds the first ", 1)[1].split()[0].replace(",", ""))
+    assert 0 < recorded <= decided < 20_000
+    kept = Recording(record_to)
+    assert not kept.manifest.complete
+    assert sum(1 for _ in kept.envelopes()) == recorded  # the prefix it says, readable

@@ -167,6 +167,13 @@ def cmd_live(args: argparse.Namespace) -> int:
               " may decide their windows differently", file=sys.stderr)
     write_outputs(outputs, result.output)
     report(job, result.output, result.wall_seconds, _live_shape(args, stream), False)
+    failed = result.recording_failed
+    if failed is not None:  # the outputs above are kept; say where the recording stopped
+        print(f"harness live: error: {failed.filename}: {failed.strerror or failed}; the"
+              f" run ended there; the recording (unfinished, resumable) holds the first"
+              f" {result.recorded:,} of the {result.received:,} events it decided on",
+              file=sys.stderr)
+        return 1
     return _status(stream.stopped_by)
 
 
