@@ -188,3 +188,24 @@ def test_a_signal_ends_a_live_run_and_keeps_everything(served: Path, tmp_path: P
     live_out = (tmp_path / "out.jsonl").read_bytes(), (tmp_path / "dl.jsonl").read_bytes()
     assert live_out[0]
     assert replay(tmp_path, "recorded", "--clock", "recorded", "--lateness", "1") == live_out
+
+
+def test_a_second_ctrl_c_inside_a_step_is_an_interruption(served: Path, tmp_path: Path) -> None:
+    """The first Ctrl-C ends the stream; a second one, while the flow's steps still work
+    through what arrived, interrupts: 130 and one line, never 'unexpected failure'."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(FLOWS), str(ROOT)])}
+    with EventStreamServer(served, speed=20.0) as server:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "harness", "live", "--url", server.url, "--quiet",
+             "--flow", "live_flows:slow_steps", "--out", str(tmp_path / "out.jsonl")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            time.sleep(3.0)
+            proc.send_signal(signal.SIGINT)  # the backlog takes seconds to work through
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=30)
+        finally:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == [err.strip()] and "interrupted by SIGINT" in err

@@ -21,7 +21,6 @@ from harness.cli import recordings, replay, report, stream
 from harness.cli.args import Parser
 from harness.errors import (
     HarnessError,
-    Interrupted,
     Terminated,
     describe,
     interruption,
@@ -88,27 +87,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HarnessError as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)
         return 2
-    except (KeyboardInterrupt, Terminated, Interrupted) as exc:
-        stopped_by = interruption(exc) or "SIGINT"
-        # a command may say what an interruption leaves (serve: nothing to leave)
-        note = getattr(args, "on_interrupt", "what was done so far is above, outputs not"
-                                             " written")
-        print(f"{name}: interrupted by {stopped_by}" + (f"; {note}" if note else ""),
-              file=sys.stderr)
-        return signal_exit_status(stopped_by)
-    except OSError as exc:
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"{name}: error: {where}{exc.strerror or exc}", file=sys.stderr)
-        return 1
-    except Exception as exc:
-        print(f"{name}: unexpected failure: {describe(exc)}", file=sys.stderr)
-        return 1
     except BaseException as exc:  # pyo3's PanicException is not an Exception
-        if type(exc).__name__ != "PanicException":
-            raise
+        stopped_by = interruption(exc)  # a Ctrl-C inside a step arrives wrapped by Bytewax
+        if stopped_by is not None:
+            # a command may say what an interruption leaves (serve: nothing to leave)
+            note = getattr(args, "on_interrupt", "what was done so far is above, outputs"
+                                                 " not written")
+            print(f"{name}: interrupted by {stopped_by}" + (f"; {note}" if note else ""),
+                  file=sys.stderr)
+            return signal_exit_status(stopped_by)
+        if isinstance(exc, OSError):
+            where = f"{exc.filename}: " if exc.filename else ""
+            print(f"{name}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+            return 1
+        if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+            raise  # SystemExit
         print(f"{name}: unexpected failure: {describe(exc)}", file=sys.stderr)
         return 1
-
 
 if __name__ == "__main__":
     sys.exit(main())

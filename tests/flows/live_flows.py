@@ -44,3 +44,13 @@ def user_windows(source, sink):
     op.output("late", op.map("late_rows", counts.late, lambda kv: {"late": kv[1][1]["meta"]["id"]}),
               sink)
     return flow
+
+
+def slow_steps(source, sink):
+    """Each item takes 50 ms in a step, so a live run has a backlog to finish after the
+    stream ends, and a second Ctrl-C lands inside the step."""
+    flow = Dataflow("slow_steps")
+    edits = op.input("edits", flow, source)
+    op.output("out", op.map("slow", edits, lambda e: time.sleep(0.05) or {"seq": e.seq}),
+              sink)
+    return flow
