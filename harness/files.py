@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["DirectoryLock", "alive", "fsync_dir", "naming", "redirect_stderr", "sha256_file",
-           "stderr_into", "write_atomically"]
+__all__ = ["DirectoryLock", "alive", "fsync_dir", "named", "naming", "redirect_stderr",
+           "sha256_file", "stderr_into", "write_atomically"]
 
 
 def write_atomically(path: Path, chunks: Iterable[bytes], *, durable: bool = False,
@@ -211,4 +211,9 @@ def naming(path: Path) -> Iterator[None]:
     except OSError as exc:
         if exc.filename is not None:
             raise
-        raise OSError(exc.errno, exc.strerror, str(path)) from None
+        raise named(exc, path) from None
+
+
+def named(exc: OSError, path: Path) -> OSError:
+    """`exc`, or if it names no file, the same error naming `path`."""
+    return exc if exc.filename is not None else OSError(exc.errno, exc.strerror, str(path))

@@ -43,6 +43,7 @@ from typing import Any, Final
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from harness.eventstreams.client import EventStream, ReceivedEvent, public_url
+from harness.files import named
 from harness.flows.contract import CHUNKS, FlowOutput
 from harness.process import keep_thread_state
 from harness.recording.envelope import encode_envelope
@@ -108,8 +109,7 @@ class LiveFeed:
 
     def _failed(self, exc: OSError) -> None:
         assert self.writer is not None
-        self.recording_failed = (exc if exc.filename is not None else
-                                 OSError(exc.errno, exc.strerror, str(self.writer.directory)))
+        self.recording_failed = named(exc, self.writer.directory)
         self.stream.stop()
 
 
@@ -347,7 +347,6 @@ def run_live(
         execute(flow.build(job, source, run_dir, live_lanes=lanes), run_dir,
                 job.read.workers)
         output = flow.collect(job, run_dir)
-    recorded = (sum(s.events for s in feed.writer.manifest.segments)
-                if feed.writer is not None else 0)
     return LiveResult(output, time.perf_counter() - started, idle.overtaken,
-                      feed.recording_failed, feed.received, recorded)
+                      feed.recording_failed, feed.received,
+                      feed.writer.manifest.events if feed.writer is not None else 0)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -46,10 +48,39 @@ def harness(*args: str, cwd: Path | None = None, timeout: float = 300
             ) -> subprocess.CompletedProcess[str]:
     """`python -m harness ARGS` in a fresh process that can import the example and test
     flows (as a user's would be found on PYTHONPATH)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(EXAMPLES), str(FLOWS), str(ROOT), os.environ.get("PYTHONPATH", "")])}
     return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True,
-                          text=True, timeout=timeout, cwd=cwd, env=env)
+                          text=True, timeout=timeout, cwd=cwd, env=harness_env())
+
+
+def harness_env() -> dict[str, str]:
+    """The environment `harness` runs in: the example and test flows importable."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(EXAMPLES), str(FLOWS), str(ROOT), os.environ.get("PYTHONPATH", "")])}
+
+
+def replay_output(directory: Path, *args: str) -> bytes:
+    """What an uninterrupted `harness replay ARGS --out FILE` (in `directory`) writes."""
+    out = directory / "out.jsonl"
+    proc = harness("replay", *args, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    return out.read_bytes()
+
+
+def kill_and_resume(replay: list[str], out: Path, first: tuple[str, str],
+                    resumed: tuple[str, str], *, after: float) -> None:
+    """`harness REPLAY` (a replay with a recovery dir writing `out`) on shape `first`
+    (workers, processes) at 300x the recorded pace, killed with its whole process group
+    `after` seconds in, then run again on shape `resumed` at full speed to its end."""
+    proc = subprocess.Popen([sys.executable, "-m", "harness", *replay, "--speed", "300",
+                             "--workers", first[0], "--processes", first[1]],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True, env=harness_env())
+    time.sleep(after)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert not out.exists()  # really interrupted
+    again = harness(*replay, "--workers", resumed[0], "--processes", resumed[1])
+    assert again.returncode == 0, again.stderr
 
 
 def file_sizes(directory: Path, pattern: str) -> list[int]:

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -19,7 +14,7 @@ from bytewax.testing import TestingSink, TestingSource, run_main
 
 from harness.replay.clock import RecordedClock
 from harness.replay.source import Received
-from tests.conftest import EXAMPLES, FLOWS, ROOT, assert_same_output, harness
+from tests.conftest import assert_same_output, kill_and_resume, replay_output
 
 ZERO = datetime(2024, 1, 1, tzinfo=timezone.utc)
 
@@ -55,10 +50,7 @@ RECORDED = ["--flow", "live_flows:user_windows", "--clock", "recorded", "--quiet
 
 @pytest.fixture(scope="module")
 def whole(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    out = tmp_path_factory.mktemp("whole") / "out.jsonl"
-    proc = harness("replay", *RECORDED, "--out", str(out))
-    assert proc.returncode == 0, proc.stderr
-    return out.read_bytes()
+    return replay_output(tmp_path_factory.mktemp("whole"), *RECORDED)
 
 
 @pytest.mark.parametrize(("first", "resumed"), [(("1", "1"), ("2", "1")),
@@ -66,17 +58,6 @@ def whole(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 def test_a_killed_recorded_clock_flow_resumes_byte_identical(
         tmp_path: Path, whole: bytes, first: tuple[str, str], resumed: tuple[str, str]) -> None:
     out, state = tmp_path / "out.jsonl", tmp_path / "state"
-    common = ["replay", *RECORDED, "--recovery-dir", str(state), "--out", str(out),
-              "--snapshot-interval", "0.1"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(EXAMPLES), str(FLOWS), str(ROOT)])}
-    proc = subprocess.Popen([sys.executable, "-m", "harness", *common, "--speed", "300",
-                             "--workers", first[0], "--processes", first[1]],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True, env=env)
-    time.sleep(1.2)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate(timeout=60)
-    assert not out.exists()  # really interrupted
-    again = harness(*common, "--workers", resumed[0], "--processes", resumed[1])
-    assert again.returncode == 0, again.stderr
+    kill_and_resume(["replay", *RECORDED, "--recovery-dir", str(state), "--out", str(out),
+                     "--snapshot-interval", "0.1"], out, first, resumed, after=1.2)
     assert_same_output(out, whole)

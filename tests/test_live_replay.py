@@ -18,7 +18,7 @@ import pytest
 from harness.eventstreams.server import EventStreamServer, Faults
 from harness.recording import Manifest, RecordingWriter
 from harness.recording.synth import synthetic_events
-from tests.conftest import EXAMPLES, FLOWS, ROOT, harness, write_recording
+from tests.conftest import EXAMPLES, FLOWS, ROOT, harness, harness_env, write_recording
 
 EVENTS = 6000
 SPEED = 40.0  # event time runs 40x faster than wall time
@@ -193,12 +193,11 @@ def test_a_signal_ends_a_live_run_and_keeps_everything(served: Path, tmp_path: P
 def test_a_second_ctrl_c_inside_a_step_is_an_interruption(served: Path, tmp_path: Path) -> None:
     """The first Ctrl-C ends the stream; a second one, while the flow's steps still work
     through what arrived, interrupts: 130 and one line, never 'unexpected failure'."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(FLOWS), str(ROOT)])}
     with EventStreamServer(served, speed=20.0) as server:
         proc = subprocess.Popen(
             [sys.executable, "-m", "harness", "live", "--url", server.url, "--quiet",
              "--flow", "live_flows:slow_steps", "--out", str(tmp_path / "out.jsonl")],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=harness_env())
         try:
             time.sleep(3.0)
             proc.send_signal(signal.SIGINT)  # the backlog takes seconds to work through

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +11,7 @@ import pytest
 from harness.eventstreams.server import EventStreamServer
 from harness.recording.reader import Recording
 from harness.recording.sample import sample_recording
-from tests.conftest import EXAMPLES, FLOWS, ROOT, assert_same_output, harness
+from tests.conftest import assert_same_output, harness, harness_env, kill_and_resume, replay_output
 
 SAMPLE = sample_recording()
 WIKI = ["--flow", "wiki_counts:wiki_counts", "--key", "wiki"]
@@ -22,10 +19,7 @@ WIKI = ["--flow", "wiki_counts:wiki_counts", "--key", "wiki"]
 
 @pytest.fixture(scope="module")
 def whole(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    out = tmp_path_factory.mktemp("whole") / "out.jsonl"
-    proc = harness("replay", *WIKI, "--out", str(out))
-    assert proc.returncode == 0, proc.stderr
-    return out.read_bytes()
+    return replay_output(tmp_path_factory.mktemp("whole"), *WIKI)
 
 
 def test_two_outputs_under_recovery_lose_nothing(tmp_path: Path, whole: bytes) -> None:
@@ -41,19 +35,9 @@ def test_two_outputs_under_recovery_lose_nothing(tmp_path: Path, whole: bytes) -
 def test_a_killed_two_output_flow_resumes_to_the_whole_output(
         tmp_path: Path, whole: bytes, first: tuple[str, str], resumed: tuple[str, str]) -> None:
     out, state = tmp_path / "out.jsonl", tmp_path / "state"
-    common = ["replay", str(SAMPLE), *WIKI, "--quiet", "--recovery-dir", str(state),
-              "--out", str(out), "--snapshot-interval", "0.1"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(EXAMPLES), str(FLOWS), str(ROOT)])}
-    proc = subprocess.Popen([sys.executable, "-m", "harness", *common, "--speed", "300",
-                             "--workers", first[0], "--processes", first[1]],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True, env=env)
-    time.sleep(1.0)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate(timeout=60)
-    assert not out.exists()  # really interrupted
-    again = harness(*common, "--workers", resumed[0], "--processes", resumed[1])
-    assert again.returncode == 0, again.stderr
+    kill_and_resume(["replay", str(SAMPLE), *WIKI, "--quiet", "--recovery-dir", str(state),
+                     "--out", str(out), "--snapshot-interval", "0.1"], out, first, resumed,
+                    after=1.0)
     assert_same_output(out, whole)
 
 
@@ -71,7 +55,7 @@ def _with_open_files(limit: int, *args: str) -> subprocess.CompletedProcess[str]
             f"resource.setrlimit(resource.RLIMIT_NOFILE, ({limit}, {limit}))\n"
             "sys.argv = ['harness', *sys.argv[1:]]\n"
             "runpy.run_module('harness', run_name='__main__')\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(EXAMPLES), str(FLOWS), str(ROOT)])}
+    env = harness_env()
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
                           env=env, timeout=300)
 

@@ -105,5 +105,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{name}: unexpected failure: {describe(exc)}", file=sys.stderr)
         return 1
 
+
 if __name__ == "__main__":
     sys.exit(main())
