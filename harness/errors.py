@@ -76,12 +76,14 @@ def interruption(exc: BaseException | None) -> str | None:
     return None
 
 
-def log_error(error_log: Path, exc: BaseException) -> None:
+def log_error(error_log: Path, exc: BaseException, step: str | None = None) -> None:
     """Append `exc` to a run's error log (one line: its class, a tab, its message), where
     the process that supervises the run finds it (`harness.replay.cluster.first_error`).
-    Bad input keeps its class; anything else is a `MemberFailed` with its description."""
+    Bad input keeps its class; anything else is a `MemberFailed` with its description
+    and the `step` it was raised in."""
     kind, text = ((type(exc).__name__, str(exc)) if isinstance(exc, HarnessError)
-                  else (MemberFailed.__name__, describe(exc)))
+                  else (MemberFailed.__name__,
+                        describe(exc) + (f" (in step {step})" if step else "")))
     try:
         with error_log.open("a") as log:
             log.write(f"{kind}\t{' / '.join(text.splitlines())}\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -149,3 +150,25 @@ def test_a_run_killed_as_its_output_takes_its_name_is_rerun_as_the_same_command(
     rerun = harness(*args)
     assert rerun.returncode == 0, rerun.stderr
     assert_same_output(out, expected[0])
+
+
+def test_a_killed_member_is_named(tmp_path: Path) -> None:
+    """A member killed outright cannot say why; its peers only see it go. The supervisor
+    names the member and the signal, not a broken connection."""
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "replay", str(SAMPLE), "--quiet",
+                             "--processes", "2", "--speed", str(SPEED)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while len(members := _children(proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # both running the flow
+        os.kill(_children(proc.pid)[-1], signal.SIGKILL)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert members and proc.returncode == 1, err
+    assert re.fullmatch(rb"harness replay: unexpected failure: ClusterError: cluster process"
+                        rb" [01] was killed by SIGKILL\n", err), err

@@ -1,4 +1,5 @@
-"""Rewiring a built Bytewax dataflow: a step spliced in after an input.
+"""Rewiring a built Bytewax dataflow: a step spliced in after an input, and its
+steps' failures reported where they happen.
 
 A `Dataflow` is a tree of operator steps connected by stream ids
 (`bytewax.dataflow`). To put a step between an input and everything that
@@ -14,8 +15,16 @@ from collections.abc import Callable
 from typing import Any
 
 from bytewax.dataflow import Dataflow, MultiPort, SinglePort, Stream
+from bytewax.operators import StatefulBatchLogic
 
-__all__ = ["input_steps", "splice_after_input"]
+__all__ = ["input_steps", "reporting_failures", "splice_after_input"]
+
+StepFailed = Callable[[Exception, str], None]
+"""Told of an exception a step raised and the id of that (core) step."""
+
+# The Python callables Bytewax's core operators call, by operator name.
+_CALLBACKS = {"flat_map_batch": "mapper", "branch": "predicate",
+              "inspect_debug": "inspector"}
 
 
 def input_steps(flow: Dataflow) -> list[Any]:
@@ -48,3 +57,75 @@ def _rename(step: Any, old: str, new: str) -> None:
             object.__setattr__(step, f.name, dataclasses.replace(value, stream_ids=ids))
     for sub in step.substeps:
         _rename(sub, old, new)
+
+
+def reporting_failures(flow: Dataflow, failed: StepFailed) -> None:
+    """Make every step of `flow` tell `failed` of an exception it raises, then raise it.
+
+    A multi-process Bytewax cluster loses a step's exception (a peer's broken
+    connection is all that comes out), so its members report it on the way.
+    """
+    for step in flow.substeps:
+        _report(step, failed)
+
+
+def _report(step: Any, failed: StepFailed) -> None:
+    name, step_id = type(step).__name__, step.step_id
+    if name == "flat_map_batch":  # Bytewax iterates what it returns: its errors count too
+        mapper = step.mapper
+        object.__setattr__(step, "mapper", _reported(lambda batch: list(mapper(batch)),
+                                                     step_id, failed))
+    elif name in ("branch", "inspect_debug"):
+        field = "predicate" if name == "branch" else "inspector"
+        object.__setattr__(step, field, _reported(getattr(step, field), step_id, failed))
+    elif name == "stateful_batch":
+        build = step.builder
+        object.__setattr__(step, "builder", _reported(
+            lambda state: _ReportedLogic(build(state), step_id, failed), step_id, failed))
+    for sub in step.substeps:
+        _report(sub, failed)
+
+
+def _reported(fn: Callable[..., Any], step_id: str, failed: StepFailed) -> Callable[..., Any]:
+    def reported(*args: Any) -> Any:
+        try:
+            return fn(*args)
+        except Exception as exc:
+            failed(exc, step_id)
+            raise
+
+    return reported
+
+
+class _ReportedLogic(StatefulBatchLogic[Any, Any, Any]):
+    """A stateful step's logic whose every call reports what it raises, including while
+    what it emits is iterated."""
+
+    def __init__(self, logic: StatefulBatchLogic[Any, Any, Any], step_id: str,
+                 failed: StepFailed) -> None:
+        self.logic, self.step_id, self.failed = logic, step_id, failed
+
+    def _call(self, method: Callable[..., Any], *args: Any, emits: bool = False) -> Any:
+        try:
+            if emits:  # (what to emit, whether to discard the logic)
+                out, discard = method(*args)
+                return list(out), discard
+            return method(*args)
+        except Exception as exc:
+            self.failed(exc, self.step_id)
+            raise
+
+    def on_batch(self, values: list[Any]) -> Any:
+        return self._call(self.logic.on_batch, values, emits=True)
+
+    def on_notify(self) -> Any:
+        return self._call(self.logic.on_notify, emits=True)
+
+    def on_eof(self) -> Any:
+        return self._call(self.logic.on_eof, emits=True)
+
+    def notify_at(self) -> Any:
+        return self._call(self.logic.notify_at)
+
+    def snapshot(self) -> Any:
+        return self._call(self.logic.snapshot)

@@ -25,8 +25,9 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig
@@ -35,17 +36,22 @@ from bytewax.run import cli_main
 from harness import errors
 from harness.errors import ERRORS, HarnessError, MemberFailed, log_error
 from harness.files import redirect_stderr, stderr_into
+from harness.flows.surgery import reporting_failures
 from harness.process import can_fork, die_with_parent, fork_child, stops_held
 from harness.replay.job import Job, job_from_json, job_to_json
 from harness.replay.recovery import recovery_db_error
 
-__all__ = ["ERRORS", "Cluster", "ClusterError", "execute", "first_error", "free_addresses",
-           "run_member", "terminate"]
+__all__ = ["BROKEN", "ERRORS", "Cluster", "ClusterError", "execute", "first_error",
+           "free_addresses", "run_member", "terminate"]
 
 
 
 class ClusterError(RuntimeError):
-    """A member process of a local cluster failed."""
+    """A member process of a cluster failed."""
+
+
+BROKEN: Final = "the connection to another cluster member broke"
+"""What a member knows when a peer went away: that peer's own report says why."""
 
 
 def first_error(run_dir: Path) -> HarnessError | MemberFailed | None:
@@ -210,10 +216,7 @@ def execute(flow: Dataflow, run_dir: Path, workers: int, addresses: list[str] | 
         if db_error is not None:
             raise db_error from None
         if addresses is not None and "thread panic" in str(exc):
-            raise ClusterError(
-                "the connection to another cluster member broke: every member must run"
-                " with the same --workers and --addresses, and all must keep running"
-            ) from None
+            raise ClusterError(BROKEN) from None
         raise
     _forward(log)
 
@@ -231,6 +234,8 @@ def run_member(job: Job, run_dir: Path, addresses: list[str] | None = None,
                 if read.recovery_dir is not None else None)
     if flow is None:
         flow = job.build(run_dir)
+    if addresses is not None:  # Bytewax loses a step's exception between processes
+        reporting_failures(flow, partial(log_error, run_dir / ERRORS))
     ready()
     execute(flow, run_dir, read.workers, addresses, process_id, recovery,
             read.snapshot_interval if recovery is not None else None)
@@ -290,6 +295,12 @@ class Cluster:
         finally:
             _wait_all(members, grace=0.0)
         error = first_error(self.run_dir)
+        killed = [(index, member.returncode) for index, member in enumerate(members)
+                  if member.returncode is not None and member.returncode < 0]
+        if killed and (error is None or BROKEN in str(error)):  # it could not say why
+            index, code = killed[0]
+            raise ClusterError(f"cluster process {index} was killed by"
+                               f" {signal.Signals(-code).name}")
         if error is not None:
             raise error
         for log in self.logs:

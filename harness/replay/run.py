@@ -20,7 +20,7 @@ from harness.process import starting_the_job
 from harness.progress import Progress, watching
 from harness.recording.integrity import SegmentCheck
 from harness.recording.reader import Recording
-from harness.replay.cluster import Cluster, run_member
+from harness.replay.cluster import BROKEN, Cluster, ClusterError, run_member
 from harness.replay.job import Job
 from harness.replay.recovery import run_directory
 
@@ -76,7 +76,7 @@ def run_job(job: Job, collect: Callable[[Path], T], *, addresses: list[str] | No
                     if cluster is not None:
                         cluster.wait()
                     else:
-                        run_member(job, run_dir, addresses, process_id)
+                        _run_member(job, run_dir, addresses, process_id)
             except Exception:
                 # A damaged segment fails the run and the check alike; the check
                 # names the damage the same way every time, so it wins.
@@ -99,6 +99,17 @@ def run_job(job: Job, collect: Callable[[Path], T], *, addresses: list[str] | No
         wall = time.perf_counter() - start
         output = collect(run_dir)
     return Run(output, wall, recording, notes)
+
+
+def _run_member(job: Job, run_dir: Path, addresses: list[str] | None,
+                process_id: int | None) -> None:
+    try:
+        run_member(job, run_dir, addresses, process_id)
+    except ClusterError as exc:  # the cluster is the user's: say what it needs
+        if str(exc) != BROKEN:
+            raise
+        raise ClusterError(f"{BROKEN}: every member must run with the same --workers and"
+                           " --addresses, and all must keep running") from None
 
 
 def _scan_unfinished(recording: Recording) -> list[str]:

@@ -34,6 +34,15 @@ def raises(source, sink):
     return flow
 
 
+def raises_in_state(source, sink):
+    """Fails in a stateful step, on the third event of some wiki."""
+    flow = Dataflow("raises_in_state")
+    keyed = op.key_on("by_wiki", op.input("edits", flow, source), lambda e: str(e["wiki"]))
+    counted = op.stateful_map("count", keyed, lambda n, e: ((n or 0) + 1, 1 // (2 - (n or 0))))
+    op.output("out", op.map("row", counted, lambda kv: {"wiki": kv[0], "n": kv[1]}), sink)
+    return flow
+
+
 def every_event(source, sink):
     """One item per event, keyed like the source: deterministic, and big enough to crash in."""
     flow = Dataflow("every_event")
