@@ -8,13 +8,14 @@ else that escapes is an unexpected failure (exit status 1).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final, ParamSpec, TypeVar
 
 __all__ = ["ERRORS", "HarnessError", "Interrupted", "MemberFailed", "RecordingError",
            "StreamError", "Terminated", "UsageError", "describe", "interruption",
-           "logging_errors"]
+           "log_error", "log_errors_to", "logged_error", "logging_errors"]
 
 ERRORS: Final = "errors.txt"  # a run directory's error log (see `logging_errors`)
 
@@ -78,17 +79,50 @@ def interruption(exc: BaseException | None) -> str | None:
 
 def log_error(error_log: Path, exc: BaseException, step: str | None = None) -> None:
     """Append `exc` to a run's error log (one line: its class, a tab, its message), where
-    the process that supervises the run finds it (`harness.replay.cluster.first_error`).
-    Bad input keeps its class; anything else is a `MemberFailed` with its description
-    and the `step` it was raised in."""
-    kind, text = ((type(exc).__name__, str(exc)) if isinstance(exc, HarnessError)
-                  else (MemberFailed.__name__,
-                        describe(exc) + (f" (in step {step})" if step else "")))
+    the process that supervises the run finds it (`logged_error`). Bad input and a file
+    error keep their class; anything else is a `MemberFailed` with its description and
+    the `step` it was raised in."""
+    if isinstance(exc, HarnessError):
+        kind, text = type(exc).__name__, str(exc)
+    elif isinstance(exc, OSError) and exc.strerror:
+        kind, text = "OSError", f"{exc.errno}\t{exc.filename or ''}\t{exc.strerror}"
+    else:
+        kind = MemberFailed.__name__
+        text = describe(exc) + (f" (in step {step})" if step else "")
+    line = f"{kind}\t{' / '.join(text.splitlines())}"[:2000] + "\n"
     try:
+        if _channel is not None:
+            os.write(_channel, line.encode(errors="replace"))  # < PIPE_BUF: never interleaved
+            return
         with error_log.open("a") as log:
-            log.write(f"{kind}\t{' / '.join(text.splitlines())}\n")
+            log.write(line)
     except OSError:
         pass  # a full disk, say: the error itself still propagates
+
+
+_channel: int | None = None
+
+
+def log_errors_to(pipe: int | None) -> None:
+    """Send this process's error log down `pipe`, not into the run directory's file: a
+    local cluster's member reports to its parent so, for the member's disk may be full."""
+    global _channel
+    _channel = pipe
+
+
+def logged_error(line: str) -> HarnessError | MemberFailed | OSError | None:
+    """The error one line of a run's error log holds (`log_error`), to raise again."""
+    kind, tab, message = line.partition("\t")
+    if not tab:
+        return HarnessError(line) if line.strip() else None
+    if kind == MemberFailed.__name__:
+        return MemberFailed(message)
+    if kind == "OSError":
+        errno, filename, strerror = message.split("\t", 2)
+        return OSError(int(errno), strerror, filename or None)
+    cls = globals().get(kind)
+    return cls(message) if isinstance(cls, type) and issubclass(cls, HarnessError) \
+        else HarnessError(message)
 
 
 def describe(exc: BaseException) -> str:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import orjson
 import pytest
 
-from tests.conftest import harness
+from tests.conftest import harness, harness_env
 
 
 @pytest.mark.parametrize(("spec", "said"), [
@@ -81,6 +84,13 @@ def test_a_steps_failure_is_said_alike_on_every_shape(flow: str, said: str) -> N
         assert not proc.stderr.startswith("\n")
         told.append(proc.stderr)
     assert said in told[0] and told[1] == told[0] and told[2] == told[0], told
+    # members started as fresh interpreters (where forking is unsafe) report it alike
+    spawned = subprocess.run(
+        [sys.executable, "-c", "import sys, harness.replay.cluster as c;"
+         " c.can_fork = lambda: False; from harness.cli.main import main;"
+         f" sys.exit(main(['replay', '--flow', {flow!r}, '--quiet', '--processes', '2']))"],
+        capture_output=True, text=True, timeout=120, env=harness_env())
+    assert (spawned.returncode, spawned.stderr) == (1, told[0])
 
 
 def test_an_unfinished_recording_with_events_is_not_called_empty(tmp_path) -> None:

@@ -84,9 +84,13 @@ def small_disk(tmp_path: Path):
         subprocess.run(["umount", str(where)], check=False)
 
 
-def test_a_recovery_state_filling_its_disk_is_one_line_naming_the_file(small_disk: Path) -> None:
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_recovery_state_filling_its_disk_is_one_line_naming_the_file(
+        small_disk: Path, processes: str) -> None:
+    """With 2 processes the member's error log is on the full disk too: it is said to
+    the parent down a pipe instead."""
     proc = harness("replay", "--flow", "many_items:hundred_per_event", "--quiet",
-                   "--recovery-dir", str(small_disk / "state"))
+                   "--recovery-dir", str(small_disk / "state"), "--processes", processes)
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
     assert "No space left on device" in proc.stderr and str(small_disk) in proc.stderr

@@ -33,8 +33,14 @@ from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig
 from bytewax.run import cli_main
 
-from harness import errors
-from harness.errors import ERRORS, HarnessError, MemberFailed, log_error
+from harness.errors import (
+    ERRORS,
+    HarnessError,
+    MemberFailed,
+    log_error,
+    log_errors_to,
+    logged_error,
+)
 from harness.files import redirect_stderr, stderr_into
 from harness.flows.surgery import reporting_failures
 from harness.process import can_fork, die_with_parent, fork_child, stops_held
@@ -54,20 +60,15 @@ BROKEN: Final = "the connection to another cluster member broke"
 """What a member knows when a peer went away: that peer's own report says why."""
 
 
-def first_error(run_dir: Path) -> HarnessError | MemberFailed | None:
+def first_error(run_dir: Path) -> HarnessError | MemberFailed | OSError | None:
     """The first error a source, step or member logged (`harness.errors.log_error`)."""
     log = run_dir / ERRORS
     if not log.exists():
         return None
     for line in log.read_text(errors="replace").splitlines():
-        kind, tab, message = line.partition("\t")
-        if tab:
-            if kind == MemberFailed.__name__:
-                return MemberFailed(message)
-            cls = getattr(errors, kind, HarnessError)
-            return cls(message) if isinstance(cls, type) else HarnessError(message)
-        if line.strip():
-            return HarnessError(line)
+        error = logged_error(line)
+        if error is not None:
+            return error
     return None
 
 
@@ -258,9 +259,12 @@ class Cluster:
         self.addresses = free_addresses(job.read.processes)
         self.logs = [run_dir / f"process-{i}.err" for i in range(job.read.processes)]
         self.members: list[_Member] = []
+        self._said = bytearray()  # what members logged (`harness.errors.log_errors_to`)
 
     def start(self) -> None:
         job, run_dir, addresses = self.job, self.run_dir, self.addresses
+        self._errors, errors_in = os.pipe()
+        os.set_blocking(self._errors, False)
         flow = job.build(run_dir) if can_fork() else None  # built once, inherited by all
         if flow is not None and not can_fork():  # building it started a thread
             flow = None
@@ -268,19 +272,22 @@ class Cluster:
             for index, log in enumerate(self.logs):
                 if flow is not None:
                     with stops_held():  # a Ctrl-C now is handled once the member is known
-                        self.members.append(
-                            _Member(pid=_fork_member(job, flow, run_dir, addresses, index, log)))
+                        self.members.append(_Member(pid=_fork_member(
+                            job, flow, run_dir, addresses, index, log, errors_in)))
                     continue
                 if index:  # members connect to lower ones; too early, Bytewax waits 1 s
                     _await_listening(_port(addresses[index - 1]), self.members[-1].poll)
                 with log.open("wb") as err:
                     self.members.append(_Member(popen=subprocess.Popen(
                         [sys.executable, "-m", "harness.replay.cluster", job_to_json(job),
-                         str(run_dir), ";".join(addresses), str(index), str(os.getpid())],
-                        stderr=err)))
+                         str(run_dir), ";".join(addresses), str(index), str(os.getpid()),
+                         str(errors_in)], stderr=err, pass_fds=(errors_in,))))
         except BaseException:
             _wait_all(self.members, grace=0.0)
+            os.close(self._errors)
             raise
+        finally:
+            os.close(errors_in)
 
     def wait(self) -> None:
         """Until every member has ended; then report the first failure in one line."""
@@ -291,10 +298,14 @@ class Cluster:
                 if any(code not in (None, 0) for code in codes):
                     _wait_all(members, grace=3.0)
                     break
-                _until_one_ends(members)
+                _until_one_ends(members, self._errors)
+                self._hear()
         finally:
             _wait_all(members, grace=0.0)
-        error = first_error(self.run_dir)
+            self._hear()
+            os.close(self._errors)
+        error = next(filter(None, map(logged_error, self._said.decode(errors="replace")
+                                      .splitlines())), None) or first_error(self.run_dir)
         killed = [(index, member.returncode) for index, member in enumerate(members)
                   if member.returncode is not None and member.returncode < 0]
         if killed and (error is None or BROKEN in str(error)):  # it could not say why
@@ -310,15 +321,23 @@ class Cluster:
                 raise ClusterError(f"cluster process {index} exited with {member.returncode}")
 
 
-def _until_one_ends(members: list[_Member], timeout: float = 1.0) -> None:
-    """Sleep until a running member ends (Linux: on pidfds, waking at once), at most
-    `timeout` seconds; elsewhere for a short while."""
+    def _hear(self) -> None:
+        """Take what members logged so far, so that none waits on a full pipe."""
+        with contextlib.suppress(BlockingIOError):
+            while chunk := os.read(self._errors, 65536):
+                self._said += chunk
+
+
+def _until_one_ends(members: list[_Member], errors: int, timeout: float = 1.0) -> None:
+    """Sleep until a running member ends or logs an error (Linux: on pidfds, waking at
+    once), at most `timeout` seconds; elsewhere for a short while."""
     fds: list[int] = []
     try:
         for member in members:
             if member.returncode is None and member.pid is not None:
                 fds.append(os.pidfd_open(member.pid))
         poller = select.poll()
+        poller.register(errors, select.POLLIN)
         for fd in fds:
             poller.register(fd, select.POLLIN)
         poller.poll(timeout * 1000)
@@ -334,13 +353,15 @@ def _port(address: str) -> int:
 
 
 def _fork_member(job: Job, flow: Dataflow, run_dir: Path, addresses: list[str], index: int,
-                 log: Path) -> int:
-    """Fork member `index`; the child runs it and leaves with `os._exit`."""
+                 log: Path, errors: int) -> int:
+    """Fork member `index`; the child runs it, logging errors down pipe `errors`, and
+    leaves with `os._exit`."""
     pid = fork_child({signal.SIGINT: signal.default_int_handler,
                       signal.SIGTERM: signal.SIG_DFL})
     if pid:
         return pid
     code = 1
+    log_errors_to(errors)
     try:
         gc.freeze()  # this child runs one member and exits: its GC skips what it inherited
         redirect_stderr(log)
@@ -430,7 +451,8 @@ def terminate(proc: subprocess.Popen[Any], grace: float = 5.0) -> None:
 
 
 def _member_main(argv: list[str]) -> None:
-    spec, run_dir, addresses, process_id, parent = argv
+    spec, run_dir, addresses, process_id, parent, errors = argv
+    log_errors_to(int(errors))
     # Armed here, not in a preexec_fn: Python runs its fork hooks for a preexec_fn,
     # and a Ctrl-C raised in one of them is dropped (see `stops_held`). A parent that
     # died before this would leave the member orphaned (re-parented): leave at once.

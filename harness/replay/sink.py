@@ -17,10 +17,10 @@ from __future__ import annotations
 import math
 import reprlib
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Final
+from typing import Any, BinaryIO, Final, TypeVar
 
 import bytewax.operators as op
 import orjson
@@ -32,12 +32,13 @@ from bytewax.outputs import (
     StatelessSinkPartition,
 )
 
-from harness.errors import ERRORS, HarnessError, UsageError, logging_errors
+from harness.errors import ERRORS, HarnessError, UsageError, log_error, logging_errors
 from harness.files import naming
 
 __all__ = ["JsonSink", "PartitionedJsonSink", "canonical_line", "collect_items",
            "exactly_once"]
 
+R = TypeVar("R")
 ITEMS: Final = "items-{}.jsonl"
 _OPTIONS: Final = orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY
 _REPR: Final = reprlib.Repr()  # bounded: an item may be huge or nested 1,000 deep
@@ -128,27 +129,40 @@ def _non_finite(value: Any, depth: int = 0) -> bool:
     return False
 
 
-class _PartWriter(StatelessSinkPartition[Any]):
-    def __init__(self, path: Path, step: str, error_log: Path) -> None:
-        self._path = path
-        self._file = path.open("ab")
-        self._step = step
-        # said to a cluster's parent too (Bytewax loses a member's exception)
-        self._logged = logging_errors(self._write, error_log, (OSError,))
+class _OutputFile:
+    """A file of output lines. What fails on it names it, and is logged for a cluster's
+    parent too (Bytewax loses a member's exception on its way out)."""
 
-    def write_batch(self, items: list[Any]) -> None:
-        self._logged(items)
+    def __init__(self, path: Path, error_log: Path, size: int | None = None) -> None:
+        self._path, self._error_log = path, error_log
+        self._file: BinaryIO = self._guarded(lambda: path.open("ab"))
+        if size is not None:
+            self._guarded(self._file.truncate, size)
 
-    def _write(self, items: list[Any]) -> None:
-        if items:
-            step = self._step
-            lines = b"\n".join(canonical_line(item, step) for item in items) + b"\n"
+    def _guarded(self, fn: Callable[..., R], *args: Any) -> R:
+        try:
             with naming(self._path):
-                self._file.write(lines)
+                return fn(*args)
+        except (HarnessError, OSError) as exc:
+            log_error(self._error_log, exc)
+            raise
 
     def close(self) -> None:
-        with naming(self._path):
-            self._file.close()
+        self._guarded(self._file.close)
+
+
+class _PartWriter(_OutputFile, StatelessSinkPartition[Any]):
+    def __init__(self, path: Path, step: str, error_log: Path) -> None:
+        super().__init__(path, error_log)
+        self._step = step
+
+    def write_batch(self, items: list[Any]) -> None:
+        if items:
+            self._guarded(self._write, items)
+
+    def _write(self, items: list[Any]) -> None:
+        step = self._step
+        self._file.write(b"\n".join(canonical_line(item, step) for item in items) + b"\n")
 
 
 @dataclass(frozen=True)
@@ -162,29 +176,17 @@ class JsonSink(DynamicSink[Any]):
                            step_id, self.run_dir / ERRORS)
 
 
-class _ResumableWriter(StatefulSinkPartition[bytes, int]):
+class _ResumableWriter(_OutputFile, StatefulSinkPartition[bytes, int]):
     def __init__(self, path: Path, size: int, error_log: Path) -> None:
-        self._path = path
-        self._file: BinaryIO = path.open("ab")
-        self._file.truncate(size)
-        self._logged = logging_errors(self._write, error_log, (OSError,))
+        super().__init__(path, error_log, size)
 
     def write_batch(self, lines: list[bytes]) -> None:
-        self._logged(lines)
-
-    def _write(self, lines: list[bytes]) -> None:
         if lines:
-            with naming(self._path):
-                self._file.write(b"\n".join(lines) + b"\n")
+            self._guarded(self._file.write, b"\n".join(lines) + b"\n")
 
     def snapshot(self) -> int:
-        with naming(self._path):
-            self._file.flush()
+        self._guarded(self._file.flush)
         return self._file.tell()
-
-    def close(self) -> None:
-        with naming(self._path):
-            self._file.close()
 
 
 @dataclass(frozen=True)
