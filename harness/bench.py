@@ -232,7 +232,8 @@ class BenchResults:
                 f" {self.baseline.median / row.median:>8.2f}"
                 + (f" {self.naive.median / row.median:>8.2f}" if self.naive else "")
                 + f" {f'{row.startup:.2f}' if row.startup is not None else '-':>10}"
-                f" {f'{net:,.0f}' if net is not None else '-':>10}  {', '.join(notes)}")
+                f" {f'{net:,.0f}' if net is not None else '-':>10}  {', '.join(notes)}"
+                .rstrip())
         ceiling = self.ceiling
         if ceiling is not None:
             lines.append(f"ceiling for 2 processes: {ceiling['speedup']:.2f}x one worker"
