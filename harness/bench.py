@@ -446,7 +446,7 @@ def naive_bytewax(payloads: Path, flow: str, key: str, out: Path) -> int:
 
     out.mkdir(exist_ok=True)
     sink = _LinesSink(out)
-    dataflow = plugin.factory(FileSource(payloads), sink)
+    dataflow = plugin.dataflow(FileSource(payloads), sink)
     (step,) = input_steps(dataflow)
     splice_after_input(dataflow, step, lambda lines: op.filter_map("parse", lines, parse))
     cli_main(dataflow, workers_per_process=1)  # type: ignore[no-untyped-call]

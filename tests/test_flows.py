@@ -220,8 +220,8 @@ def test_bot_detection_plugin_gives_the_fast_paths_windows(tmp_path: Path) -> No
 
 @pytest.mark.parametrize(("flow", "message", "status"), [
     ("nosuchmodule:f", "no module 'nosuchmodule'", 2),
-    ("bad_flows:missing", "has no function 'missing'", 2),
-    ("bad_flows", "expected MODULE:FUNCTION", 2),
+    ("bad_flows:missing", "bad_flows has no 'missing'", 2),
+    ("bad_flows", "bad_flows has no 'flow'", 2),  # as bytewax.run: MODULE means MODULE:flow
     ("bad_flows:not_a_flow", "not a bytewax.dataflow.Dataflow", 2),
     ("bad_flows:unserialisable", "not JSON-serialisable", 2),
     ("bad_flows:raises", "KeyError: 'no_such_field' (in step", 1),

@@ -30,9 +30,16 @@ def add_flow_options(p: argparse.ArgumentParser, *, own: bool = True) -> None:
     """--flow, --key, --partitions, and (`own`) the registered flows' options."""
     g = p.add_argument_group("the flow")
     g.add_argument("--flow", default="bots", metavar="FLOW",
-                   help=f"a flow of the harness ({', '.join(FLOWS)}) or your own"
-                        " MODULE:FUNCTION(source, sink), imported from the current directory or"
-                        " PYTHONPATH (default: bots, the bot detection)")
+                   help=f"a flow of the harness ({', '.join(FLOWS)}) or your own, named as"
+                        " python -m bytewax.run names it (MODULE:flow, MODULE:get_flow(),"
+                        " PATH.py:flow) or MODULE:FUNCTION(source, sink); imported from the"
+                        " current directory or PYTHONPATH (default: bots, the bot detection)")
+    g.add_argument("--input", metavar="STEP_ID",
+                   help="your Dataflow's input step the recording replaces (default: its"
+                        " only op.input)")
+    g.add_argument("--output", action="append", default=[], metavar="STEP_ID",
+                   help="capture only this op.output step of your Dataflow into --out"
+                        " (repeatable; default: every one)")
     g.add_argument("--key", default="user", metavar="FIELD",
                    help="shard your flow's source by this payload field or dotted path (user);"
                         " key your flow by the same field")
@@ -53,6 +60,11 @@ def job_of(args: argparse.Namespace, read: Any, *, console: bool = False) -> Any
 
     kind = registered(args.flow)
     params = kind.params_of(args) if kind is not None and args.flow_options else {}
+    if kind is None:  # your flow: which of its steps the harness takes over
+        params = {k: v for k, v in (("input", args.input), ("outputs", args.output)) if v}
+    elif args.input or args.output:
+        raise UsageError(f"--input and --output choose steps of your Dataflow; --flow"
+                         f" {args.flow} is the harness's own")
     wikis = getattr(args, "wikis", None)
     return FlowJob(read, args.flow, args.key, args.partitions,
                    getattr(args, "start", None), getattr(args, "end", None),

@@ -12,8 +12,9 @@ The runner (`harness.replay.flowjob`), `check`, `bench`, `live` and
 `harness.testing` see only this interface.
 
 Flows are named on the command line by `--flow`: a registered name
-(`bots`, the default, and `passthrough`) or `MODULE:FUNCTION` for your own
-`FUNCTION(source, sink)`.
+(`bots`, the default, and `passthrough`) or your own flow, named as
+`python -m bytewax.run` names one (`MODULE:flow`, `MODULE:get_flow()`,
+`PATH.py:flow`), or `MODULE:FUNCTION` for a `FUNCTION(source, sink)`.
 """
 
 from __future__ import annotations
@@ -158,4 +159,4 @@ def resolve(spec: str, search: tuple[str, ...] = (), params: dict[str, Any] | No
         return kind(**(params or {}))
     from harness.flows.user import UserFlow
 
-    return UserFlow(spec, search)
+    return UserFlow(spec, search, **(params or {}))

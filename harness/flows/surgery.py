@@ -17,7 +17,8 @@ from typing import Any
 from bytewax.dataflow import Dataflow, MultiPort, SinglePort, Stream
 from bytewax.operators import StatefulBatchLogic
 
-__all__ = ["input_steps", "reporting_failures", "splice_after_input"]
+__all__ = ["input_steps", "output_steps", "reporting_failures", "rewired",
+           "splice_after_input"]
 
 StepFailed = Callable[[Exception, str], None]
 """Told of an exception a step raised and the id of that (core) step."""
@@ -30,6 +31,39 @@ _CALLBACKS = {"flat_map_batch": "mapper", "branch": "predicate",
 def input_steps(flow: Dataflow) -> list[Any]:
     """The top-level `op.input` steps of a flow, in order."""
     return [step for step in flow.substeps if type(step).__name__ == "input"]
+
+
+def output_steps(flow: Dataflow) -> list[Any]:
+    """Every `op.output` step of a flow, inside your own operators too, in order."""
+    found: list[Any] = []
+
+    def walk(steps: list[Any]) -> None:
+        for step in steps:
+            if type(step).__name__ == "output":
+                found.append(step)
+            walk(step.substeps)
+
+    walk(flow.substeps)
+    return found
+
+
+def rewired(flow: Dataflow, sources: dict[str, Any], sinks: Callable[[Any], Any]) -> Dataflow:
+    """A copy of `flow` whose input steps named in `sources` (by step id) read those
+    sources and whose every output step writes to `sinks(step)`; `flow` itself, and the
+    sources and sinks it was built with, are left untouched (never opened)."""
+
+    def swap(step: Any) -> Any:
+        kind = type(step).__name__
+        if kind == "input" and step.step_id in sources:
+            return dataclasses.replace(step, source=sources[step.step_id])
+        if kind == "output":
+            return dataclasses.replace(step, sink=sinks(step))
+        inner = [swap(sub) for sub in step.substeps]
+        if any(new is not old for new, old in zip(inner, step.substeps, strict=True)):
+            return dataclasses.replace(step, substeps=inner)
+        return step
+
+    return Dataflow(flow.flow_id, [swap(step) for step in flow.substeps], flow._scope)
 
 
 def splice_after_input(flow: Dataflow, step: Any,

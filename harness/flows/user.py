@@ -9,10 +9,13 @@ every item as a canonical JSON line, sorted.
 
 from __future__ import annotations
 
+import ast
 import importlib
+import inspect
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,12 +27,13 @@ from harness.flows.contract import PAYLOADS, Flow, FlowOutput
 if TYPE_CHECKING:
     from bytewax.dataflow import Dataflow
     from bytewax.inputs import Source
+    from bytewax.outputs import Sink
 
     from harness.recording.integrity import SegmentCheck
     from harness.replay.flowjob import FlowJob
     from harness.replay.source import SourceTally
 
-__all__ = ["FlowFactory", "PayloadFlow", "UserFlow", "load_flow"]
+__all__ = ["FlowFactory", "FlowSpec", "PayloadFlow", "UserFlow"]
 
 FlowFactory = Callable[[Any, Any], "Dataflow"]
 
@@ -77,21 +81,62 @@ class PayloadFlow(Flow):
 
 
 class UserFlow(PayloadFlow):
-    """Your `FUNCTION(source, sink) -> Dataflow`, named `MODULE:FUNCTION`."""
+    """Your flow, named as `python -m bytewax.run` names one (see `FlowSpec`): a
+    `Dataflow`, a factory returning one, or `FUNCTION(source, sink)`.
 
-    def __init__(self, spec: str, search: tuple[str, ...] = ()) -> None:
+    A `Dataflow` runs unchanged: its input step (`input`: a step id; default its only
+    `op.input`) reads the replay source instead and any other input reads nothing;
+    every `op.output` step (or those in `outputs`; the others write nowhere) writes to
+    the harness's sink, each line tagged with its step id; and Bytewax's own clocks
+    read the recording's time (`harness.replay.clock.virtual_time`). Your module is
+    not edited, and the sources and sinks it was built with are never opened.
+    """
+
+    def __init__(self, spec: str, search: tuple[str, ...] = (), input: str | None = None,
+                 outputs: tuple[str, ...] | list[str] = ()) -> None:
         self.name = spec
-        self.factory = load_flow(spec, search)  # fails early, in one line
+        self.spec = FlowSpec.parse(spec)
+        self.input_step, self.outputs = input, tuple(outputs)
+        self.target = self.spec.load(search)  # fails early, in one line
+        if self.is_function and (input is not None or self.outputs):
+            raise UsageError(f"--input and --output choose steps of a Dataflow; --flow"
+                             f" {spec} is a FUNCTION(source, sink)")
+
+    @property
+    def is_function(self) -> bool:
+        """Whether this is the harness's own `FUNCTION(source, sink)` contract."""
+        from bytewax.dataflow import Dataflow
+
+        return not isinstance(self.target, Dataflow) and not self.spec.called \
+            and _takes_source_and_sink(self.target)
+
+    def identity(self, job: FlowJob) -> dict[str, Any]:
+        return {**super().identity(job), "input": self.input_step,
+                "outputs": list(self.outputs)}
 
     def build(self, job: FlowJob, source: Source[Any], run_dir: Path, *,
               live_lanes: int | None = None) -> Dataflow:
-        from bytewax.dataflow import Dataflow
-
+        from harness.replay.clock import virtual_time
         from harness.replay.sink import JsonSink, exactly_once
 
-        sink = JsonSink(run_dir)
+        virtual_time()
+        sink = JsonSink(run_dir, tagged=not self.is_function)
+        flow = self.dataflow(source, sink)
+        if job.read.recovery_dir is not None:
+            exactly_once(flow, sink)
+        return flow
+
+    def dataflow(self, source: Source[Any], sink: Sink[Any]) -> Dataflow:
+        """Your flow reading `source` and writing to `sink`, as one `UsageError` line if
+        building it fails."""
+        from bytewax.dataflow import Dataflow
+
+        from harness.flows.surgery import input_steps
+
         try:
-            flow = self.factory(source, sink)
+            flow = (self.target(source, sink) if self.is_function
+                    else self.target if isinstance(self.target, Dataflow)
+                    else self.spec.call(self.target))
         except UsageError:
             raise
         except Exception as exc:
@@ -103,37 +148,144 @@ class UserFlow(PayloadFlow):
         if not isinstance(flow, Dataflow):
             raise UsageError(f"--flow {self.name}: returned {type(flow).__name__}, not a"
                              " bytewax.dataflow.Dataflow")
-        if not any(type(step).__name__ == "input" for step in flow.substeps):
+        if not self.is_function:
+            return self._replaying(flow, source, sink)
+        if not input_steps(flow):
             raise UsageError(f"--flow {self.name}: the dataflow {flow.flow_id!r} has no"
                              " input step; read the source given to it with op.input")
-        if job.read.recovery_dir is not None:
-            exactly_once(flow, sink)
         return flow
 
+    def _replaying(self, flow: Dataflow, source: Source[Any], sink: Sink[Any]) -> Dataflow:
+        """`flow` with the replay source for its input and `sink` for its outputs."""
+        from harness.flows.passthrough import Discard, NoEvents
+        from harness.flows.surgery import input_steps, output_steps, rewired
 
-def load_flow(spec: str, search: tuple[str, ...] = ()) -> FlowFactory:
-    """The function `MODULE:FUNCTION` names, imported from the current directory,
-    `search` or `PYTHONPATH`; a `UsageError` naming what is wrong otherwise."""
-    module_name, colon, name = spec.partition(":")
-    if not colon or not module_name or not name.isidentifier():
-        raise UsageError(f"--flow {spec!r}: expected MODULE:FUNCTION, e.g. myflows:wiki_counts")
-    for path in (*search, os.getcwd()):
-        if path not in sys.path:
-            sys.path.insert(0, path)
+        ids = [step.step_id for step in input_steps(flow)]
+        outputs = [step.step_id for step in output_steps(flow)]
+        chosen = self.input_step
+        if chosen is None:
+            if len(ids) != 1:
+                raise UsageError(f"--flow {self.name}: the dataflow {flow.flow_id!r} has"
+                                 f" {len(ids)} input steps ({', '.join(ids) or 'none'});"
+                                 " name the one to replay into with --input STEP_ID")
+            chosen = ids[0]
+        elif chosen not in ids and f"{flow.flow_id}.{chosen}" in ids:
+            chosen = f"{flow.flow_id}.{chosen}"
+        if chosen not in ids:
+            raise UsageError(f"--input {self.input_step}: the dataflow {flow.flow_id!r} has"
+                             f" no such input step (its inputs: {', '.join(ids) or 'none'})")
+        wanted = {o if o in outputs else f"{flow.flow_id}.{o}" for o in self.outputs}
+        unknown = sorted(o for o in wanted if o not in outputs)
+        if unknown:
+            raise UsageError(f"--output {unknown[0].split('.', 1)[-1]}: the dataflow"
+                             f" {flow.flow_id!r} has no such output step (its outputs:"
+                             f" {', '.join(outputs) or 'none'})")
+        return rewired(flow, {i: source if i == chosen else NoEvents() for i in ids},
+                       lambda step: sink if not wanted or step.step_id in wanted
+                       else Discard())
+
+
+def _takes_source_and_sink(fn: Any) -> bool:
+    """Whether `fn` can be called with two arguments (the harness's contract), not none
+    (a Bytewax factory, as `bytewax.run` calls one)."""
     try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
-            raise UsageError(f"--flow {spec!r}: no module {module_name!r} in the current"
-                             " directory or on PYTHONPATH") from None
-        raise UsageError(f"--flow {spec!r}: importing {module_name} failed: {exc}") from None
-    except Exception as exc:  # the user's module raised while importing
-        raise UsageError(f"--flow {spec!r}: importing {module_name} raised"
-                         f" {type(exc).__name__}: {exc}") from None
-    except SystemExit as exc:  # a user's sys.exit() is not the run's exit status
-        raise UsageError(f"--flow {spec!r}: importing {module_name} called"
-                         f" sys.exit({exc.code!r})") from None
-    factory = getattr(module, name, None)
-    if not callable(factory):
-        raise UsageError(f"--flow {spec!r}: {module_name} has no function {name!r}")
-    return factory  # type: ignore[no-any-return]
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return True
+    try:
+        signature.bind(None, None)
+    except TypeError:
+        return False
+    try:
+        signature.bind()
+    except TypeError:
+        return True
+    return False
+
+
+@dataclass(frozen=True)
+class FlowSpec:
+    """What `--flow` names, as `python -m bytewax.run` reads it: `MODULE[:ATTR]` or
+    `PATH.py[:ATTR]`, where ATTR (default `flow`) is a name or a call with literal
+    arguments (`get_flow()`, `get_flow("enwiki", limit=5)`)."""
+
+    text: str
+    module: str
+    path: str | None  # the directory a PATH.py spec is imported from
+    name: str
+    called: bool = False
+    args: tuple[Any, ...] = ()
+    kwargs: tuple[tuple[str, Any], ...] = ()
+
+    @classmethod
+    def parse(cls, spec: str) -> FlowSpec:
+        where, _, attribute = spec.partition(":")
+        attribute = attribute.strip() or "flow"
+        if not where:
+            raise UsageError(f"--flow {spec!r}: expected MODULE:FLOW, e.g. myflows:flow or"
+                             " ./myflows.py:get_flow()")
+        try:
+            expr = ast.parse(attribute, mode="eval").body
+        except SyntaxError:
+            expr = None
+        if isinstance(expr, ast.Name):
+            name, called = expr.id, False
+            args: tuple[Any, ...] = ()
+            kwargs: tuple[tuple[str, Any], ...] = ()
+        elif isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name):
+            try:
+                args = tuple(ast.literal_eval(a) for a in expr.args)
+                kwargs = tuple((str(k.arg), ast.literal_eval(k.value)) for k in expr.keywords)
+            except ValueError:
+                raise UsageError(f"--flow {spec!r}: the arguments of {expr.func.id} must be"
+                                 " literal values (numbers, strings, lists, ...)") from None
+            name, called = expr.func.id, True
+        else:
+            raise UsageError(f"--flow {spec!r}: {attribute!r} is neither a name nor a call"
+                             " of one, e.g. myflows:flow or myflows:get_flow()")
+        path = None
+        if where.endswith(".py") or os.sep in where:
+            file = Path(where).resolve()
+            if file.suffix != ".py" or not file.is_file():
+                raise UsageError(f"--flow {spec!r}: no Python file {where}")
+            path, where = str(file.parent), file.stem
+        return cls(spec, where, path, name, called, args, kwargs)
+
+    def load(self, search: tuple[str, ...] = ()) -> Any:
+        """The named object: a `Dataflow`, a factory or `FUNCTION(source, sink)`."""
+        spec, module_name = self.text, self.module
+        for path in (*search, os.getcwd(), *([self.path] if self.path else [])):
+            if path not in sys.path:
+                sys.path.insert(0, path)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                raise UsageError(f"--flow {spec!r}: no module {module_name!r} in the current"
+                                 " directory or on PYTHONPATH") from None
+            raise UsageError(f"--flow {spec!r}: importing {module_name} failed: {exc}"
+                             ) from None
+        except Exception as exc:  # the user's module raised while importing
+            raise UsageError(f"--flow {spec!r}: importing {module_name} raised"
+                             f" {type(exc).__name__}: {exc}") from None
+        except SystemExit as exc:  # a user's sys.exit() is not the run's exit status
+            raise UsageError(f"--flow {spec!r}: importing {module_name} called"
+                             f" sys.exit({exc.code!r})") from None
+        from bytewax.dataflow import Dataflow
+
+        target = getattr(module, self.name, None)
+        if target is None:
+            raise UsageError(f"--flow {spec!r}: {module_name} has no {self.name!r}")
+        if not isinstance(target, Dataflow) and not callable(target):
+            raise UsageError(f"--flow {spec!r}: {module_name}.{self.name} is a"
+                             f" {type(target).__name__}, not a bytewax.dataflow.Dataflow"
+                             " or a function")
+        if self.called and isinstance(target, Dataflow):
+            raise UsageError(f"--flow {spec!r}: {module_name}.{self.name} is a Dataflow;"
+                             f" name it without arguments: {module_name}:{self.name}")
+        return target
+
+    def call(self, factory: Callable[..., Any]) -> Any:
+        """What a Bytewax factory returns, called as `bytewax.run` calls it."""
+        return factory(*self.args, **dict(self.kwargs))
+

@@ -34,11 +34,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Generic, TypeVar
 
-from bytewax.operators.windowing import UTC_MAX, UTC_MIN, Clock, ClockLogic, _WindowLogic
+from bytewax.operators import _get_system_utc
+from bytewax.operators.windowing import (
+    UTC_MAX,
+    UTC_MIN,
+    Clock,
+    ClockLogic,
+    EventClock,
+    SystemClock,
+    _WindowLogic,
+)
 
 from harness.replay.source import Received, received_time
 
-__all__ = ["IdleTime", "Received", "RecordedClock", "received_time", "set_idle_time"]
+__all__ = ["IdleTime", "Received", "RecordedClock", "received_time", "set_idle_time",
+           "virtual_time"]
 
 V = TypeVar("V")
 
@@ -191,3 +201,69 @@ def _keeps_recorded_clocks(is_empty: Callable[[_Window], bool]) -> Callable[[_Wi
 if not hasattr(_WindowLogic._is_empty, "__wrapped__"):
     _WindowLogic._is_empty = _keeps_recorded_clocks(  # type: ignore[method-assign,assignment]
         _WindowLogic._is_empty)
+
+
+@dataclass
+class _VirtualSystemLogic(ClockLogic[Any, None]):
+    """`SystemClock` on the recording's time: "now" is the newest receive time seen
+    (`--clock recorded`, live), else it never moves."""
+
+    now: float = 0.0
+
+    def before_batch(self) -> None:
+        pass
+
+    def on_item(self, value: Any) -> tuple[datetime, datetime]:
+        recv = received_time(value)
+        if recv is not None and recv > self.now:
+            self.now = recv
+        now = datetime.fromtimestamp(self.now, tz=timezone.utc)
+        return now, now
+
+    def on_notify(self) -> datetime:
+        idle = _idle.time() if _idle is not None else None
+        if idle is not None and idle > self.now:
+            self.now = idle
+        return datetime.fromtimestamp(self.now, tz=timezone.utc)
+
+    def on_eof(self) -> datetime:
+        return UTC_MAX
+
+    def to_system_utc(self, timestamp: datetime) -> datetime | None:
+        return None
+
+    def snapshot(self) -> None:
+        return None
+
+
+_wall_event_build = EventClock.build
+
+
+def _event_clock_build(self: EventClock[Any], resume_state: Any) -> ClockLogic[Any, Any]:
+    if self.now_getter is _get_system_utc:  # the default: the wall clock
+        recorded = RecordedClock(self.ts_getter, self.wait_for_system_duration)
+        return recorded.build(resume_state if isinstance(resume_state, _RecordedState)
+                              else None)
+    return _wall_event_build(self, resume_state)
+
+
+def virtual_time() -> None:
+    """From now on in this process (a replay's, a live run's), Bytewax's own clocks read
+    the recording's time instead of the wall clock.
+
+    An `EventClock` left on its default `now_getter` decides as a `RecordedClock`
+    with the same `ts_getter` and `wait_for_system_duration`: "now" is the receive
+    time of the item at the window (`--clock recorded`, live) and otherwise never
+    moves, so windows close by event time alone. A `SystemClock` stamps each item
+    with the newest receive time seen (and otherwise with one fixed time). An
+    `EventClock` given its own `now_getter` keeps it. The receive time travels with
+    the event dict the source emits; a step that replaces the dict with another value
+    before the window leaves that window on event time alone. A `time.time()` in your
+    own step is not virtualised (`harness check` shows it).
+    """
+    EventClock.build = _event_clock_build  # type: ignore[method-assign,assignment]
+    SystemClock.build = _system_clock_build  # type: ignore[method-assign,assignment]
+
+
+def _system_clock_build(self: SystemClock, resume_state: None) -> ClockLogic[Any, None]:
+    return _VirtualSystemLogic()

@@ -14,11 +14,13 @@ and written once by the resumed run.
 
 from __future__ import annotations
 
+import base64
 import math
 import reprlib
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, Final, TypeVar
 
@@ -36,7 +38,7 @@ from harness.errors import ERRORS, HarnessError, UsageError, log_error, logging_
 from harness.files import naming
 
 __all__ = ["JsonSink", "PartitionedJsonSink", "canonical_line", "collect_items",
-           "exactly_once"]
+           "exactly_once", "json_form"]
 
 R = TypeVar("R")
 ITEMS: Final = "items-{}.jsonl"
@@ -58,13 +60,28 @@ def canonical_line(item: Any, step: str = "") -> bytes:
     deeper than JSON writers go, and types JSON has no form for.
     """
     try:
-        line = orjson.dumps(item, option=_OPTIONS)
+        line = orjson.dumps(item, default=json_form, option=_OPTIONS)
     except TypeError as exc:
         line = _with_text_keys(item, step, exc)
     if b"null" in line and _non_finite(item):
         raise ItemError(f"{_where(step)}the flow wrote a number JSON cannot carry (NaN or"
                         f" infinity) in {_shown(item)}")
     return line
+
+
+def json_form(value: Any) -> Any:
+    """The JSON form of a value orjson has none for (see the table in
+    docs/your-own-flow.md): a set is a list sorted by its members' canonical text, a
+    `timedelta` its seconds, bytes their base64 text. Tuples, `datetime`s (RFC 3339),
+    dataclasses (Bytewax's `WindowMetadata`, say) and enums orjson writes itself."""
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=lambda member: orjson.dumps(member, default=json_form,
+                                                             option=_OPTIONS))
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
 
 
 def _where(step: str) -> str:
@@ -84,7 +101,8 @@ def _with_text_keys(item: Any, step: str, exc: TypeError) -> bytes:
             raise ItemError(f"{_where(step)}the flow wrote an object whose keys {collision}"
                             f" are the same text in JSON: {_shown(item)}") from None
         try:
-            return orjson.dumps(item, option=_OPTIONS | orjson.OPT_NON_STR_KEYS)
+            return orjson.dumps(item, default=json_form,
+                                option=_OPTIONS | orjson.OPT_NON_STR_KEYS)
         except TypeError as again:
             exc = again
     if "Recursion limit" in str(exc):
@@ -152,28 +170,40 @@ class _OutputFile:
 
 
 class _PartWriter(_OutputFile, StatelessSinkPartition[Any]):
-    def __init__(self, path: Path, step: str, error_log: Path) -> None:
+    def __init__(self, path: Path, step: str, error_log: Path, sink: JsonSink) -> None:
         super().__init__(path, error_log)
         self._step = step
+        self._line = sink.line if sink.tagged else canonical_line  # a call less per item
 
     def write_batch(self, items: list[Any]) -> None:
         if items:
             self._guarded(self._write, items)
 
     def _write(self, items: list[Any]) -> None:
-        step = self._step
-        self._file.write(b"\n".join(canonical_line(item, step) for item in items) + b"\n")
+        step, line = self._step, self._line
+        self._file.write(b"\n".join(line(item, step) for item in items) + b"\n")
 
 
 @dataclass(frozen=True)
 class JsonSink(DynamicSink[Any]):
-    """Writes every item as a canonical JSON line into `run_dir` (one file per worker)."""
+    """Writes every item as a canonical JSON line into `run_dir` (one file per worker).
+
+    `tagged`: each line is `{"step": STEP_ID, "item": ITEM}` (an unchanged Bytewax
+    dataflow's outputs, told apart in one `--out`), so lines sort by step first."""
 
     run_dir: Path
+    tagged: bool = False
+
+    def line(self, item: Any, step_id: str) -> bytes:
+        """`item`'s line, as written by output step `step_id`."""
+        line = canonical_line(item, step_id)
+        if self.tagged:
+            return b'{"step":' + orjson.dumps(step_id) + b',"item":' + line + b"}"
+        return line
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _PartWriter:
         return _PartWriter(self.run_dir / ITEMS.format(f"{step_id}~w{worker_index:05d}"),
-                           step_id, self.run_dir / ERRORS)
+                           step_id, self.run_dir / ERRORS, self)
 
 
 class _ResumableWriter(_OutputFile, StatefulSinkPartition[bytes, int]):
@@ -225,7 +255,7 @@ def exactly_once(flow: Dataflow, sink: JsonSink, parts: int = 8) -> int:
         up: Stream[Any] = Stream(step.up.stream_id, flow._scope)  # type: ignore[attr-defined]
 
         def keyed(item: Any, step_id: str = step.step_id) -> tuple[str, bytes]:
-            line = canonical_line(item, step_id)
+            line = sink.line(item, step_id)
             return str(zlib.crc32(line) % parts), line
 
         lines = op.map(f"{step.step_name}_to_partitions", up,
