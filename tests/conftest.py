@@ -60,6 +60,7 @@ def harness_env() -> dict[str, str]:
 
 def replay_output(directory: Path, *args: str) -> bytes:
     """What an uninterrupted `harness replay ARGS --out FILE` (in `directory`) writes."""
+    directory.mkdir(parents=True, exist_ok=True)
     out = directory / "out.jsonl"
     proc = harness("replay", *args, "--out", str(out))
     assert proc.returncode == 0, proc.stderr

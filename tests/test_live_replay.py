@@ -101,6 +101,26 @@ def test_your_flow_live_is_replayed_exactly_by_the_recorded_clock(
     assert live_out[0].count(late) > event_time.count(late)  # the stall decided some
 
 
+def test_an_unchanged_bytewax_dataflow_live_is_replayed_exactly(served: Path,
+                                                                tmp_path: Path) -> None:
+    """A module-level Dataflow on the default (wall-clock) EventClock and a SystemClock,
+    as `bytewax.run` runs it: live its clocks read the receive times, so a replay by the
+    recorded clock decides what the live run decided, on any shape."""
+    flow = ("--flow", "bytewax_style:flow")
+    faults = Faults(stall_at=STALL_AT, stall_seconds=6.0, close_every=2000)  # 240 s of events
+    with EventStreamServer(served, speed=SPEED, faults=faults) as server:
+        summary = live(server, tmp_path, "--workers", "2", *flow)
+    assert summary["events"] == EVENTS
+    live_out = (tmp_path / "out.jsonl").read_bytes(), (tmp_path / "dl.jsonl").read_bytes()
+    for shape in (["--processes", "2", "--workers", "2"], ["--workers", "3"]):
+        assert replay(tmp_path, "recorded", *flow, "--clock", "recorded", "--force",
+                      *shape) == live_out
+    event_time, _ = replay(tmp_path, "event", *flow)
+    counts = b'"wiki_edits.minute_counts"'
+    assert live_out[0].count(counts) and event_time.count(counts)
+    assert live_out[0] != event_time  # the stall made edits late: receive time decided
+
+
 # ---------------------------------------------------------- idle streams still close
 
 

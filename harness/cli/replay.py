@@ -227,6 +227,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"check: {name}: {result.summary()}")
         for difference in result.differences:
             print(difference.describe())
+        if not result.deterministic:
+            print("check: the harness gives every shape the same events and the same clock"
+                  " (Bytewax's own clocks read the recording's time); a step that reads the"
+                  " wall clock (time.time(), datetime.now()), random numbers, hash() of"
+                  " text or state outside Bytewax decides differently from run to run")
     return 0 if result.deterministic else 1
 
 

@@ -6,6 +6,7 @@ own, real sinks, the default `EventClock` and a `SystemClock`, `stateful_map`, `
 The harness must run it unchanged: its source and sinks below fail loudly if opened.
 """
 
+import time
 from datetime import datetime, timedelta, timezone
 
 import bytewax.operators as op
@@ -89,3 +90,9 @@ def get_flow(only_bots=False):
 two_inputs = Dataflow("two_inputs")
 op.output("out", op.merge("both", op.input("a", two_inputs, RecentChangeStream()),
                           op.input("b", two_inputs, RecentChangeStream())), AlertSink())
+
+
+wall_clock = Dataflow("wall_clock")
+op.output("out", op.map("stamp", op.input("inp", wall_clock, RecentChangeStream()),
+                        lambda e: {"title": e.get("title"), "seen_ns": time.time_ns()}),
+          AlertSink())

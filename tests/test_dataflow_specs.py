@@ -1,0 +1,122 @@
+"""Your flow as it is: `--flow` names a flow as `python -m bytewax.run` does, and the
+harness replays the unchanged Dataflow (tests/flows/bytewax_style.py: its own stream
+source and alert sinks fail if opened) with the recording as its clock."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import orjson
+import pytest
+
+from harness.recording import Recording
+from harness.recording.sample import sample_recording
+from tests.conftest import FLOWS, harness, replay_output
+
+SAMPLE = sample_recording()
+FLOW = ("--flow", "bytewax_style:flow")
+ALIGN = datetime(2024, 1, 1, tzinfo=timezone.utc)  # the flow's windows' align_to
+
+
+@pytest.fixture(scope="module")
+def one_worker(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    return replay_output(tmp_path_factory.mktemp("one"), *FLOW)
+
+
+def steps(output: bytes) -> Counter[str]:
+    return Counter(orjson.loads(line)["step"] for line in output.splitlines())
+
+
+def test_an_unchanged_dataflow_writes_every_output_tagged_by_step(one_worker: bytes) -> None:
+    assert set(steps(one_worker)) == {f"wiki_edits.{name}" for name in (
+        "minute_counts", "minute_windows", "ten_second_batches", "running_counts",
+        "bot_edits", "human_edits")}
+    rows = [orjson.loads(line) for line in one_worker.splitlines()]
+    window = next(r["item"] for r in rows if r["step"] == "wiki_edits.minute_windows")
+    user, (window_id, meta) = window  # (key, (window id, WindowMetadata))
+    opened = datetime.fromisoformat(meta["open_time"])
+    assert datetime.fromisoformat(meta["close_time"]) - opened == timedelta(minutes=1)
+    assert isinstance(user, str) and opened == ALIGN + window_id * timedelta(minutes=1)
+    assert meta["merged_ids"] == []  # a set, written as a sorted list
+    bot = next(r["item"] for r in rows if r["step"] == "wiki_edits.bot_edits")
+    assert isinstance(bot[0], str) and datetime.fromisoformat(bot[1]).tzinfo is not None
+
+
+@pytest.mark.parametrize("shape", [("--workers", "4"), ("--workers", "2", "--processes", "2")])
+def test_an_unchanged_dataflow_gives_the_same_output_on_every_shape(
+        tmp_path: Path, one_worker: bytes, shape: tuple[str, ...]) -> None:
+    assert replay_output(tmp_path, *FLOW, *shape) == one_worker
+
+
+def test_bytewax_clocks_read_the_recordings_time(tmp_path: Path) -> None:
+    """A SystemClock window holds what was received in its 10 s under --clock recorded,
+    and, with the event clock, never moves: each user's edits fall in one window."""
+    manifest = Recording(SAMPLE).manifest
+    batches = [orjson.loads(line)["item"] for line in replay_output(
+        tmp_path / "recorded", *FLOW, "--clock", "recorded", "--output",
+        "ten_second_batches").splitlines()]
+    align = ALIGN.timestamp()
+    starts = {align + window_id * 10 for _, window_id, _ in batches}
+    first, last = manifest.segments[0].first_received, manifest.segments[-1].last_received
+    assert first is not None and last is not None
+    assert all(first - 10 <= start <= last for start in starts)
+    assert len(starts) > (last - first) / 10 / 2  # windows all along the recording
+    still = [orjson.loads(line)["item"] for line in replay_output(
+        tmp_path / "event", *FLOW, "--output", "ten_second_batches").splitlines()]
+    assert len({window_id for _, window_id, _ in still}) == 1
+    assert Counter(user for user, _, _ in still).most_common(1)[0][1] == 1
+
+
+def test_check_passes_an_unchanged_dataflow() -> None:
+    proc = harness("check", str(SAMPLE), *FLOW)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_check_catches_a_step_that_reads_the_wall_clock() -> None:
+    proc = harness("check", str(SAMPLE), "--flow", "bytewax_style:wall_clock")
+    assert proc.returncode == 1, proc.stderr
+    assert "NOT deterministic" in proc.stdout and "time.time()" in proc.stdout
+
+
+@pytest.mark.parametrize(("spec", "items"), [
+    ("bytewax_style:get_flow()", None),
+    ("bytewax_style:get_flow(only_bots=True)", "bots"),
+    (f"{FLOWS / 'bytewax_style.py'}:get_flow(True)", "bots"),
+    ("./bytewax_style.py:get_flow()", None),
+])
+def test_a_factory_and_a_file_path_are_named_as_bytewax_run_names_them(
+        tmp_path: Path, spec: str, items: str | None) -> None:
+    out = tmp_path / "out.jsonl"
+    proc = harness("replay", str(SAMPLE), "--flow", spec, "--quiet", "--out", str(out),
+                   cwd=FLOWS)
+    assert proc.returncode == 0, proc.stderr
+    rows = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    assert {r["step"] for r in rows} == {"factory_edits.out"}
+    assert all(r["item"][1] is True for r in rows) == (items == "bots")
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (("--flow", "bytewax_style:two_inputs"),
+     "has 2 input steps (two_inputs.a, two_inputs.b); name the one to replay into with"
+     " --input STEP_ID"),
+    (("--flow", "bytewax_style:two_inputs", "--input", "c"), "--input c: the dataflow"),
+    (("--flow", "bytewax_style:flow", "--output", "nope"), "--output nope: the dataflow"),
+    (("--flow", "bytewax_style:get_flow(len)"), "must be literal values"),
+    (("--flow", "bytewax_style:flow()"), "is a Dataflow; name it without arguments"),
+    (("--flow", "bytewax_style:ALIGN"), "is a datetime, not a bytewax.dataflow.Dataflow"),
+    (("--flow", "./no_such_file.py:flow"), "no Python file ./no_such_file.py"),
+    (("--flow", "bad_flows:raises", "--input", "edits"), "--input and --output choose"),
+])
+def test_a_wrong_spec_or_step_is_one_line(args: tuple[str, ...], said: str) -> None:
+    proc = harness("replay", str(SAMPLE), *args, "--quiet")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and said in proc.stderr
+
+
+def test_other_inputs_read_nothing_and_unpicked_outputs_write_nowhere(tmp_path: Path) -> None:
+    out = replay_output(tmp_path, "--flow", "bytewax_style:two_inputs", "--input", "b")
+    assert {orjson.loads(line)["step"] for line in out.splitlines()} == {"two_inputs.out"}
+    only = replay_output(tmp_path / "bots", *FLOW, "--output", "bot_edits")
+    assert set(steps(only)) == {"wiki_edits.bot_edits"}
