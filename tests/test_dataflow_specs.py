@@ -4,6 +4,8 @@ source and alert sinks fail if opened) with the recording as its clock."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -120,3 +122,25 @@ def test_other_inputs_read_nothing_and_unpicked_outputs_write_nowhere(tmp_path: 
     assert {orjson.loads(line)["step"] for line in out.splitlines()} == {"two_inputs.out"}
     only = replay_output(tmp_path / "bots", *FLOW, "--output", "bot_edits")
     assert set(steps(only)) == {"wiki_edits.bot_edits"}
+
+
+def test_harness_testing_takes_the_dataflow_itself(tmp_path: Path) -> None:
+    """A user's test file imports their module-level Dataflow and hands it over as is."""
+    (tmp_path / "prodflow.py").write_text((FLOWS / "bytewax_style.py").read_text())
+    (tmp_path / "test_prod.py").write_text('''
+from harness.testing import DEFAULT_SHAPES, assert_deterministic, run_flow
+from prodflow import flow, get_flow
+
+def test_the_flow(sample_recording):
+    items = run_flow(flow, sample_recording, outputs=["bot_edits"], workers=2)
+    assert items and {i["step"] for i in items} == {"wiki_edits.bot_edits"}
+    assert run_flow("prodflow:get_flow(only_bots=True)", sample_recording)
+    assert_deterministic(flow, sample_recording, outputs=["minute_counts"],
+                         shapes=DEFAULT_SHAPES[:3])  # 1, 4, 2x2 in a fresh interpreter
+    assert_deterministic(get_flow, sample_recording)
+''')
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "test_prod.py"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 passed" in proc.stdout

@@ -33,9 +33,7 @@ if TYPE_CHECKING:
     from harness.replay.flowjob import FlowJob
     from harness.replay.source import SourceTally
 
-__all__ = ["FlowFactory", "FlowSpec", "PayloadFlow", "UserFlow"]
-
-FlowFactory = Callable[[Any, Any], "Dataflow"]
+__all__ = ["FlowSpec", "PayloadFlow", "UserFlow"]
 
 
 class PayloadFlow(Flow):

@@ -7,9 +7,9 @@
         assert {"wiki": "enwiki", ...} in items
         assert_deterministic(wiki_counts, sample_recording, key="wiki")
 
-A *flow factory* is a function `factory(source, sink) -> Dataflow`, the same
-one `harness replay --flow MODULE:FUNCTION` runs; it must be importable by
-name (a module-level function) so that multi-process runs can load it.
+A flow is what `harness replay --flow` runs: your module-level `Dataflow` (or
+a Bytewax factory returning one, or a `FUNCTION(source, sink)`), or its spec
+string; it must be importable by name so that multi-process runs can load it.
 `harness.testing.strategies` has hypothesis strategies for realistic
 recentchange events, and `write_recording` turns any events into a real
 recording on disk, so a flow can be property-tested against a model.
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +35,27 @@ from harness.replay.job import ReadOptions
 __all__ = ["DEFAULT_SHAPES", "Shape", "assert_deterministic", "flow_spec", "run_flow",
            "sample_recording", "write_recording"]
 
-FlowFactory = Callable[[Any, Any], Any]
+FlowLike = Any
+"""A flow as `--flow` names one: a spec string (`"myflows:flow"`, `"myflows:get_flow()"`,
+`"./flows/wiki.py:flow"`), a module-level `Dataflow`, a Bytewax factory returning one, or a
+module-level `FUNCTION(source, sink)`."""
 
 
-def flow_spec(factory: FlowFactory) -> tuple[str, tuple[str, ...]]:
-    """`MODULE:FUNCTION` of a factory, and the path its module is imported from."""
-    module, name = getattr(factory, "__module__", None), getattr(factory, "__qualname__", "")
+def flow_spec(flow: FlowLike) -> tuple[str, tuple[str, ...]]:
+    """The `--flow` spec of `flow` (`MODULE:NAME`), and the path its module is imported
+    from; a spec string as it is."""
+    if isinstance(flow, str):
+        return flow, ()
+    from bytewax.dataflow import Dataflow
+
+    module, name = getattr(flow, "__module__", None), getattr(flow, "__qualname__", "")
+    if isinstance(flow, Dataflow):
+        module, name = next(((m, n) for m, mod in list(sys.modules.items())
+                             for n, value in list(vars(mod).items()) if value is flow),
+                            (None, ""))
     if not module or not name.isidentifier() or module == "__main__":
-        raise UsageError(f"{factory!r}: a flow factory must be a module-level function of an"
-                         " importable module (multi-process runs import it by name)")
+        raise UsageError(f"{flow!r}: a flow must be a module-level Dataflow or function of"
+                         " an importable module (multi-process runs import it by name)")
     search: tuple[str, ...] = ()
     file = getattr(sys.modules.get(module), "__file__", None)
     if file is not None:
@@ -54,33 +66,39 @@ def flow_spec(factory: FlowFactory) -> tuple[str, tuple[str, ...]]:
     return f"{module}:{name}", search
 
 
-def _job(factory: FlowFactory, recording: str | Path, key: str, partitions: int | None,
-         **read: Any) -> FlowJob:
-    spec, search = flow_spec(factory)
-    return FlowJob(ReadOptions(Path(recording), **read), spec, key, partitions, search=search)
+def _job(flow: FlowLike, recording: str | Path, key: str, partitions: int | None,
+         input: str | None = None, outputs: Sequence[str] = (), **read: Any) -> FlowJob:
+    spec, search = flow_spec(flow)
+    steps = {k: v for k, v in (("input", input), ("outputs", list(outputs))) if v}
+    return FlowJob(ReadOptions(Path(recording), **read), spec, key, partitions, params=steps,
+                   search=search or (str(Path.cwd()),))
 
 
-def run_flow(factory: FlowFactory, recording: str | Path, *, key: str = "user",
+def run_flow(flow: FlowLike, recording: str | Path, *, key: str = "user",
              workers: int = 1, processes: int = 1, batch_size: int | None = None,
-             partitions: int | None = None, clock: str = "event") -> list[Any]:
-    """Run `factory` over `recording` and return every item it wrote to the sink,
-    as JSON values, in canonical order (sorted by their canonical JSON text).
+             partitions: int | None = None, clock: str = "event", input: str | None = None,
+             outputs: Sequence[str] = ()) -> list[Any]:
+    """Run `flow` over `recording` and return every item it wrote, as JSON values, in
+    canonical order (sorted by their canonical JSON text), as `harness replay --flow`
+    writes them to `--out` (a Dataflow's items are `{"step": ..., "item": ...}`; `input`
+    and `outputs` are `--input` and `--output`).
 
-    `clock="recorded"` gives the flow items that carry their receive times, for
-    `harness.replay.clock.RecordedClock` (as `harness replay --clock recorded`)."""
+    `clock="recorded"`: "now" is each event's receive time, for Bytewax's own clocks
+    and `harness.replay.clock.RecordedClock` (as `harness replay --clock recorded`)."""
     if clock not in ("event", "recorded"):
         raise UsageError(f"clock={clock!r}: expected 'event' or 'recorded'")
-    job = _job(factory, recording, key, partitions, workers=workers, processes=processes,
-               batch_size=batch_size)
+    job = _job(flow, recording, key, partitions, input, outputs, workers=workers,
+               processes=processes, batch_size=batch_size)
     return list(replay(dataclasses.replace(job, clock=clock)).output.values())
 
 
-def assert_deterministic(factory: FlowFactory, recording: str | Path, *, key: str = "user",
+def assert_deterministic(flow: FlowLike, recording: str | Path, *, key: str = "user",
                          shapes: Sequence[Shape] = DEFAULT_SHAPES,
-                         partitions: int | None = None) -> CheckResult:
-    """Run `factory` on several cluster shapes; raise AssertionError naming the shapes
+                         partitions: int | None = None, input: str | None = None,
+                         outputs: Sequence[str] = ()) -> CheckResult:
+    """Run `flow` on several cluster shapes; raise AssertionError naming the shapes
     that differ and items found with only one of them."""
-    job = _job(factory, recording, key, partitions)
+    job = _job(flow, recording, key, partitions, input, outputs)
     result = check(lambda shape: outcome(job, shape), shapes)
     if not result.deterministic:
         raise AssertionError(f"{job.flow}: {result.summary()}\n"
