@@ -468,7 +468,10 @@ class _LinesPart(StatelessSinkPartition[Any]):
         self.file = path.open("wb")
 
     def write_batch(self, items: list[Any]) -> None:
-        self.file.write(b"".join(orjson.dumps(item) + b"\n" for item in items))
+        from harness.replay.sink import json_form
+
+        self.file.write(b"".join(orjson.dumps(item, default=json_form) + b"\n"
+                                 for item in items))
 
     def close(self) -> None:
         self.file.close()

@@ -63,7 +63,7 @@ def rewired(flow: Dataflow, sources: dict[str, Any], sinks: Callable[[Any], Any]
             return dataclasses.replace(step, substeps=inner)
         return step
 
-    return Dataflow(flow.flow_id, [swap(step) for step in flow.substeps], flow._scope)
+    return Dataflow(flow.flow_id, [swap(step) for step in flow.substeps])  # its own scope
 
 
 def splice_after_input(flow: Dataflow, step: Any,
