@@ -327,13 +327,11 @@ def tiny_copy(recording: Path, directory: Path, events: int = TINY_EVENTS) -> Pa
 
 def export_payloads(recording: Path, out: Path) -> Path:
     """The recording's payloads as JSON lines, in recording order (what a user without
-    the harness would have on disk): each event's payload as it was recorded."""
+    the harness would have on disk: `harness export`)."""
+    from harness.recording.export import payload_lines
+
     with out.open("wb") as f:
-        for env in Recording(recording).envelopes():
-            if env.is_json:
-                f.write(orjson.dumps(env.data) + b"\n")
-            else:
-                f.write((env.raw or "").replace("\n", " ").encode("utf-8", "replace") + b"\n")
+        f.writelines(payload_lines(recording))
     return out
 
 

@@ -164,3 +164,23 @@ def test_bench_runs_the_naive_pipeline_from_the_same_dataflow(tmp_path: Path) ->
     replayed = replay_output(tmp_path, "--flow", "bytewax_style:get_flow()")
     assert naive == sorted(orjson.dumps(orjson.loads(line), option=orjson.OPT_SORT_KEYS)
                            for line in replayed.splitlines())
+
+
+def test_export_writes_the_payloads_in_recording_order(tmp_path: Path) -> None:
+    whole, part = tmp_path / "all.jsonl", tmp_path / "part.jsonl"
+    assert harness("export", str(SAMPLE), "--out", str(whole)).returncode == 0
+    envelopes = list(Recording(SAMPLE).envelopes())
+    lines = whole.read_bytes().splitlines()
+    assert len(lines) == len(envelopes) == Recording(SAMPLE).manifest.events
+    assert [orjson.loads(line) for line, env in zip(lines, envelopes, strict=True)
+            if env.is_json] == [env.data for env in envelopes if env.is_json]
+    start = 1_700_000_100  # 2023-11-14T22:15:00Z
+    proc = harness("export", str(SAMPLE), "--out", str(part), "--wiki", "enwiki",
+                   "--from", "2023-11-14T22:15:00Z")
+    assert proc.returncode == 0, proc.stderr
+    wanted = [env.data for env in envelopes if env.is_json and isinstance(env.data, dict)
+              and env.data.get("wiki") == "enwiki" and type(env.data.get("timestamp")) is int
+              and env.data["timestamp"] >= start]
+    assert wanted and [orjson.loads(line) for line in part.read_bytes().splitlines()] == wanted
+    again = harness("export", str(SAMPLE), "--out", str(part))
+    assert again.returncode == 2 and "--force" in again.stderr  # never silently overwritten

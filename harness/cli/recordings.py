@@ -1,15 +1,17 @@
-"""`harness synth`, `harness import`, `harness verify`: recordings made offline, and checked."""
+"""`harness synth`, `harness import`, `harness verify`, `harness export`: recordings made
+offline, checked, and handed to other tools."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from harness.cli.args import add_json, count, number
+from harness.cli.args import add_json, add_slice_options, count, number
 from harness.recording.lanes import DEFAULT_LANES, MAX_LANES
 
 __all__ = ["register"]
@@ -47,6 +49,18 @@ def register(sub: Any) -> None:
     p.add_argument("recording", type=Path, metavar="DIR", help="recording directory")
     add_json(p)
     p.set_defaults(run=cmd_verify)
+
+
+    p = sub.add_parser("export", help="write a recording's payloads as JSON lines",
+                       description="Write every event's payload, in recording order, one per"
+                                   " line (lines that were not JSON as their text): for"
+                                   " Bytewax's TestingSource or FileSource, or other tools.")
+    p.add_argument("recording", type=Path, metavar="DIR", help="recording directory")
+    p.add_argument("--out", type=Path, required=True, metavar="FILE.jsonl",
+                   help="where to write the payloads")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out")
+    add_slice_options(p)
+    p.set_defaults(run=cmd_export)
 
 
 def _add_lanes(p: argparse.ArgumentParser) -> None:
@@ -95,4 +109,24 @@ def cmd_verify(args: argparse.Namespace) -> int:
           f" ({report.not_json} not JSON) in {report.segments} segment(s), {report.blocks}"
           f" block(s), {report.lanes} lanes; {report.compressed_bytes:,} bytes,"
           f" compression {report.ratio:.1f}x")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from harness.recording.export import payload_lines
+    from harness.recording.slice import Slice
+    from harness.replay.outputs import Outputs
+
+    slice_ = Slice(args.start, args.end, frozenset(args.wikis) if args.wikis else None)
+    outputs = Outputs({"--out": args.out}, force=args.force, reading=[args.recording])
+    written = 0
+
+    def counted() -> Iterator[bytes]:
+        nonlocal written
+        for line in payload_lines(args.recording, slice_):
+            written += 1
+            yield line
+
+    outputs.write("--out", counted())
+    print(f"export: wrote {written} payload line(s) of {args.recording} to {args.out}")
     return 0
