@@ -110,11 +110,15 @@ def test_a_factory_and_a_file_path_are_named_as_bytewax_run_names_them(
     (("--flow", "bytewax_style:ALIGN"), "is a datetime, not a bytewax.dataflow.Dataflow"),
     (("--flow", "./no_such_file.py:flow"), "no Python file ./no_such_file.py"),
     (("--flow", "bad_flows:raises", "--input", "edits"), "--input and --output choose"),
+    (("--flow", "wiki_counts:wiki_counts", "--key", "wikii"),
+     "--key wikii: none of the 19996 events of"),  # and not a run of dead letters
 ])
 def test_a_wrong_spec_or_step_is_one_line(args: tuple[str, ...], said: str) -> None:
     proc = harness("replay", str(SAMPLE), *args, "--quiet")
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and said in proc.stderr
+    if "--key" in args:
+        assert proc.stderr.rstrip().endswith("has this field (did you mean wiki?)")
 
 
 def test_other_inputs_read_nothing_and_unpicked_outputs_write_nowhere(tmp_path: Path) -> None:

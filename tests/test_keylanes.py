@@ -3,6 +3,7 @@ reused while the recording is unchanged, and never trusted when stale or damaged
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections import defaultdict
@@ -28,7 +29,9 @@ def _payloads(count: int, seed: int) -> list[Any]:
     users that are sometimes numbers, and some lines that are not JSON objects."""
     out: list[Any] = []
     for i, event in enumerate(synthetic_events(count, seed)):
-        payload = event.payload
+        payload: Any = event.payload
+        with contextlib.suppress(orjson.JSONDecodeError):
+            payload = orjson.loads(payload)  # the generator's bytes; some are not JSON
         if isinstance(payload, dict):
             payload = dict(payload)
             if i % 7:
@@ -76,7 +79,7 @@ def test_every_kind_of_key_gives_one_answer_on_every_shape(keyed: Path, tmp_path
                        "--out", str(out), "--dead-letters", str(dead))
         assert proc.returncode == 0, proc.stderr
         summary = orjson.loads(proc.stdout)
-        assert summary["read"] == 3000 and summary["passed"] == len(_expected(keyed, key))
+        assert summary["read"] == 3000 and summary["passed"] == len(_expected(keyed, key)) > 0
         outs[(workers, processes)] = (out.read_bytes(), dead.read_bytes())
     assert len(set(outs.values())) == 1
     assert outs[(1, 1)][0].splitlines() == _expected(keyed, key)

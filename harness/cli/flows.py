@@ -108,6 +108,15 @@ def report(job: Any, output: FlowOutput, wall: float, shape: dict[str, Any], as_
           + "".join(f" {k}={v}" for k, v in shape.items()))
 
 
+def refuse_missing_key(job: Any, counts: dict[str, int]) -> None:
+    """A payload flow's `--key` that no event of the whole run had is bad input."""
+    from harness.flows.contract import PAYLOADS
+    from harness.flows.user import refuse_missing_key as refuse
+
+    if job.plugin.input == PAYLOADS:
+        refuse(job.key, counts, job.read.recording)
+
+
 def write_outputs(outputs: Any, output: FlowOutput) -> None:
     """--out (the flow's items) and --dead-letters of a run."""
     if "--out" in outputs:

@@ -15,6 +15,7 @@ from harness.cli.flows import (
     flow_prints_to_stderr,
     job_of,
     refuse_flow_options,
+    refuse_missing_key,
     report,
     warn_damage,
     write_outputs,
@@ -154,6 +155,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     for note in result.notes:
         print(f"warning: {note}", file=sys.stderr)
     warn_damage(result.output)
+    if addresses is None:  # a member's share may lack a key the whole run has
+        refuse_missing_key(job, result.output.counts.to_json())
     write_outputs(outputs, result.output)
     report(job, result.output, result.wall_seconds, shape, args.json)
     return 0
@@ -219,7 +222,12 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(f"check: {shape}: done in {seconds:.1f} s", file=sys.stderr)
 
     with flow_prints_to_stderr(args.json):
-        result = check(lambda shape: outcome(job, shape), progress=progress)
+        def run(shape: Any) -> Any:
+            found = outcome(job, shape)
+            refuse_missing_key(job, found.counts)
+            return found
+
+        result = check(run, progress=progress)
     name = job.plugin.name
     if args.json:
         print(orjson.dumps({"flow": name, **result.to_json()}).decode())

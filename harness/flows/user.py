@@ -10,6 +10,7 @@ every item as a canonical JSON line, sorted.
 from __future__ import annotations
 
 import ast
+import difflib
 import importlib
 import inspect
 import os
@@ -30,10 +31,11 @@ if TYPE_CHECKING:
     from bytewax.outputs import Sink
 
     from harness.recording.integrity import SegmentCheck
+    from harness.recording.reader import Recording
     from harness.replay.flowjob import FlowJob
     from harness.replay.source import SourceTally
 
-__all__ = ["FlowSpec", "PayloadFlow", "UserFlow"]
+__all__ = ["FlowSpec", "PayloadFlow", "UserFlow", "refuse_missing_key"]
 
 
 class PayloadFlow(Flow):
@@ -76,6 +78,33 @@ class PayloadFlow(Flow):
                 f" items={len(output.items)}")
         return text, {"flow": self.name, **t.to_json(), "dead_letters": t.dead_letters,
                       "items": len(output.items)}
+
+
+def refuse_missing_key(key: str, counts: Any, recording: Path) -> None:
+    """A `--key` that no event of a whole run had (a typo, say) is bad input, not a run
+    with every event dead-lettered (the command line's rule; a test's tiny recording
+    may lack a key and still be a fine answer)."""
+    if counts.get("no_key") and not counts.get("passed") and not counts.get("outside"):
+        from harness.recording.reader import Recording
+
+        near = difflib.get_close_matches(key, _fields(Recording(recording)), n=3)
+        raise UsageError(f"--key {key}: none of the {counts['no_key']} events of"
+                         f" {recording} has this field"
+                         + (f" (did you mean {' or '.join(near)}?)" if near else ""))
+
+
+def _fields(recording: Recording, events: int = 100) -> set[str]:
+    """The fields (and one level of dotted paths) of the recording's first events."""
+    found: set[str] = set()
+    for index, env in enumerate(recording.envelopes()):
+        if index >= events:
+            break
+        if isinstance(env.data, dict):
+            for name, value in env.data.items():
+                found.add(name)
+                if isinstance(value, dict):
+                    found.update(f"{name}.{inner}" for inner in value)
+    return found
 
 
 class UserFlow(PayloadFlow):
