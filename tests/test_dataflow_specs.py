@@ -188,3 +188,25 @@ def test_export_writes_the_payloads_in_recording_order(tmp_path: Path) -> None:
     assert wanted and [orjson.loads(line) for line in part.read_bytes().splitlines()] == wanted
     again = harness("export", str(SAMPLE), "--out", str(part))
     assert again.returncode == 2 and "--force" in again.stderr  # never silently overwritten
+
+
+def test_the_flow_bytewax_run_runs_live_is_the_flow_the_harness_replays(tmp_path: Path) -> None:
+    """docs/examples/per_user_minute.py, run as its users run it (`python -m bytewax.run`,
+    reading our EventStreams server over loopback HTTP, printing to stdout), counts what
+    `harness replay --flow per_user_minute:flow` of the same recording counts."""
+    import ast
+    import os
+
+    from harness.eventstreams.server import EventStreamServer
+    from tests.conftest import EXAMPLES
+
+    with EventStreamServer(SAMPLE) as server:
+        live = subprocess.run([sys.executable, "-m", "bytewax.run", "per_user_minute:flow"],
+                              cwd=EXAMPLES, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "RECENTCHANGE_URL": server.url})
+    assert live.returncode == 0, live.stderr[-2000:]
+    printed = Counter(ast.literal_eval(line) for line in live.stdout.splitlines())
+    replayed = replay_output(tmp_path, "--flow", "per_user_minute:flow")
+    items = [orjson.loads(line) for line in replayed.splitlines()]
+    assert {i["step"] for i in items} == {"per_user_minute.counts"}
+    assert Counter((key, tuple(value)) for key, value in (i["item"] for i in items)) == printed
