@@ -210,3 +210,16 @@ def test_the_flow_bytewax_run_runs_live_is_the_flow_the_harness_replays(tmp_path
     items = [orjson.loads(line) for line in replayed.splitlines()]
     assert {i["step"] for i in items} == {"per_user_minute.counts"}
     assert Counter((key, tuple(value)) for key, value in (i["item"] for i in items)) == printed
+
+
+def test_the_public_surface_is_one_import_and_cheap() -> None:
+    """`import harness` gives what a user needs, each with its docstring, and loads
+    nothing heavy until a name is used (the command line starts through it)."""
+    code = ("import sys, harness; heavy = [m for m in ('bytewax', 'hypothesis', 'zstandard')"
+            " if m in sys.modules]; assert not heavy, heavy;"
+            " missing = [n for n in harness.__all__ if not getattr(harness, n).__doc__];"
+            " assert not missing, missing; print(len(harness.__all__))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout) >= 19

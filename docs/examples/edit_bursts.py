@@ -15,7 +15,7 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.operators.windowing import TumblingWindower, count_window
 
-from harness.replay.clock import RecordedClock
+from harness import RecordedClock
 
 ALIGN = datetime(2023, 1, 1, tzinfo=timezone.utc)
 WINDOW = timedelta(seconds=10)

@@ -2,8 +2,7 @@
 
 from hypothesis import given, settings
 
-from harness.testing import assert_deterministic, run_flow, write_recording
-from harness.testing.strategies import event_streams
+from harness import assert_deterministic, event_streams, run_flow, write_recording
 from wiki_counts import wiki_counts
 
 
