@@ -10,9 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bytewax.inputs import DynamicSource, StatelessSourcePartition
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
-
+from harness.flows.nothing import Discard
 from harness.flows.user import PayloadFlow
 
 if TYPE_CHECKING:
@@ -21,7 +19,7 @@ if TYPE_CHECKING:
 
     from harness.replay.flowjob import FlowJob
 
-__all__ = ["Discard", "NoEvents", "PassThrough"]
+__all__ = ["PassThrough"]
 
 
 class PassThrough(PayloadFlow):
@@ -37,27 +35,3 @@ class PassThrough(PayloadFlow):
         flow = Dataflow("passthrough")
         op.output("discard", op.input("edits", flow, source), Discard())
         return flow
-
-
-class Discard(DynamicSink[Any]):
-    """A sink that keeps nothing."""
-
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _Drop:
-        return _Drop()
-
-
-class _Drop(StatelessSinkPartition[Any]):
-    def write_batch(self, items: list[Any]) -> None:
-        pass
-
-
-class NoEvents(DynamicSource[Any]):
-    """A source that reads nothing (an input of your Dataflow that is not replayed)."""
-
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _Ended:
-        return _Ended()
-
-
-class _Ended(StatelessSourcePartition[Any]):
-    def next_batch(self) -> list[Any]:
-        raise StopIteration

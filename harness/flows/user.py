@@ -184,7 +184,7 @@ class UserFlow(PayloadFlow):
 
     def _replaying(self, flow: Dataflow, source: Source[Any], sink: Sink[Any]) -> Dataflow:
         """`flow` with the replay source for its input and `sink` for its outputs."""
-        from harness.flows.passthrough import Discard, NoEvents
+        from harness.flows.nothing import Discard, NoEvents
         from harness.flows.surgery import input_steps, output_steps, rewired
 
         ids = [step.step_id for step in input_steps(flow)]
