@@ -15,7 +15,7 @@ import pytest
 
 from harness.recording import Recording
 from harness.recording.sample import sample_recording
-from tests.conftest import FLOWS, harness, replay_output
+from tests.conftest import FLOWS, assert_same_output, harness, kill_and_resume, replay_output
 
 SAMPLE = sample_recording()
 FLOW = ("--flow", "bytewax_style:flow")
@@ -223,3 +223,15 @@ def test_the_public_surface_is_one_import_and_cheap() -> None:
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert int(proc.stdout) >= 19
+
+
+@pytest.mark.parametrize("clock", ["event", "recorded"])
+def test_a_killed_replay_of_an_unchanged_dataflow_resumes_byte_identical(
+        tmp_path: Path, clock: str) -> None:
+    """Bytewax's own clocks, on the recording's time, live in the snapshots too."""
+    whole = replay_output(tmp_path / "whole", *FLOW, "--clock", clock)
+    out, state = tmp_path / "out.jsonl", tmp_path / "state"
+    kill_and_resume(["replay", *FLOW, "--clock", clock, "--recovery-dir", str(state),
+                     "--out", str(out), "--snapshot-interval", "0.1"], out, ("1", "2"),
+                    ("2", "1"), after=1.2)
+    assert_same_output(out, whole)
