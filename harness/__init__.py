@@ -23,7 +23,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from harness.version import __version__ as __version__
 
 __all__ = ["CheckResult", "FlowJob", "FlowOutput", "HarnessError", "Received", "RecordedClock",
            "Recording", "RecordingError", "RecordingWriter", "ReplaySource", "Run", "Shape",

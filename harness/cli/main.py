@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
 
-from harness import __version__
 from harness.cli import recordings, replay, report, stream
 from harness.cli.args import Parser
 from harness.errors import (
@@ -27,6 +26,7 @@ from harness.errors import (
     signal_exit_status,
 )
 from harness.process import one_job_process, stops_taken
+from harness.version import __version__
 
 __all__ = ["build_parser", "main"]
 

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, Final, TypeGuard
 
 import orjson
 
-from harness import __version__
 from harness.times import parse_iso
+from harness.version import __version__
 
 if TYPE_CHECKING:  # the recording imports this module: no cycle at run time
     from harness.recording.envelope import Envelope
