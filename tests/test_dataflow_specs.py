@@ -150,26 +150,6 @@ def test_the_flow(sample_recording):
     assert "1 passed" in proc.stdout
 
 
-def test_bench_runs_the_naive_pipeline_from_the_same_dataflow(tmp_path: Path) -> None:
-    """`harness bench`'s reference row: your Dataflow fed by FileSource + orjson, one
-    worker, writes the items the harness's replay of it writes."""
-    from harness.bench import export_payloads, naive_bytewax
-
-    payloads = export_payloads(SAMPLE, tmp_path / "payloads.jsonl")
-    sys.path.insert(0, str(FLOWS))
-    try:
-        naive_bytewax(payloads, "bytewax_style:get_flow()", "user", tmp_path / "naive")
-    finally:
-        sys.path.remove(str(FLOWS))
-    naive = sorted(orjson.dumps({"step": path.name.rsplit("-", 1)[0],
-                                 "item": orjson.loads(line)}, option=orjson.OPT_SORT_KEYS)
-                   for path in (tmp_path / "naive").iterdir()
-                   for line in path.read_bytes().splitlines())
-    replayed = replay_output(tmp_path, "--flow", "bytewax_style:get_flow()")
-    assert naive == sorted(orjson.dumps(orjson.loads(line), option=orjson.OPT_SORT_KEYS)
-                           for line in replayed.splitlines())
-
-
 def test_export_writes_the_payloads_in_recording_order(tmp_path: Path) -> None:
     whole, part = tmp_path / "all.jsonl", tmp_path / "part.jsonl"
     assert harness("export", str(SAMPLE), "--out", str(whole)).returncode == 0

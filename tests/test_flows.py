@@ -24,7 +24,15 @@ from harness.recording import Recording
 from harness.recording.sample import sample_recording
 from harness.replay.keys import key_getter
 from harness.replay.source import ReplaySource, read_source_report
-from tests.conftest import EXAMPLES, FLOWS, ROOT, assert_same_output, file_sizes, harness
+from tests.conftest import (
+    EXAMPLES,
+    FLOWS,
+    ROOT,
+    assert_same_output,
+    file_sizes,
+    harness,
+    replay_output,
+)
 
 SAMPLE = sample_recording()
 
@@ -281,23 +289,33 @@ def test_bench_measures_shapes_beside_the_plain_loop_naive_bytewax_and_passthrou
     assert orjson.loads((tmp_path / "bench.json").read_bytes()) == result
 
 
-def test_the_naive_bytewax_pipeline_writes_what_the_harness_writes(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("spec", "key", "where"), [
+    ("wiki_counts:wiki_counts", "wiki", EXAMPLES),  # a FUNCTION(source, sink)
+    ("bytewax_style:get_flow()", "user", FLOWS),  # a Dataflow, its lines tagged by step
+])
+def test_the_naive_bytewax_pipeline_writes_what_the_harness_writes(
+        tmp_path: Path, spec: str, key: str, where: Path) -> None:
     """The reference row runs the same logic: FileSource + orjson in a map, one worker."""
     from harness.bench import export_payloads, naive_bytewax
 
     payloads = export_payloads(SAMPLE, tmp_path / "payloads.jsonl")
-    sys.path.insert(0, str(EXAMPLES))
+    sys.path.insert(0, str(where))
     try:
-        naive_bytewax(payloads, "wiki_counts:wiki_counts", "wiki", tmp_path / "naive")
+        naive_bytewax(payloads, spec, key, tmp_path / "naive")
     finally:
-        sys.path.remove(str(EXAMPLES))
-    naive = sorted(orjson.dumps(orjson.loads(line), option=orjson.OPT_SORT_KEYS)
+        sys.path.remove(str(where))
+    tagged = spec.endswith("()")
+
+    def value(path: Path, line: bytes) -> Any:
+        item = orjson.loads(line)
+        return {"step": path.name.rsplit("-", 1)[0], "item": item} if tagged else item
+
+    naive = sorted(orjson.dumps(value(path, line), option=orjson.OPT_SORT_KEYS)
                    for path in (tmp_path / "naive").iterdir()
                    for line in path.read_bytes().splitlines())
-    replayed = harness("replay", str(SAMPLE), "--flow", "wiki_counts:wiki_counts", "--key",
-                       "wiki", "--out", str(tmp_path / "replayed.jsonl"))
-    assert replayed.returncode == 0, replayed.stderr
-    assert naive == (tmp_path / "replayed.jsonl").read_bytes().splitlines()
+    replayed = replay_output(tmp_path, "--flow", spec, "--key", key)
+    assert naive == sorted(orjson.dumps(orjson.loads(line), option=orjson.OPT_SORT_KEYS)
+                           for line in replayed.splitlines())
 
 
 # ------------------------------------------------------------- harness.testing
