@@ -1,4 +1,6 @@
 """The recorded clock for your own flow: Bytewax windows that decide by receive time.
+(`virtual_time` puts Bytewax's own `EventClock` and `SystemClock` on it too, so that an
+unchanged flow replays as it ran.)
 
 Bytewax's `EventClock` measures how far "now" has moved since a key's
 newest event was seen with the wall clock, so which events are late

@@ -49,10 +49,11 @@ def flow_spec(flow: FlowLike) -> tuple[str, tuple[str, ...]]:
     from bytewax.dataflow import Dataflow
 
     module, name = getattr(flow, "__module__", None), getattr(flow, "__qualname__", "")
-    if isinstance(flow, Dataflow):
-        module, name = next(((m, n) for m, mod in list(sys.modules.items())
-                             for n, value in list(vars(mod).items()) if value is flow),
-                            (None, ""))
+    if isinstance(flow, Dataflow):  # where it is a module global; a test module last
+        found = sorted(((m.rsplit(".", 1)[-1].startswith("test"), m, n)
+                        for m, mod in list(sys.modules.items()) if m != "__main__"
+                        for n, value in list(vars(mod).items()) if value is flow))
+        module, name = (found[0][1], found[0][2]) if found else (None, "")
     if not module or not name.isidentifier() or module == "__main__":
         raise UsageError(f"{flow!r}: a flow must be a module-level Dataflow or function of"
                          " an importable module (multi-process runs import it by name)")
