@@ -14,10 +14,10 @@ from typing import Any
 import orjson
 import pytest
 
-from harness.cli.args import timestamp
 from harness.eventstreams.client import EventStream
 from harness.eventstreams.server import EventStreamServer, Faults
 from harness.recording import Recording
+from harness.values import timestamp
 from tests.conftest import harness, write_recording
 
 T0 = 1_700_000_000  # 2023-11-14T22:13:20Z

@@ -18,9 +18,9 @@ from typing import Any
 
 import orjson
 
-from harness.cli.args import count
 from harness.errors import UsageError
 from harness.flows.contract import FLOWS, FlowOutput, registered
+from harness.values import count
 
 __all__ = ["add_flow_options", "flow_prints_to_stderr", "job_of", "report", "warn_damage",
            "write_outputs"]

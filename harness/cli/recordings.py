@@ -11,8 +11,9 @@ from typing import Any
 
 import orjson
 
-from harness.cli.args import add_json, add_slice_options, count, number
+from harness.cli.args import add_json, add_slice_options
 from harness.recording.lanes import DEFAULT_LANES, MAX_LANES
+from harness.values import count, number
 
 __all__ = ["register"]
 

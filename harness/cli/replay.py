@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from harness.cli.args import add_json, add_slice_options, count, count_list, number
+from harness.cli.args import add_json, add_slice_options
 from harness.cli.flows import (
     add_flow_options,
     flow_prints_to_stderr,
@@ -22,6 +22,7 @@ from harness.cli.flows import (
 )
 from harness.errors import UsageError
 from harness.recording.sample import sample_recording
+from harness.values import count, count_list, number
 
 __all__ = ["register"]
 

@@ -10,11 +10,12 @@ from typing import Any
 
 import orjson
 
-from harness.cli.args import add_json, count, number, since, url
+from harness.cli.args import add_json, since, url
 from harness.cli.flows import add_flow_options
 from harness.errors import UsageError, signal_exit_status
 from harness.recording.lanes import DEFAULT_LANES, MAX_LANES
 from harness.recording.sample import sample_recording
+from harness.values import count, number
 
 __all__ = ["register"]
 

@@ -55,8 +55,8 @@ class BotDetection(Flow):
 
     @staticmethod
     def add_options(parser: argparse.ArgumentParser) -> None:
-        from harness.cli.args import count, number, timestamp
         from harness.flows.bots.semantics import MAX_LATENESS, MAX_WINDOW
+        from harness.values import count, number, timestamp
 
         g = parser.add_argument_group("bot detection (--flow bots, the default)")
         g.add_argument("--window", type=count(1, MAX_WINDOW), default=5, metavar="S",
