@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, Final, ParamSpec, TypeVar
 
 __all__ = ["ERRORS", "HarnessError", "Interrupted", "MemberFailed", "RecordingError",
-           "StreamError", "Terminated", "UsageError", "describe", "interruption",
-           "log_error", "log_errors_to", "logged_error", "logging_errors"]
+           "StreamError", "Terminated", "UsageError", "describe", "first_logged",
+           "interruption", "log_error", "log_errors_to", "logging_errors"]
 
 ERRORS: Final = "errors.txt"  # a run directory's error log (see `logging_errors`)
 
@@ -79,7 +79,7 @@ def interruption(exc: BaseException | None) -> str | None:
 
 def log_error(error_log: Path, exc: BaseException, step: str | None = None) -> None:
     """Append `exc` to a run's error log (one line: its class, a tab, its message), where
-    the process that supervises the run finds it (`logged_error`). Bad input and a file
+    the process that supervises the run finds it (`first_logged`). Bad input and a file
     error keep their class; anything else is a `MemberFailed` with its description and
     the `step` it was raised in."""
     if isinstance(exc, HarnessError):
@@ -110,7 +110,16 @@ def log_errors_to(pipe: int | None) -> None:
     _channel = pipe
 
 
-def logged_error(line: str) -> HarnessError | MemberFailed | OSError | None:
+def first_logged(text: str) -> HarnessError | MemberFailed | OSError | None:
+    """The first error an error log's text holds (`log_error`), to raise again."""
+    for line in text.splitlines():
+        error = _logged_error(line)
+        if error is not None:
+            return error
+    return None
+
+
+def _logged_error(line: str) -> HarnessError | MemberFailed | OSError | None:
     """The error one line of a run's error log holds (`log_error`), to raise again."""
     kind, tab, message = line.partition("\t")
     if not tab:

@@ -37,9 +37,9 @@ from harness.errors import (
     ERRORS,
     HarnessError,
     MemberFailed,
+    first_logged,
     log_error,
     log_errors_to,
-    logged_error,
 )
 from harness.files import redirect_stderr, stderr_into
 from harness.flows.surgery import reporting_failures
@@ -63,13 +63,7 @@ BROKEN: Final = "the connection to another cluster member broke"
 def first_error(run_dir: Path) -> HarnessError | MemberFailed | OSError | None:
     """The first error a source, step or member logged (`harness.errors.log_error`)."""
     log = run_dir / ERRORS
-    if not log.exists():
-        return None
-    for line in log.read_text(errors="replace").splitlines():
-        error = logged_error(line)
-        if error is not None:
-            return error
-    return None
+    return first_logged(log.read_text(errors="replace")) if log.exists() else None
 
 
 def free_addresses(count: int) -> list[str]:
@@ -304,8 +298,8 @@ class Cluster:
             _wait_all(members, grace=0.0)
             self._hear()
             os.close(self._errors)
-        error = next(filter(None, map(logged_error, self._said.decode(errors="replace")
-                                      .splitlines())), None) or first_error(self.run_dir)
+        error = (first_logged(self._said.decode(errors="replace"))
+                 or first_error(self.run_dir))
         killed = [(index, member.returncode) for index, member in enumerate(members)
                   if member.returncode is not None and member.returncode < 0]
         if killed and (error is None or BROKEN in str(error)):  # it could not say why
