@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import ast
 import difflib
+import functools
 import importlib
 import inspect
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -129,7 +131,7 @@ class UserFlow(PayloadFlow):
             raise UsageError(f"--input and --output choose steps of a Dataflow; --flow"
                              f" {spec} is a FUNCTION(source, sink)")
 
-    @property
+    @functools.cached_property
     def is_function(self) -> bool:
         """Whether this is the harness's own `FUNCTION(source, sink)` contract."""
         from bytewax.dataflow import Dataflow
@@ -160,18 +162,10 @@ class UserFlow(PayloadFlow):
 
         from harness.flows.surgery import input_steps
 
-        try:
+        with _users_code(f"--flow {self.name}: building the dataflow"):
             flow = (self.target(source, sink) if self.is_function
                     else self.target if isinstance(self.target, Dataflow)
                     else self.spec.call(self.target))
-        except UsageError:
-            raise
-        except Exception as exc:
-            raise UsageError(f"--flow {self.name}: building the dataflow raised"
-                             f" {type(exc).__name__}: {exc}") from None
-        except SystemExit as exc:  # a user's sys.exit() is not the run's exit status
-            raise UsageError(f"--flow {self.name}: building the dataflow called"
-                             f" sys.exit({exc.code!r})") from None
         if not isinstance(flow, Dataflow):
             raise UsageError(f"--flow {self.name}: returned {type(flow).__name__}, not a"
                              " bytewax.dataflow.Dataflow")
@@ -210,6 +204,21 @@ class UserFlow(PayloadFlow):
         return rewired(flow, {i: source if i == chosen else NoEvents() for i in ids},
                        lambda step: sink if not wanted or step.step_id in wanted
                        else Discard())
+
+
+@contextmanager
+def _users_code(doing: str) -> Iterator[None]:
+    """Your module's code (importing it, building the flow): what it raises, or a
+    `sys.exit()` in it, is one `UsageError` line starting with `doing`, not the run's
+    traceback or exit status."""
+    try:
+        yield
+    except UsageError:
+        raise
+    except Exception as exc:
+        raise UsageError(f"{doing} raised {type(exc).__name__}: {exc}") from None
+    except SystemExit as exc:
+        raise UsageError(f"{doing} called sys.exit({exc.code!r})") from None
 
 
 def _takes_source_and_sink(fn: Any) -> bool:
@@ -284,20 +293,15 @@ class FlowSpec:
         for path in (*search, os.getcwd(), *([self.path] if self.path else [])):
             if path not in sys.path:
                 sys.path.insert(0, path)
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                raise UsageError(f"--flow {spec!r}: no module {module_name!r} in the current"
-                                 " directory or on PYTHONPATH") from None
-            raise UsageError(f"--flow {spec!r}: importing {module_name} failed: {exc}"
-                             ) from None
-        except Exception as exc:  # the user's module raised while importing
-            raise UsageError(f"--flow {spec!r}: importing {module_name} raised"
-                             f" {type(exc).__name__}: {exc}") from None
-        except SystemExit as exc:  # a user's sys.exit() is not the run's exit status
-            raise UsageError(f"--flow {spec!r}: importing {module_name} called"
-                             f" sys.exit({exc.code!r})") from None
+        with _users_code(f"--flow {spec!r}: importing {module_name}"):
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError as exc:
+                if exc.name and module_name.startswith(exc.name):
+                    raise UsageError(f"--flow {spec!r}: no module {module_name!r} in the"
+                                     " current directory or on PYTHONPATH") from None
+                raise UsageError(f"--flow {spec!r}: importing {module_name} failed: {exc}"
+                                 ) from None
         from bytewax.dataflow import Dataflow
 
         target = getattr(module, self.name, None)
