@@ -34,7 +34,7 @@ def steps(output: bytes) -> Counter[str]:
 def test_an_unchanged_dataflow_writes_every_output_tagged_by_step(one_worker: bytes) -> None:
     assert set(steps(one_worker)) == {f"wiki_edits.{name}" for name in (
         "minute_counts", "minute_windows", "ten_second_batches", "running_counts",
-        "bot_edits", "human_edits")}
+        "edit_numbers", "bot_edits", "human_edits")}
     rows = [orjson.loads(line) for line in one_worker.splitlines()]
     window = next(r["item"] for r in rows if r["step"] == "wiki_edits.minute_windows")
     user, (window_id, meta) = window  # (key, (window id, WindowMetadata))
@@ -44,6 +44,21 @@ def test_an_unchanged_dataflow_writes_every_output_tagged_by_step(one_worker: by
     assert meta["merged_ids"] == []  # a set, written as a sorted list
     bot = next(r["item"] for r in rows if r["step"] == "wiki_edits.bot_edits")
     assert isinstance(bot[0], str) and datetime.fromisoformat(bot[1]).tzinfo is not None
+
+
+def test_a_keyed_stream_keeps_each_keys_emission_order(one_worker: bytes) -> None:
+    """A stateful step's items come sorted by key, each key's in the order emitted (a
+    running count reads 1, 2, ..., 10, 11, not 1, 10, 11, 2 as text would sort it); an
+    output that is no keyed stream is sorted by text."""
+    rows = [orjson.loads(line) for line in one_worker.splitlines()]
+    numbers = [r["item"] for r in rows if r["step"] == "wiki_edits.edit_numbers"]
+    users = [user for user, _ in numbers]
+    assert users == sorted(users, key=lambda user: orjson.dumps(user))
+    for user in set(users):
+        assert [n for u, n in numbers if u == user] == list(range(1, users.count(user) + 1))
+    assert max(Counter(users).values()) >= 10  # where text order would differ
+    bots = [line for line in one_worker.splitlines() if b'"wiki_edits.bot_edits"' in line]
+    assert bots == sorted(bots)
 
 
 @pytest.mark.parametrize("shape", [("--workers", "4"), ("--workers", "2", "--processes", "2")])

@@ -17,7 +17,7 @@ from typing import Any
 from bytewax.dataflow import Dataflow, MultiPort, SinglePort, Stream
 from bytewax.operators import StatefulBatchLogic
 
-__all__ = ["input_steps", "output_steps", "reporting_failures", "rewired",
+__all__ = ["input_steps", "keyed_outputs", "output_steps", "reporting_failures", "rewired",
            "splice_after_input"]
 
 StepFailed = Callable[[Exception, str], None]
@@ -45,6 +45,74 @@ def output_steps(flow: Dataflow) -> list[Any]:
 
     walk(flow.substeps)
     return found
+
+
+# Operators whose every output is a keyed stream in one order: all of a key's items
+# come from the one worker holding its state, in the order its logic emitted them.
+_KEYING = frozenset({
+    "stateful_batch", "stateful", "stateful_flat_map", "stateful_map", "collect", "join",
+    "count_final", "fold_final", "max_final", "min_final", "reduce_final", "window",
+    "collect_window", "count_window", "fold_window", "join_window", "max_window",
+    "min_window", "reduce_window"})
+# Operators that keep each item (key and all) on its worker and in its order.
+_KEEPING = frozenset({"map_value", "flat_map_value", "filter_value", "filter_map_value",
+                      "filter", "inspect", "inspect_debug", "branch"})
+# Bytewax's other operators: what they emit is in no one order per key.
+_UNORDERED = frozenset({"input", "output", "map", "flat_map", "flat_map_batch", "filter_map",
+                        "flatten", "key_on", "key_rm", "merge", "redistribute",
+                        "enrich_cached", "_noop"})
+
+
+def keyed_outputs(flow: Dataflow) -> frozenset[str]:
+    """The ids of the output steps fed a keyed stream in one order: by a stateful
+    operator (`stateful_map`, a window, `join`, `reduce_final`, ...) through operators
+    that keep items where and as they are (`map_value`, `filter`, `inspect`,
+    `branch`, ...). Their items are `(key, value)` pairs, and each key's come in an
+    order the flow decides, the same on every cluster shape if the flow is deterministic.
+
+    Told from the dataflow's structure alone (Bytewax marks no keyed stream at run
+    time): a stream is judged by the outermost operator producing it that Bytewax
+    names; your own operators are looked into.
+    """
+    makers: dict[str, list[Any]] = {}  # stream id -> its producers, outermost first
+    feeds: dict[str, str] = {}  # output step id -> the stream it writes
+
+    def walk(steps: list[Any]) -> None:
+        for step in steps:
+            for name in step.dwn_names:
+                for sid in _stream_ids(getattr(step, name)):
+                    makers.setdefault(sid, []).append(step)
+            if type(step).__name__ == "output":
+                feeds[step.step_id] = step.up.stream_id
+            walk(step.substeps)
+
+    walk(flow.substeps)
+    judged: dict[str, bool] = {}
+
+    def keyed(sid: str) -> bool:
+        if sid not in judged:
+            judged[sid] = False  # a cycle (none in a Dataflow) is not keyed
+            judged[sid] = _judge(makers.get(sid, []), keyed)
+        return judged[sid]
+
+    return frozenset(step_id for step_id, sid in feeds.items() if keyed(sid))
+
+
+def _judge(producers: list[Any], keyed: Callable[[str], bool]) -> bool:
+    for step in producers:
+        kind = type(step).__name__
+        if kind in _KEYING:
+            return True
+        if kind in _KEEPING:
+            return all(keyed(sid) for name in step.ups_names
+                       for sid in _stream_ids(getattr(step, name)))
+        if kind in _UNORDERED:
+            return False
+    return False  # only your own operators, all the way down
+
+
+def _stream_ids(port: Any) -> list[str]:
+    return list(port.stream_ids.values()) if isinstance(port, MultiPort) else [port.stream_id]
 
 
 def rewired(flow: Dataflow, sources: dict[str, Any], sinks: Callable[[Any], Any]) -> Dataflow:

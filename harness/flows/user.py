@@ -4,7 +4,8 @@ A payload flow reads a `ReplaySource` keyed by the job's `--key` (lanes
 derived by that key, so each partition reads only its own keys' events, on
 the worker Bytewax routes them to) and writes items, any JSON value, to a
 `JsonSink`. Its counts and dead letters are the source's; its `--out` is
-every item as a canonical JSON line, sorted.
+every item as a canonical JSON line, sorted by text, or by key and in emission order
+for a keyed stream (`UserFlow.item_order`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from harness.recording.integrity import SegmentCheck
     from harness.recording.reader import Recording
     from harness.replay.flowjob import FlowJob
+    from harness.replay.sink import JsonSink, KeyOrder
     from harness.replay.source import SourceTally
 
 __all__ = ["FlowSpec", "PayloadFlow", "UserFlow", "refuse_missing_key"]
@@ -68,8 +70,13 @@ class PayloadFlow(Flow):
 
         tally, dead = read_source_report(run_dir)
         parts = sorted(run_dir.glob(ITEMS.format("*")))
-        found = Items.merged(parts) if items else Items.counted(count_lines(parts))
+        found = (Items.merged(parts, self.item_order(run_dir)) if items
+                 else Items.counted(count_lines(parts)))
         return FlowOutput(found, dead, tally)
+
+    def item_order(self, run_dir: Path) -> KeyOrder | None:
+        """The order of `--out` when it is not the lines' text."""
+        return None
 
     def summary(self, output: FlowOutput) -> tuple[str, dict[str, Any]]:
         t: SourceTally = output.counts
@@ -152,8 +159,29 @@ class UserFlow(PayloadFlow):
         sink = JsonSink(run_dir, tagged=not self.is_function)
         flow = self.dataflow(source, sink)
         if job.read.recovery_dir is not None:
-            exactly_once(flow, sink)
+            exactly_once(flow, sink, order=self._key_order(flow, sink))
         return flow
+
+    def item_order(self, run_dir: Path) -> KeyOrder | None:
+        """By key, each key's items in the order emitted, for the outputs fed a keyed
+        stream (`harness.flows.surgery.keyed_outputs`); by text for the others."""
+        from harness.flows.nothing import NoEvents
+        from harness.replay.sink import JsonSink
+
+        sink = JsonSink(run_dir, tagged=not self.is_function)
+        return self._key_order(self.dataflow(NoEvents(), sink), sink)
+
+    @staticmethod
+    def _key_order(flow: Dataflow, sink: JsonSink) -> KeyOrder | None:
+        from harness.flows.surgery import keyed_outputs, output_steps
+        from harness.replay.sink import KeyOrder
+
+        keyed = keyed_outputs(flow)
+        writing = [step.step_id for step in output_steps(flow) if step.sink is sink]
+        if not sink.tagged and not all(step in keyed for step in writing):
+            return None  # untagged lines of a keyed step and of another look alike
+        prefixes = sorted({sink.key_prefix(step) for step in writing if step in keyed})
+        return KeyOrder(tuple(prefixes)) if prefixes else None
 
     def dataflow(self, source: Source[Any], sink: Sink[Any]) -> Dataflow:
         """Your flow reading `source` and writing to `sink`, as one `UsageError` line if

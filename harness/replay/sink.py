@@ -1,10 +1,13 @@
 """`JsonSink`: the sink a user's flow writes to; any JSON-serialisable item.
 
 Each worker appends the items each output step writes, one canonical JSON
-line each (orjson, keys sorted), to a part file of that step and worker; `collect`
-merges the parts into one list sorted by the lines' text. That order does
-not depend on which worker wrote what, so the merged output is
-byte-identical across cluster shapes whenever the flow is deterministic.
+line each (orjson, keys sorted), to a part file of that step and worker; the
+parts merge into one list sorted by the lines' text, except that the items of a
+keyed stream (`(key, value)` from a stateful step, see
+`harness.flows.surgery.keyed_outputs`) are sorted by key and keep each key's
+emission order (`KeyOrder`). Neither order depends on which worker wrote
+what, so the merged output is byte-identical across cluster shapes whenever
+the flow is deterministic.
 
 Under Bytewax recovery the runner routes the items to `PartitionedJsonSink`
 instead (`exactly_once`), whose partitions' resume state is the size of
@@ -37,7 +40,7 @@ from bytewax.outputs import (
 from harness.errors import ERRORS, HarnessError, UsageError, log_error, logging_errors
 from harness.files import naming
 
-__all__ = ["JsonSink", "PartitionedJsonSink", "canonical_line", "collect_items",
+__all__ = ["JsonSink", "KeyOrder", "PartitionedJsonSink", "canonical_line", "collect_items",
            "exactly_once", "json_form"]
 
 R = TypeVar("R")
@@ -201,6 +204,11 @@ class JsonSink(DynamicSink[Any]):
             return b'{"step":' + orjson.dumps(step_id) + b',"item":' + line + b"}"
         return line
 
+    def key_prefix(self, step_id: str) -> bytes:
+        """What every line of keyed output step `step_id` starts with, up to its key."""
+        return (b'{"step":' + orjson.dumps(step_id) + b',"item":["' if self.tagged
+                else b'["')
+
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _PartWriter:
         return _PartWriter(self.run_dir / ITEMS.format(f"{step_id}~w{worker_index:05d}"),
                            step_id, self.run_dir / ERRORS, self)
@@ -239,14 +247,43 @@ class PartitionedJsonSink(FixedPartitionedSink[bytes, int]):
                                 resume_state or 0, self.run_dir / ERRORS)
 
 
-def exactly_once(flow: Dataflow, sink: JsonSink, parts: int = 8) -> int:
+@dataclass(frozen=True)
+class KeyOrder:
+    """The output order of item lines: by text, but a line starting with one of
+    `prefixes` (a keyed step's, see `JsonSink.key_prefix`) by its prefix and key alone.
+
+    Sorted stably, the lines of one key keep the order they were written in, which
+    is the order the flow emitted them: all of a keyed stream's items for one key
+    come from one worker, into one file."""
+
+    prefixes: tuple[bytes, ...]
+
+    def __call__(self, line: bytes) -> bytes:
+        for prefix in self.prefixes:
+            if line.startswith(prefix):
+                return line[:_string_end(line, len(prefix)) + 1]
+        return line
+
+
+def _string_end(line: bytes, start: int) -> int:
+    """The index of the quote ending the JSON string whose text begins at `start`."""
+    end = line.find(b'"', start)
+    while end > 0 and line[end - 1] == 0x5C and (end - len(line[:end].rstrip(b"\\"))) % 2:
+        end = line.find(b'"', end + 1)  # that quote was escaped
+    return end if end > 0 else len(line)
+
+
+def exactly_once(flow: Dataflow, sink: JsonSink, parts: int = 8,
+                 order: KeyOrder | None = None) -> int:
     """Re-route the flow's top-level `op.output` steps that write to `sink` through
     `PartitionedJsonSink`, whose output survives a resume exactly once.
 
     Bytewax's dynamic sinks keep no state, so after a crash the items written
-    since the last snapshot would appear twice. Returns how many steps were
-    re-routed.
+    since the last snapshot would appear twice. A line goes to the partition of
+    its text, or with `order` of its key: a key's lines stay in one file, in
+    order. Returns how many steps were re-routed.
     """
+    placed = order if order is not None else (lambda line: line)
     rerouted = 0
     for step in list(flow.substeps):
         if type(step).__name__ != "output" or getattr(step, "sink", None) is not sink:
@@ -256,7 +293,7 @@ def exactly_once(flow: Dataflow, sink: JsonSink, parts: int = 8) -> int:
 
         def keyed(item: Any, step_id: str = step.step_id) -> tuple[str, bytes]:
             line = sink.line(item, step_id)
-            return str(zlib.crc32(line) % parts), line
+            return str(zlib.crc32(placed(line)) % parts), line
 
         lines = op.map(f"{step.step_name}_to_partitions", up,
                        logging_errors(keyed, sink.run_dir / ERRORS))

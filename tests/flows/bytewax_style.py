@@ -65,6 +65,8 @@ running = op.stateful_map("running", by_user, lambda n, e: ((n or 0) + 1, (n or 
 latest = op.map_value("when", by_user, event_time)
 joined = op.join("joined", running, latest, emit_mode="final")
 op.output("running_counts", joined, AlertSink())
+# Each user's count after each edit: 1, 2, 3, ... in the order emitted.
+op.output("edit_numbers", op.filter_value("counted", running, lambda n: n > 0), AlertSink())
 
 # Bots and humans to two outputs.
 kinds = op.branch("is_bot", edits, lambda e: bool(e.get("bot")))
