@@ -8,7 +8,7 @@
 What is counted: the gate synthesises a small recording itself (fixed events,
 seed and lanes; no data is committed), replays it once natively as a sanity
 check, then replays it under `valgrind --tool=callgrind` with
-PYTHONHASHSEED=0 through `harness.replay.flowjob.replay(FlowJob.of(rec, workers=1))`.
+PYTHONHASHSEED=0 through `harness.flows.job.replay(FlowJob.of(rec, workers=1))`.
 Collection is off at start and toggled on only inside Bytewax's
 `bytewax::run::run_main` (the dataflow execution: reading the lanes, decode,
 detect, writing part files), so interpreter start-up, imports and bytecode
@@ -151,7 +151,8 @@ def make_recording(directory: Path, events: int = EVENTS, seed: int = SEED) -> s
 
 def _workload(recording: Path) -> None:
     """The measured program: one in-process, single-worker replay; prints the tally."""
-    from harness.replay.flowjob import FlowJob, replay
+    from harness.flows.job import FlowJob
+    from harness.run.replay import replay
 
     result = replay(FlowJob.of(recording, workers=WORKERS, processes=1))
     print(json.dumps(result.output.counts.to_json()))

@@ -4,7 +4,7 @@ Modes:
   idle    import everything a replay imports, replay nothing (the interpreter's floor)
   flow    the streaming part of a replay: source -> flow -> per-worker part files
           (what every cluster member does), without merging the outputs
-  replay  `harness.replay.flowjob.replay()`, which also merges all outputs
+  replay  `harness.flows.job.replay()`, which also merges all outputs
 
 Prints one JSON object: mode, events, peak RSS of this process in MiB.
 
@@ -23,8 +23,9 @@ from pathlib import Path
 
 
 def main(mode: str, recording: Path) -> None:
-    from harness.replay.cluster import run_member
-    from harness.replay.flowjob import FlowJob, replay
+    from harness.flows.job import FlowJob
+    from harness.run.cluster import run_member
+    from harness.run.replay import replay
 
     events = 0
     config = FlowJob.of(recording)

@@ -2,7 +2,7 @@
 
 The streaming part of a replay (source -> flow -> part files, what every
 cluster member runs) must not grow with the recording: asserted below as
-memory bounds (not timings). `harness.replay.flowjob.replay()` additionally merges all
+memory bounds (not timings). `harness.flows.job.replay()` additionally merges all
 outputs into one in-memory `RunOutput`, which grows with the number of windows;
 it is reported and only held to the absolute bound.
 """

@@ -36,12 +36,13 @@ from bytewax.testing import run_main
 from harness.flows.bots.decode import Decoder
 from harness.flows.bots.reference import replay_reference
 from harness.flows.bots.semantics import DetectionParams, Tally
+from harness.flows.job import FlowJob
 from harness.recording import Recording
 from harness.recording.lanes import Chunk
 from harness.recording.recorder import record
-from harness.replay.cluster import terminate
-from harness.replay.flowjob import FlowJob, Result, replay
-from harness.replay.lanes import LaneSource
+from harness.run.cluster import terminate
+from harness.run.replay import Result, replay
+from harness.source.lanes import LaneSource
 
 RECORD_TIMEOUT = 600.0  # seconds; a safety stop for the recorder row, not a threshold
 

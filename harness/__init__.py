@@ -32,12 +32,12 @@ __all__ = ["CheckResult", "FlowJob", "FlowOutput", "HarnessError", "Received", "
 
 _HOMES = {
     "CheckResult": "harness.check", "Shape": "harness.check",
-    "FlowJob": "harness.replay.flowjob", "Run": "harness.replay.run",
-    "replay": "harness.replay.flowjob", "FlowOutput": "harness.flows.contract",
+    "FlowJob": "harness.flows.job", "Run": "harness.run.runner",
+    "replay": "harness.run.replay", "FlowOutput": "harness.flows.contract",
     "HarnessError": "harness.errors", "RecordingError": "harness.errors",
     "UsageError": "harness.errors",
-    "Received": "harness.replay.clock", "RecordedClock": "harness.replay.clock",
-    "ReplaySource": "harness.replay.source", "read_source_report": "harness.replay.source",
+    "Received": "harness.source.clock", "RecordedClock": "harness.source.clock",
+    "ReplaySource": "harness.source.replay", "read_source_report": "harness.source.replay",
     "Recording": "harness.recording.reader", "RecordingWriter": "harness.recording.writer",
     "sample_recording": "harness.recording.sample",
     "assert_deterministic": "harness.testing", "run_flow": "harness.testing",
@@ -48,13 +48,14 @@ if TYPE_CHECKING:
     from harness.check import CheckResult, Shape
     from harness.errors import HarnessError, RecordingError, UsageError
     from harness.flows.contract import FlowOutput
+    from harness.flows.job import FlowJob
     from harness.recording.reader import Recording
     from harness.recording.sample import sample_recording
     from harness.recording.writer import RecordingWriter
-    from harness.replay.clock import Received, RecordedClock
-    from harness.replay.flowjob import FlowJob, replay
-    from harness.replay.run import Run
-    from harness.replay.source import ReplaySource, read_source_report
+    from harness.run.replay import replay
+    from harness.run.runner import Run
+    from harness.source.clock import Received, RecordedClock
+    from harness.source.replay import ReplaySource, read_source_report
     from harness.testing import assert_deterministic, run_flow, write_recording
     from harness.testing.strategies import event_streams
 

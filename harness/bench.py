@@ -376,10 +376,8 @@ def _compiled() -> None:
     install under PYTHONDONTWRITEBYTECODE would compile them again in every run)."""
     import compileall
 
-    import harness
-
     with contextlib.redirect_stdout(io.StringIO()):
-        compileall.compile_dir(Path(harness.__file__).parent, quiet=2)
+        compileall.compile_dir(Path(__file__).parent, quiet=2)  # the harness package
 
 
 def _round(plan: BenchPlan, results: BenchResults, tiny: Path, payloads: Path | None,
@@ -428,7 +426,7 @@ def naive_bytewax(payloads: Path, flow: str, key: str, out: Path) -> int:
     from harness.flows.contract import resolve
     from harness.flows.surgery import input_steps, splice_after_input
     from harness.flows.user import UserFlow
-    from harness.replay.keys import key_getter, key_text
+    from harness.source.keys import key_getter, key_text
 
     plugin = resolve(flow, (str(Path.cwd()),))
     if not isinstance(plugin, UserFlow):
@@ -466,7 +464,7 @@ class _LinesPart(StatelessSinkPartition[Any]):
         self.file = path.open("wb")
 
     def write_batch(self, items: list[Any]) -> None:
-        from harness.replay.sink import json_form
+        from harness.sink.jsonl import json_form
 
         self.file.write(b"".join(orjson.dumps(item, default=json_form) + b"\n"
                                  for item in items))

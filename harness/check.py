@@ -77,7 +77,7 @@ def outcome(job: Any, shape: Shape) -> Outcome:
 
 
 def _run(job: Any) -> Outcome:
-    from harness.replay.flowjob import replay
+    from harness.run.replay import replay
 
     output = replay(job).output
     return Outcome([orjson.dumps(v, option=orjson.OPT_SORT_KEYS) for v in output.values()],
@@ -92,7 +92,7 @@ def _in_fresh_interpreter(job: Any) -> Outcome:
     import sys
 
     from harness.errors import HarnessError, MemberFailed
-    from harness.replay.job import job_to_json
+    from harness.run.job import job_to_json
 
     seed = "2" if os.environ.get("PYTHONHASHSEED") == "1" else "1"
     done = subprocess.run([sys.executable, "-m", "harness.check", job_to_json(job)],
@@ -112,7 +112,7 @@ def _main(spec: str) -> None:
     import sys
 
     from harness.errors import HarnessError, describe
-    from harness.replay.job import job_from_json
+    from harness.run.job import job_from_json
 
     try:
         found = _run(job_from_json(spec))

@@ -45,17 +45,16 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from harness.eventstreams.client import EventStream, ReceivedEvent, public_url
 from harness.files import named
 from harness.flows.contract import CHUNKS, FlowOutput
+from harness.flows.job import FlowJob, ReadOptions
 from harness.process import keep_thread_state
 from harness.recording.envelope import encode_envelope
 from harness.recording.lanes import DEFAULT_LANES, Chunk, lane_for
 from harness.recording.slice import Slice
 from harness.recording.writer import RecordingWriter
-from harness.replay.clock import IdleTime, set_idle_time
-from harness.replay.cluster import execute
-from harness.replay.flowjob import FlowJob
-from harness.replay.job import ReadOptions
-from harness.replay.keys import Payload
-from harness.replay.source import PayloadReader, SourcePosition, SourceReport
+from harness.run.cluster import execute
+from harness.source.clock import IdleTime, set_idle_time
+from harness.source.keys import Payload
+from harness.source.replay import PayloadReader, SourcePosition, SourceReport
 
 __all__ = ["LIVE", "LiveFeed", "LiveFlowSource", "LiveResult", "LiveSource", "live_job",
            "run_live"]

@@ -20,8 +20,9 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from harness.flows.bots.reference import ReferenceResult
+from harness.flows.job import FlowJob
 from harness.recording import RecordingWriter
-from harness.replay.flowjob import FlowJob, Result, replay
+from harness.run.replay import Result, replay
 
 settings.register_profile(
     "default", deadline=None, suppress_health_check=[HealthCheck.too_slow,

@@ -12,8 +12,8 @@ from bytewax.dataflow import Dataflow
 from bytewax.operators.windowing import TumblingWindower, count_window
 from bytewax.testing import TestingSink, TestingSource, run_main
 
-from harness.replay.clock import RecordedClock
-from harness.replay.source import Received
+from harness.source.clock import RecordedClock
+from harness.source.replay import Received
 from tests.conftest import assert_same_output, kill_and_resume, replay_output
 
 ZERO = datetime(2024, 1, 1, tzinfo=timezone.utc)

@@ -192,7 +192,7 @@ def test_the_flow_bytewax_run_runs_live_is_the_flow_the_harness_replays(tmp_path
     import ast
     import os
 
-    from harness.eventstreams.server import EventStreamServer
+    from harness.serve.server import EventStreamServer
     from tests.conftest import EXAMPLES
 
     with EventStreamServer(SAMPLE) as server:

@@ -47,7 +47,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.eventstreams.server import EventStreamServer
+from harness.serve.server import EventStreamServer
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"

@@ -22,8 +22,8 @@ from bytewax.testing import cluster_main, run_main
 
 from harness.recording import Recording
 from harness.recording.sample import sample_recording
-from harness.replay.keys import key_getter
-from harness.replay.source import ReplaySource, read_source_report
+from harness.source.keys import key_getter
+from harness.source.replay import ReplaySource, read_source_report
 from tests.conftest import (
     EXAMPLES,
     FLOWS,

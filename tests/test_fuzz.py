@@ -13,10 +13,11 @@ from hypothesis import strategies as st
 
 from harness.flows.bots.reference import detect
 from harness.flows.bots.semantics import DetectionParams
+from harness.flows.job import FlowJob
 from harness.recording import Manifest, Recording, RecordingError, RecordingWriter, scan_blocks
 from harness.recording.blocks import Block
 from harness.recording.verify import verify
-from harness.replay.flowjob import FlowJob, replay
+from harness.run.replay import replay
 from tests.conftest import flow_outcome, reference_outcome, run_flow, write_recording
 
 T0 = 1_700_000_000

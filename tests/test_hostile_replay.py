@@ -115,7 +115,7 @@ def test_a_lock_held_by_a_run_still_exiting_is_waited_for(tmp_path: Path) -> Non
 
 
 def test_two_recorders_on_one_directory_do_not_both_proceed(tmp_path: Path) -> None:
-    from harness.eventstreams.server import EventStreamServer
+    from harness.serve.server import EventStreamServer
 
     out = tmp_path / "rec"
     with EventStreamServer(SAMPLE, speed=5.0) as server:
@@ -263,12 +263,12 @@ def test_a_tiny_segment_holding_a_huge_frame_is_damage_not_memory(tmp_path: Path
 
 
 def test_a_member_whose_parent_is_gone_leaves_at_once(tmp_path: Path) -> None:
-    from harness.replay.flowjob import FlowJob
-    from harness.replay.job import job_to_json
+    from harness.flows.job import FlowJob
+    from harness.run.job import job_to_json
 
     spec = job_to_json(FlowJob.of(SAMPLE, processes=2))
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "harness.replay.cluster", spec, str(tmp_path),
+    proc = subprocess.run([sys.executable, "-m", "harness.run.cluster", spec, str(tmp_path),
                            "127.0.0.1:1;127.0.0.1:2", "1", "1"], capture_output=True,
                           timeout=60)
     assert proc.returncode == 1 and time.monotonic() - started < 10
@@ -337,7 +337,7 @@ def test_a_member_whose_peer_never_comes_says_so_and_stops_on_a_signal(
         sig: signal.Signals) -> None:
     """Bytewax waits for a missing peer forever, inside Rust: the member still says what
     it waits for (on stderr, keeping --json stdout clean) and a signal still stops it."""
-    from harness.replay.cluster import free_addresses
+    from harness.run.cluster import free_addresses
 
     peer, me = free_addresses(2)
     proc = subprocess.Popen(
@@ -360,7 +360,7 @@ def test_bytewax_threads_outliving_an_interrupted_member_never_reach_stdout() ->
     """Timely's connection threads outlive an interrupted member and print a retry line
     every second until the process exits. A process that lives on after the replay (a
     library caller, or a slow exit) must still keep them off its stdout."""
-    from harness.replay.cluster import free_addresses
+    from harness.run.cluster import free_addresses
 
     peer, me = free_addresses(2)
     script = ("import os, sys, time\n"

@@ -29,11 +29,11 @@ import zstandard
 
 from harness.errors import RecordingError, StreamError
 from harness.eventstreams.client import EventStream, ReceivedEvent, StreamStats
-from harness.eventstreams.server import EventStreamServer
 from harness.recording import Manifest, Recording, RecordingWriter
 from harness.recording.importer import import_dumps
 from harness.recording.recorder import record
 from harness.recording.synth import synthetic_events
+from harness.serve.server import EventStreamServer
 from tests.conftest import file_sizes
 
 PATH = "/v2/stream/recentchange"

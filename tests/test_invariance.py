@@ -44,7 +44,7 @@ def test_live_sized_frames_are_joined_without_changing_the_output(tmp_path: Path
     """A recorder flushes every second: frames of a few events, joined into chunks on replay."""
     from harness.recording import Recording
     from harness.recording.synth import synthetic_events
-    from harness.replay.lanes import COALESCE_BYTES
+    from harness.source.lanes import COALESCE_BYTES
     from tests.conftest import write_recording
 
     path = write_recording(tmp_path / "r", (e.payload for e in synthetic_events(3000, seed=4)),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import orjson
 
-from harness.replay.items import Items, count_lines
+from harness.sink.items import Items, count_lines
 
 
 def _parts(tmp_path: Path, lines: list[bytes], parts: int) -> list[Path]:

@@ -16,8 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from harness.flows.surgery import keyed_outputs
-from harness.replay.items import Items
-from harness.replay.sink import JsonSink, KeyOrder
+from harness.sink.items import Items
+from harness.sink.jsonl import JsonSink, KeyOrder
 
 
 @operator

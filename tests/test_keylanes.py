@@ -16,9 +16,9 @@ import pytest
 from harness.recording import Recording
 from harness.recording.keyroute import route_lane
 from harness.recording.synth import synthetic_events
-from harness.replay.keylanes import cache_root
-from harness.replay.keys import key_getter, key_text
-from harness.replay.source import ReplaySource
+from harness.source.keylanes import cache_root
+from harness.source.keys import key_getter, key_text
+from harness.source.replay import ReplaySource
 from tests.conftest import assert_same_output, harness, write_recording
 
 SHAPES = [(1, 1), (4, 1), (2, 2)]

@@ -15,9 +15,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from harness.eventstreams.server import EventStreamServer, Faults
 from harness.recording import Manifest, RecordingWriter
 from harness.recording.synth import synthetic_events
+from harness.serve.server import EventStreamServer, Faults
 from tests.conftest import EXAMPLES, FLOWS, ROOT, harness, harness_env, write_recording
 
 EVENTS = 6000

@@ -18,12 +18,12 @@ from hypothesis import strategies as st
 from harness.errors import StreamError
 from harness.eventstreams.client import EventStream
 from harness.eventstreams.ids import resume_id
-from harness.eventstreams.server import EventStreamServer, Faults
 from harness.live import live_job, run_live
 from harness.recording import Manifest, Recording, RecordingError
 from harness.recording.recorder import record
 from harness.recording.synth import synthetic_events
 from harness.recording.verify import verify
+from harness.serve.server import EventStreamServer, Faults
 from tests.conftest import flow_outcome, run_flow, write_recording
 
 FAST = {"idle_timeout": 0.5, "backoff_base": 0.02, "backoff_cap": 0.2, "max_failures": 20,

@@ -26,13 +26,14 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.flows.bots.semantics import DetectionParams, classify
+from harness.flows.job import FlowJob
 from harness.recording import Manifest, Recording, RecordingWriter
 from harness.recording.importer import import_dumps, synthesize
 from harness.recording.sample import sample_recording
-from harness.replay.flowjob import FlowJob, Result, replay
 from harness.report import ReportStats, load_jsonl, write_report
 from harness.report.page import Inputs, flagged_accounts, render
 from harness.report.scan import MAX_POINTS, SecondCounts, scan
+from harness.run.replay import Result, replay
 
 CHROMIUM = Path("/usr/bin/chromium")
 T0 = 1_700_000_000

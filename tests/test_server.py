@@ -24,8 +24,8 @@ import pytest
 import requests
 import sseclient
 
-from harness.eventstreams.server import EventStreamServer, Faults
 from harness.recording import Recording, RecordingError, RecordingWriter
+from harness.serve.server import EventStreamServer, Faults
 
 TOPIC = "eqiad.mediawiki.recentchange"
 CODFW = "codfw.mediawiki.recentchange"

@@ -86,7 +86,7 @@ def test_a_steps_failure_is_said_alike_on_every_shape(flow: str, said: str) -> N
     assert said in told[0] and told[1] == told[0] and told[2] == told[0], told
     # members started as fresh interpreters (where forking is unsafe) report it alike
     spawned = subprocess.run(
-        [sys.executable, "-c", "import sys, harness.replay.cluster as c;"
+        [sys.executable, "-c", "import sys, harness.run.cluster as c;"
          " c.can_fork = lambda: False; from harness.cli.main import main;"
          f" sys.exit(main(['replay', '--flow', {flow!r}, '--quiet', '--processes', '2']))"],
         capture_output=True, text=True, timeout=120, env=harness_env())

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.eventstreams.server import EventStreamServer
 from harness.recording.reader import Recording
 from harness.recording.sample import sample_recording
+from harness.serve.server import EventStreamServer
 from tests.conftest import assert_same_output, harness, harness_env, kill_and_resume, replay_output
 
 SAMPLE = sample_recording()

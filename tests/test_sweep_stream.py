@@ -15,8 +15,8 @@ import orjson
 import pytest
 
 from harness.eventstreams.client import EventStream
-from harness.eventstreams.server import EventStreamServer, Faults
 from harness.recording import Recording
+from harness.serve.server import EventStreamServer, Faults
 from harness.values import timestamp
 from tests.conftest import harness, write_recording
 

@@ -56,7 +56,7 @@ def add_flow_options(p: argparse.ArgumentParser, *, own: bool = True) -> None:
 
 def job_of(args: argparse.Namespace, read: Any, *, console: bool = False) -> Any:
     """The `FlowJob` the parsed options describe, reading as `read` says."""
-    from harness.replay.flowjob import FlowJob
+    from harness.flows.job import FlowJob
 
     kind = registered(args.flow)
     params = kind.params_of(args) if kind is not None and args.flow_options else {}
@@ -77,7 +77,7 @@ def flow_prints_to_stderr(json_out: bool) -> Iterator[None]:
     """With `--json`, stdout is the one summary line: whatever a flow prints while it is
     built and runs (in this process and the members forked from it) goes to stderr
     instead. Python's stdout only: what Bytewax's threads write to descriptor 1 is the
-    cluster's to keep off stdout (`harness.replay.cluster`)."""
+    cluster's to keep off stdout (`harness.run.cluster`)."""
     if not json_out:
         yield
         return

@@ -114,9 +114,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from harness.cli.outputs import Outputs
     from harness.recording.export import payload_lines
     from harness.recording.slice import Slice
-    from harness.replay.outputs import Outputs
 
     slice_ = Slice(args.start, args.end, frozenset(args.wikis) if args.wikis else None)
     outputs = Outputs({"--out": args.out}, force=args.force, reading=[args.recording])

@@ -118,10 +118,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     recording = args.recording or sample_recording()
     integrity.begin(recording, args.skip_damaged)  # on the idle core, during the imports
 
+    from harness.cli.outputs import Outputs
     from harness.errors import Interrupted
-    from harness.replay.flowjob import replay
-    from harness.replay.job import ReadOptions
-    from harness.replay.outputs import Outputs
+    from harness.flows.job import ReadOptions
+    from harness.run.replay import replay
 
     _warn_if_empty(recording)
     if (args.addresses is None) != (args.process_id is None):
@@ -212,7 +212,7 @@ def _check_listenable(address: str, process_id: int) -> None:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from harness.check import check, outcome
-    from harness.replay.job import ReadOptions
+    from harness.flows.job import ReadOptions
 
     recording = args.recording or sample_recording()
     refuse_flow_options(args)
@@ -246,8 +246,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from harness.bench import BenchPlan, run_bench
-    from harness.replay.job import ReadOptions
-    from harness.replay.outputs import Outputs
+    from harness.cli.outputs import Outputs
+    from harness.flows.job import ReadOptions
 
     recording = args.recording or sample_recording()
     outputs = Outputs({"--out": args.out, "--plot": args.plot}, force=args.force,

@@ -34,11 +34,11 @@ def register(sub: Any) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from harness.cli.outputs import Outputs
     from harness.errors import UsageError
     from harness.flows.bots.detection import BotDetection
     from harness.flows.bots.semantics import DetectionParams
     from harness.recording.sample import sample_recording
-    from harness.replay.outputs import Outputs
     from harness.report import load_jsonl, write_report
 
     recording = args.recording or sample_recording()

@@ -21,7 +21,7 @@ __all__ = ["register"]
 
 
 def register(sub: Any) -> None:
-    from harness.eventstreams.faults import Faults
+    from harness.serve.faults import Faults
 
     p = sub.add_parser("record", help="record an EventStreams endpoint into a recording",
                        description="Record Wikimedia's recentchange stream (or --url) into a"
@@ -149,10 +149,10 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 def cmd_live(args: argparse.Namespace) -> int:
     from harness.cli.flows import job_of, refuse_flow_options, report, write_outputs
+    from harness.cli.outputs import Outputs
     from harness.eventstreams.client import EventStream
+    from harness.flows.job import ReadOptions
     from harness.live import LIVE, run_live
-    from harness.replay.job import ReadOptions
-    from harness.replay.outputs import Outputs
 
     refuse_flow_options(args)
     outputs = Outputs({"--out": args.out, "--dead-letters": args.dead_letters},
@@ -192,7 +192,7 @@ def _live_shape(args: argparse.Namespace, stream: Any) -> dict[str, Any]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from harness.eventstreams.server import EventStreamServer, Faults
+    from harness.serve.server import EventStreamServer, Faults
 
     try:
         faults = Faults(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Faults)})

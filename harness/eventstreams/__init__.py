@@ -1,9 +1,7 @@
-"""EventStreams: the Server-Sent Events service Wikimedia publishes edits on.
+"""EventStreams: the Server-Sent Events service Wikimedia publishes edits on, as a
+client sees it (the first stage: everything else reads what this one receives).
 
 - `ids`: event identity (`meta.id`), SSE ids and resume positions, times;
-- `wire`: the wire format (frames) as a server writes it;
 - `client`: `Connection` (one HTTP GET, the transport) and `EventStream`
-  (reconnecting, de-duplicating, backing off: the policy above it);
-- `server`: `EventStreamServer`, a local compatible server playing a
-  recording, with the real service's faults (`faults`) on request.
+  (reconnecting, de-duplicating, backing off: the policy above it).
 """

@@ -9,21 +9,17 @@ seconds and de-duplicates on `meta.id` (`event_key`).
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, TypeGuard
+from typing import Any, Final, TypeGuard
 
 import orjson
 
 from harness.times import parse_iso
 from harness.version import __version__
 
-if TYPE_CHECKING:  # the recording imports this module: no cycle at run time
-    from harness.recording.envelope import Envelope
-
 __all__ = ["DEFAULT_URL", "HISTORY_SECONDS", "TOPIC", "USER_AGENT", "Position", "event_key",
-           "event_ms", "parse_resume", "parse_since", "resume_hit", "resume_id", "wire_id"]
+           "id_entries", "is_count", "is_number", "parse_resume", "parse_since", "resume_id"]
 
 TOPIC: Final = "eqiad.mediawiki.recentchange"
 DEFAULT_URL: Final = "https://stream.wikimedia.org/v2/stream/recentchange"
@@ -56,22 +52,17 @@ class Position:
                 and (self.partition is None or entry.get("partition") in (None, self.partition)))
 
 
-def _is_int(value: object) -> TypeGuard[int]:
+def is_count(value: object) -> TypeGuard[int]:
+    """An int that is not a bool."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value: object) -> TypeGuard[int | float]:
+def is_number(value: object) -> TypeGuard[int | float]:
+    """A finite int or float that is not a bool."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def wire_id(envelope: Envelope) -> str:
-    """The SSE id sent for an envelope: the recorded raw id, or one made from `seq`."""
-    if envelope.id is not None:
-        return envelope.id
-    return f'[{{"topic":"{TOPIC}","partition":0,"offset":{envelope.seq}}}]'
-
-
-def _id_entries(raw: str) -> list[dict[str, Any]]:
+def id_entries(raw: str) -> list[dict[str, Any]]:
     """The JSON objects of an EventStreams id; empty for anything else."""
     try:
         value = orjson.loads(raw)
@@ -99,11 +90,11 @@ def parse_resume(raw: str) -> list[Position] | None:
         topic, partition = entry.get("topic"), entry.get("partition")
         offset, timestamp = entry.get("offset"), entry.get("timestamp")
         if (topic is not None and not isinstance(topic, str)) or (
-                partition is not None and not _is_int(partition)):
+                partition is not None and not is_count(partition)):
             return None
         if (offset is None and timestamp is None) or (
-                offset is not None and not _is_int(offset)) or (
-                timestamp is not None and not _is_number(timestamp)):
+                offset is not None and not is_count(offset)) or (
+                timestamp is not None and not is_number(timestamp)):
             return None
         if offset is not None and offset >= 0:
             positions.append(Position(topic, partition, offset, None))
@@ -126,51 +117,6 @@ def parse_since(text: str) -> float:
     if not math.isfinite(ms):
         raise ValueError(f"since={text!r} is not a finite number")
     return ms
-
-
-def _data_ms(envelope: Envelope) -> float | None:
-    """Event time in ms from the payload: `meta.dt`, else `timestamp` (seconds)."""
-    data = envelope.data
-    if not isinstance(data, dict):
-        return None
-    meta = data.get("meta")
-    if isinstance(meta, dict) and isinstance(meta.get("dt"), str):
-        with contextlib.suppress(ValueError):
-            return parse_iso(meta["dt"]).timestamp() * 1000.0
-    ts = data.get("timestamp")
-    return ts * 1000.0 if _is_number(ts) else None
-
-
-def event_ms(envelope: Envelope) -> float | None:
-    """Event time in ms: the id's timestamp, else `meta.dt`, else `timestamp` seconds."""
-    for entry in _id_entries(wire_id(envelope)):
-        ts = entry.get("timestamp")
-        if _is_number(ts) and ts >= 0:
-            return float(ts)
-    return _data_ms(envelope)
-
-
-def resume_hit(positions: list[Position], envelope: Envelope) -> int | None:
-    """0 to start at this envelope, 1 to start after it, None if no position reached."""
-    entries = _id_entries(wire_id(envelope))
-    best: int | None = None
-    for pos in positions:
-        matching = [e for e in entries if pos.matches(e)]
-        if pos.offset is not None:
-            for e in matching:
-                off = e.get("offset")
-                if _is_int(off) and off >= 0 and off >= pos.offset:
-                    hit = 1 if off == pos.offset else 0
-                    best = hit if best is None else min(best, hit)
-        else:
-            assert pos.timestamp is not None
-            stamps = [e["timestamp"] for e in matching
-                      if _is_number(e.get("timestamp")) and e["timestamp"] >= 0]
-            ms = min(stamps) if stamps else _data_ms(envelope)
-            if ms is not None and ms >= pos.timestamp:
-                best = 0
-    return best
-
 
 
 def resume_id(raw: str, rewind_ms: int) -> str:

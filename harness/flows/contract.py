@@ -8,7 +8,7 @@ its own step), builds its dataflow over the source it is given and writes
 into a run directory, and reads what the run wrote back as one `FlowOutput`:
 its items (what `--out` holds, in output order), its dead letters and its
 counts. How a flow's counts are summarised in one line is the flow's too.
-The runner (`harness.replay.flowjob`), `check`, `bench`, `live` and
+The runner (`harness.flows.job`), `check`, `bench`, `live` and
 `harness.testing` see only this interface.
 
 Flows are named on the command line by `--flow`: a registered name
@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
@@ -31,10 +31,10 @@ if TYPE_CHECKING:
     from bytewax.dataflow import Dataflow
     from bytewax.inputs import Source
 
+    from harness.flows.job import FlowJob
     from harness.recording.integrity import SegmentCheck
     from harness.recording.reader import Recording
-    from harness.replay.flowjob import FlowJob
-    from harness.replay.items import Items
+    from harness.sink.items import Items
 
 __all__ = ["CHUNKS", "FLOWS", "PAYLOADS", "Counts", "Flow", "FlowOutput", "Input",
            "registered", "resolve"]
@@ -43,11 +43,12 @@ Input = Literal["payloads", "chunks"]
 PAYLOADS: Final[Input] = "payloads"
 CHUNKS: Final[Input] = "chunks"
 
-# Flows known by name; anything else is MODULE:FUNCTION.
+# Flows known by name; anything else is your own (`harness.flows.user.UserFlow`).
 FLOWS: Final = {
     "bots": "harness.flows.bots.detection:BotDetection",
     "passthrough": "harness.flows.passthrough:PassThrough",
 }
+_YOURS: Final = "harness.flows.user:UserFlow"
 
 
 class Counts(Protocol):
@@ -144,8 +145,10 @@ class Flow(ABC):
 def registered(name: str) -> type[Flow] | None:
     """The class of a flow registered under `name`, if any."""
     where = FLOWS.get(name)
-    if where is None:
-        return None
+    return _load(where) if where is not None else None
+
+
+def _load(where: str) -> type[Flow]:
     module, _, attribute = where.partition(":")
     kind: type[Flow] = getattr(importlib.import_module(module), attribute)
     return kind
@@ -157,6 +160,5 @@ def resolve(spec: str, search: tuple[str, ...] = (), params: dict[str, Any] | No
     kind = registered(spec)
     if kind is not None:
         return kind(**(params or {}))
-    from harness.flows.user import UserFlow
-
-    return UserFlow(spec, search, **(params or {}))
+    yours: Callable[..., Flow] = _load(_YOURS)  # UserFlow(spec, search, **params)
+    return yours(spec, search, **(params or {}))

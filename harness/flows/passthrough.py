@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from bytewax.dataflow import Dataflow
     from bytewax.inputs import Source
 
-    from harness.replay.flowjob import FlowJob
+    from harness.flows.job import FlowJob
 
 __all__ = ["PassThrough"]
 

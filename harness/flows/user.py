@@ -33,11 +33,11 @@ if TYPE_CHECKING:
     from bytewax.inputs import Source
     from bytewax.outputs import Sink
 
+    from harness.flows.job import FlowJob
     from harness.recording.integrity import SegmentCheck
     from harness.recording.reader import Recording
-    from harness.replay.flowjob import FlowJob
-    from harness.replay.sink import JsonSink, KeyOrder
-    from harness.replay.source import SourceTally
+    from harness.sink.jsonl import JsonSink, KeyOrder
+    from harness.source.replay import SourceTally
 
 __all__ = ["FlowSpec", "PayloadFlow", "UserFlow", "refuse_missing_key"]
 
@@ -48,25 +48,25 @@ class PayloadFlow(Flow):
     input = PAYLOADS
 
     def prepare(self, job: FlowJob, progress: bool | None) -> list[SegmentCheck]:
-        from harness.replay.keylanes import beside_the_run
+        from harness.source.keylanes import beside_the_run
 
         lanes = job.payload_source(None).lanes(progress)  # derived once, found by members
         return [beside_the_run(lanes)]
 
     def identity(self, job: FlowJob) -> dict[str, Any]:
-        from harness.replay.keylanes import FORMAT
+        from harness.source.keylanes import FORMAT
 
         return {"key": job.key, "partitions": job.lane_count, "lanes": FORMAT}
 
     def counts(self, run_dir: Path) -> SourceTally:
-        from harness.replay.source import live_source_tally
+        from harness.source.replay import live_source_tally
 
         return live_source_tally(run_dir)
 
     def collect(self, job: FlowJob, run_dir: Path, items: bool = True) -> FlowOutput:
-        from harness.replay.items import Items, count_lines
-        from harness.replay.sink import ITEMS
-        from harness.replay.source import read_source_report
+        from harness.sink.items import Items, count_lines
+        from harness.sink.jsonl import ITEMS
+        from harness.source.replay import read_source_report
 
         tally, dead = read_source_report(run_dir)
         parts = sorted(run_dir.glob(ITEMS.format("*")))
@@ -124,7 +124,7 @@ class UserFlow(PayloadFlow):
     `op.input`) reads the replay source instead and any other input reads nothing;
     every `op.output` step (or those in `outputs`; the others write nowhere) writes to
     the harness's sink, each line tagged with its step id; and Bytewax's own clocks
-    read the recording's time (`harness.replay.clock.virtual_time`). Your module is
+    read the recording's time (`harness.source.clock.virtual_time`). Your module is
     not edited, and the sources and sinks it was built with are never opened.
     """
 
@@ -152,8 +152,8 @@ class UserFlow(PayloadFlow):
 
     def build(self, job: FlowJob, source: Source[Any], run_dir: Path, *,
               live_lanes: int | None = None) -> Dataflow:
-        from harness.replay.clock import virtual_time
-        from harness.replay.sink import JsonSink, exactly_once
+        from harness.sink.jsonl import JsonSink, exactly_once
+        from harness.source.clock import virtual_time
 
         virtual_time()
         sink = JsonSink(run_dir, tagged=not self.is_function)
@@ -166,7 +166,7 @@ class UserFlow(PayloadFlow):
         """By key, each key's items in the order emitted, for the outputs fed a keyed
         stream (`harness.flows.surgery.keyed_outputs`); by text for the others."""
         from harness.flows.nothing import NoEvents
-        from harness.replay.sink import JsonSink
+        from harness.sink.jsonl import JsonSink
 
         sink = JsonSink(run_dir, tagged=not self.is_function)
         return self._key_order(self.dataflow(NoEvents(), sink), sink)
@@ -174,7 +174,7 @@ class UserFlow(PayloadFlow):
     @staticmethod
     def _key_order(flow: Dataflow, sink: JsonSink) -> KeyOrder | None:
         from harness.flows.surgery import keyed_outputs, output_steps
-        from harness.replay.sink import KeyOrder
+        from harness.sink.jsonl import KeyOrder
 
         keyed = keyed_outputs(flow)
         writing = [step.step_id for step in output_steps(flow) if step.sink is sink]

@@ -101,8 +101,8 @@ def write_report(
     if replayed:
         from dataclasses import asdict
 
-        from harness.replay.flowjob import FlowJob, replay
-        from harness.replay.job import ReadOptions
+        from harness.flows.job import FlowJob, ReadOptions
+        from harness.run.replay import replay
 
         result = replay(FlowJob(ReadOptions(recording), params=asdict(detection)))
         output = result.output

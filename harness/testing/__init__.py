@@ -27,10 +27,10 @@ import orjson
 
 from harness.check import DEFAULT_SHAPES, CheckResult, Shape, check, outcome
 from harness.errors import UsageError
+from harness.flows.job import FlowJob, ReadOptions
 from harness.recording.lanes import DEFAULT_LANES
 from harness.recording.sample import sample_recording
-from harness.replay.flowjob import FlowJob, replay
-from harness.replay.job import ReadOptions
+from harness.run.replay import replay
 
 __all__ = ["DEFAULT_SHAPES", "Shape", "assert_deterministic", "flow_spec", "run_flow",
            "sample_recording", "write_recording"]
@@ -85,7 +85,7 @@ def run_flow(flow: FlowLike, recording: str | Path, *, key: str = "user",
     and `outputs` are `--input` and `--output`).
 
     `clock="recorded"`: "now" is each event's receive time, for Bytewax's own clocks
-    and `harness.replay.clock.RecordedClock` (as `harness replay --clock recorded`)."""
+    and `harness.source.clock.RecordedClock` (as `harness replay --clock recorded`)."""
     if clock not in ("event", "recorded"):
         raise UsageError(f"clock={clock!r}: expected 'event' or 'recorded'")
     job = _job(flow, recording, key, partitions, input, outputs, workers=workers,

@@ -7,7 +7,7 @@ import os
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
-from harness.replay.keys import key_getter, key_text
+from harness.source.keys import key_getter, key_text
 
 KEY = os.environ.get("KEY_ORDER_KEY", "user")
 

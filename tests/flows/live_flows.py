@@ -12,7 +12,7 @@ import orjson
 from bytewax.dataflow import Dataflow
 from bytewax.operators.windowing import TumblingWindower, count_window
 
-from harness.replay.clock import RecordedClock
+from harness.source.clock import RecordedClock
 
 ALIGN = datetime(2023, 1, 1, tzinfo=timezone.utc)
 WINDOW = timedelta(seconds=2)

@@ -29,9 +29,9 @@ if TYPE_CHECKING:
     from bytewax.inputs import Source
 
     from harness.flows.bots.routing import LanePlan
+    from harness.flows.job import FlowJob
     from harness.recording.integrity import SegmentCheck
     from harness.recording.reader import Recording
-    from harness.replay.flowjob import FlowJob
 
 __all__ = ["BotDetection"]
 
@@ -89,7 +89,7 @@ class BotDetection(Flow):
         return []
 
     def source(self, job: FlowJob, run_dir: Path) -> Source[Any]:
-        from harness.replay.lanes import LaneSource
+        from harness.source.lanes import LaneSource
 
         read = job.read
         return LaneSource(read.recording, read.speed, read.batch_size,
@@ -123,7 +123,7 @@ class BotDetection(Flow):
 
     def collect(self, job: FlowJob, run_dir: Path, items: bool = True) -> FlowOutput:
         from harness.flows.bots.sinks import DEAD_LETTERS, SUMMARIES, read_tally
-        from harness.replay.items import Items
+        from harness.sink.items import Items
 
         tally = read_tally(run_dir)
         summaries = (Items.merged(sorted(run_dir.glob(SUMMARIES.format("*"))), summary_order)

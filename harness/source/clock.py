@@ -47,7 +47,7 @@ from bytewax.operators.windowing import (
     _WindowLogic,
 )
 
-from harness.replay.source import Received, received_time
+from harness.source.replay import Received, received_time
 
 __all__ = ["IdleTime", "Received", "RecordedClock", "received_time", "set_idle_time",
            "virtual_time"]

@@ -31,16 +31,12 @@ from typing import Any, Final, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from harness.errors import RecordingError
-from harness.eventstreams.faults import Faults
-from harness.eventstreams.ids import (
-    Position,
-    event_ms,
-    parse_resume,
-    parse_since,
-    resume_hit,
-    wire_id,
-)
-from harness.eventstreams.wire import (
+from harness.eventstreams.ids import Position, parse_resume, parse_since
+from harness.recording.envelope import Envelope
+from harness.recording.reader import Recording
+from harness.serve.faults import Faults
+from harness.serve.positions import event_ms, resume_hit, wire_id
+from harness.serve.wire import (
     KEEPALIVE,
     MALFORMED,
     OPENING,
@@ -48,8 +44,6 @@ from harness.eventstreams.wire import (
     error_frame,
     event_frame,
 )
-from harness.recording.envelope import Envelope
-from harness.recording.reader import Recording
 
 __all__ = ["EventStreamServer", "Faults", "ServerStats"]
 

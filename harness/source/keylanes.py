@@ -54,7 +54,7 @@ from harness.recording.keyroute import ROUTE_RULE, route_lane
 from harness.recording.manifest import MANIFEST
 from harness.recording.reader import Recording
 from harness.recording.writer import RecordingWriter
-from harness.replay.keys import KeyGetter, key_getter, key_path, key_text
+from harness.source.keys import KeyGetter, key_getter, key_path, key_text
 
 __all__ = ["FORMAT", "KeyLanes", "beside_the_run", "cache_root", "discard", "key_lanes"]
 

@@ -74,7 +74,7 @@ class LanePartition(StatefulSourcePartition[Chunk, LanePosition]):
 
     `segment_events[i]` is what a skipped segment counts as outside (default:
     its manifest's count) and `damaged(i)` damage to report in segment `i`,
-    for lanes derived from another recording (`harness.replay.keylanes`).
+    for lanes derived from another recording (`harness.source.keylanes`).
     Consecutive frames are joined into chunks of about `coalesce` bytes.
     """
 

@@ -4,68 +4,25 @@ A job is plain data (it crosses to cluster members as JSON) plus a few
 methods: `build` makes the dataflow whose outputs land in a run directory,
 `prepare` does once what every member would repeat, `identity` says what a
 recovery state made by it must match, and `done`/`partial` read the counts
-so far. Every run is a `harness.replay.flowjob.FlowJob`, whatever its flow;
-the runner (`harness.replay.run.run_job`) sees only this protocol.
+so far. Every run is a `harness.flows.job.FlowJob`, whatever its flow;
+the runner (`harness.run.runner.run_job`) sees only this protocol.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
-import math
 import typing
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from bytewax.dataflow import Dataflow
 
-from harness.errors import UsageError
+from harness.flows.job import ReadOptions
 from harness.recording.integrity import SegmentCheck
 
-__all__ = ["MAX_WORKERS", "Job", "ReadOptions", "job_from_json", "job_to_json"]
-
-MAX_WORKERS = 256  # workers per process times processes; more only costs memory and time
-
-
-@dataclass(frozen=True)
-class ReadOptions:
-    """How a recording is read and the flow run; the same for every job.
-
-    `speed` None or 0 reads as fast as possible, X replays at X times the
-    recorded pace. `batch_size` caps the events per source batch.
-    """
-
-    recording: Path
-    workers: int = 1
-    processes: int = 1
-    speed: float | None = None
-    batch_size: int | None = None
-    skip_damaged: bool = False
-    recovery_dir: Path | None = None
-    snapshot_interval: float = 1.0
-
-    def __post_init__(self) -> None:
-        for name in ("workers", "processes"):
-            if not 1 <= getattr(self, name) <= MAX_WORKERS:
-                raise UsageError(f"--{name} must be 1..{MAX_WORKERS}, got {getattr(self, name)}")
-        if self.workers * self.processes > MAX_WORKERS:
-            raise UsageError(f"--workers x --processes must be at most {MAX_WORKERS}, got"
-                             f" {self.workers * self.processes}")
-        if self.batch_size is not None and not 1 <= self.batch_size <= 10_000_000:
-            raise UsageError(f"--batch-size must be 1..10000000, got {self.batch_size}")
-        if self.speed is not None and not (math.isfinite(self.speed) and
-                                           (self.speed == 0 or 1e-6 <= self.speed <= 1e9)):
-            raise UsageError(f"--speed must be 0 or between 1e-06 and 1e9, got {self.speed}")
-        if not (math.isfinite(self.snapshot_interval) and 0.01 <= self.snapshot_interval
-                <= 86400):
-            raise UsageError("--snapshot-interval must be 0.01..86400 seconds, got"
-                             f" {self.snapshot_interval}")
-
-    @property
-    def total_workers(self) -> int:
-        return self.workers * self.processes
-
+__all__ = ["Job", "job_from_json", "job_to_json"]
 
 class Job(Protocol):
     """A dataflow over a recording that the runner can start anywhere."""

@@ -16,8 +16,9 @@ from typing import Final
 
 import orjson
 
-from harness.eventstreams.ids import TOPIC, event_ms, wire_id
+from harness.eventstreams.ids import TOPIC
 from harness.recording.envelope import Envelope
+from harness.serve.positions import event_ms, wire_id
 
 __all__ = ["KEEPALIVE", "MALFORMED", "OPENING", "canary_frame", "error_frame", "event_frame"]
 

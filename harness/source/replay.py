@@ -11,8 +11,8 @@ from several partitions, interleaved by thread timing: not deterministic.
 
 A key is a field name (`"wiki"`), a dotted path (`"meta.domain"`) or a
 function of the payload; its values are strings or integers (see
-`harness.replay.keys`). The source reads lanes derived from the recording by
-that key (`harness.replay.keylanes`, once, then cached): partition `i` reads
+`harness.source.keys`). The source reads lanes derived from the recording by
+that key (`harness.source.keylanes`, once, then cached): partition `i` reads
 lane `i` only, which holds exactly the events of its keys, and lane `i` is
 read on worker `i % workers`, the very worker Bytewax routes those keys to
 whenever the worker count divides `partitions`. A flow keyed like its
@@ -54,9 +54,9 @@ from harness.recording.envelope import DAMAGED, NOT_JSON, NOT_OBJECT, Envelope, 
 from harness.recording.lanes import Chunk
 from harness.recording.reader import LanePosition, Recording
 from harness.recording.slice import Slice
-from harness.replay.keylanes import KeyLanes, key_lanes
-from harness.replay.keys import NO_KEY, USER, KeyGetter, Payload, key_getter, key_text
-from harness.replay.lanes import LanePartition
+from harness.source.keylanes import KeyLanes, key_lanes
+from harness.source.keys import NO_KEY, USER, KeyGetter, Payload, key_getter, key_text
+from harness.source.lanes import LanePartition
 
 __all__ = ["DEFAULT_PARTITIONS", "PAYLOAD_CHUNK_BYTES", "SHARED_CHUNK_BYTES", "KeyGetter",
            "PayloadReader", "Received", "ReplaySource", "SourcePosition", "SourceReport",

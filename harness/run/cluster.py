@@ -4,7 +4,7 @@
 it when there are no peers). `Cluster` starts `processes` members on a
 localhost address list (what `python -m bytewax.run -i/-a` does): forked
 from this already-warm process when that is safe, else each a fresh
-`python -m harness.replay.cluster` given the job as JSON; it supervises them
+`python -m harness.run.cluster` given the job as JSON; it supervises them
 by PID and reports the first member's error in one line.
 """
 
@@ -44,8 +44,8 @@ from harness.errors import (
 from harness.files import redirect_stderr, stderr_into
 from harness.flows.surgery import reporting_failures
 from harness.process import can_fork, die_with_parent, fork_child, stops_held
-from harness.replay.job import Job, job_from_json, job_to_json
-from harness.replay.recovery import recovery_db_error
+from harness.run.job import Job, job_from_json, job_to_json
+from harness.run.recovery import recovery_db_error
 
 __all__ = ["BROKEN", "ERRORS", "Cluster", "ClusterError", "execute", "first_error",
            "free_addresses", "run_member", "terminate"]
@@ -242,7 +242,7 @@ class Cluster:
     Members are forked from this process, which has imported everything
     already (and built the job's dataflow, once `run_job` prepared it), so a member starts
     in milliseconds; where forking is not safe (other threads running) they
-    are started as fresh `python -m harness.replay.cluster` interpreters
+    are started as fresh `python -m harness.run.cluster` interpreters
     instead. Member i
     connects to members below it, so it waits until member i-1 listens.
     Start it before starting any thread of your own.
@@ -273,7 +273,7 @@ class Cluster:
                     _await_listening(_port(addresses[index - 1]), self.members[-1].poll)
                 with log.open("wb") as err:
                     self.members.append(_Member(popen=subprocess.Popen(
-                        [sys.executable, "-m", "harness.replay.cluster", job_to_json(job),
+                        [sys.executable, "-m", "harness.run.cluster", job_to_json(job),
                          str(run_dir), ";".join(addresses), str(index), str(os.getpid()),
                          str(errors_in)], stderr=err, pass_fds=(errors_in,))))
         except BaseException:

@@ -5,15 +5,15 @@ the flow's parameters, how its input is read (`ReadOptions`, the key and
 partitions of a payload source, a slice, the clock) and whether alerts go
 to the console. It is plain data, so it crosses to cluster members as JSON;
 its `flow` is the `Flow` that builds the dataflow and reads the outputs
-back (`harness.flows.contract`). `replay` runs any job the same way and
-returns one kind of result, `Run[FlowOutput]`, for `harness replay`,
-`check`, `bench`, `harness.testing` and the HTML report.
+back (`harness.flows.contract`). `harness.run.replay.replay` runs any job the
+same way.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 import uuid
 from dataclasses import dataclass, field
@@ -26,19 +26,16 @@ from harness.errors import ERRORS, UsageError
 from harness.flows.contract import CHUNKS, PAYLOADS, Flow, FlowOutput, resolve
 from harness.process import ensure_open_files
 from harness.recording.integrity import SegmentCheck
-from harness.recording.manifest import Manifest
 from harness.recording.slice import Slice
-from harness.replay.items import Items
-from harness.replay.job import ReadOptions
-from harness.replay.run import Run, run_job
-from harness.replay.source import (
+from harness.sink.items import Items
+from harness.source.replay import (
     DEFAULT_PARTITIONS,
     PAYLOAD_CHUNK_BYTES,
     SHARED_CHUNK_BYTES,
     ReplaySource,
 )
 
-__all__ = ["CLOCKS", "FlowJob", "Result", "replay", "require_receive_times"]
+__all__ = ["CLOCKS", "MAX_WORKERS", "FlowJob", "ReadOptions"]
 
 CLOCKS: Final = ("event", "recorded")
 # Descriptors a run needs: 500 partitions failed at ulimit -n 900 and ran at 1200, so
@@ -47,7 +44,47 @@ CLOCKS: Final = ("event", "recorded")
 _BASE_FILES: Final = 256
 _FILES_PER_PARTITION: Final = 2
 
-Result = Run[FlowOutput]
+
+MAX_WORKERS = 256  # workers per process times processes; more only costs memory and time
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How a recording is read and the flow run; the same for every job.
+
+    `speed` None or 0 reads as fast as possible, X replays at X times the
+    recorded pace. `batch_size` caps the events per source batch.
+    """
+
+    recording: Path
+    workers: int = 1
+    processes: int = 1
+    speed: float | None = None
+    batch_size: int | None = None
+    skip_damaged: bool = False
+    recovery_dir: Path | None = None
+    snapshot_interval: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("workers", "processes"):
+            if not 1 <= getattr(self, name) <= MAX_WORKERS:
+                raise UsageError(f"--{name} must be 1..{MAX_WORKERS}, got {getattr(self, name)}")
+        if self.workers * self.processes > MAX_WORKERS:
+            raise UsageError(f"--workers x --processes must be at most {MAX_WORKERS}, got"
+                             f" {self.workers * self.processes}")
+        if self.batch_size is not None and not 1 <= self.batch_size <= 10_000_000:
+            raise UsageError(f"--batch-size must be 1..10000000, got {self.batch_size}")
+        if self.speed is not None and not (math.isfinite(self.speed) and
+                                           (self.speed == 0 or 1e-6 <= self.speed <= 1e9)):
+            raise UsageError(f"--speed must be 0 or between 1e-06 and 1e9, got {self.speed}")
+        if not (math.isfinite(self.snapshot_interval) and 0.01 <= self.snapshot_interval
+                <= 86400):
+            raise UsageError("--snapshot-interval must be 0.01..86400 seconds, got"
+                             f" {self.snapshot_interval}")
+
+    @property
+    def total_workers(self) -> int:
+        return self.workers * self.processes
 
 
 @dataclass(frozen=True)
@@ -132,7 +169,7 @@ class FlowJob:
                             error_log=run_dir / ERRORS if run_dir is not None else None,
                             token=self.token)
 
-    # -- the Job protocol (harness.replay.job) --
+    # -- the Job protocol (harness.run.job) --
 
     def identity(self) -> dict[str, Any]:
         return {"flow": self.flow, "clock": self.clock, "start": self.start, "end": self.end,
@@ -154,30 +191,3 @@ class FlowJob:
 
     def partial(self, run_dir: Path) -> FlowOutput:
         return FlowOutput(Items.counted(0), [], self.plugin.counts(run_dir))
-
-
-def require_receive_times(recording: Path) -> None:
-    """Refuse `--clock recorded` on a recording whose `recv` is not when events arrived."""
-    manifest = Manifest.load(recording)
-    if not manifest.has_receive_times:
-        raise UsageError(f"--clock recorded: {recording} was imported from dumps"
-                         f" ({manifest.source[:80]}), so it has no receive times (its recv"
-                         " is each event's own timestamp); replay it with --clock event, or"
-                         " record the stream with harness record or harness live --record")
-
-
-def replay(job: FlowJob, *, addresses: list[str] | None = None, process_id: int | None = None,
-           progress: bool | None = False, items: bool = True) -> Result:
-    """Run `job` and collect what its flow wrote.
-
-    With `addresses`, this process is member `process_id` of a cluster whose
-    other members run elsewhere; the result then holds this member's share.
-    `items` False counts the flow's items without keeping them (nobody asked
-    for `--out`).
-    """
-    if job.clock == "recorded":
-        require_receive_times(job.read.recording)
-    run = run_job(job, lambda run_dir: job.plugin.collect(job, run_dir, items),
-                  addresses=addresses, process_id=process_id, progress=progress)
-    job.plugin.finish(job, run.output, run.recording, whole=addresses is None)
-    return run
