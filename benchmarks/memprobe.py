@@ -24,7 +24,7 @@ from pathlib import Path
 
 def main(mode: str, recording: Path) -> None:
     from harness.flows.job import FlowJob
-    from harness.run.cluster import run_member
+    from harness.run.member import run_member
     from harness.run.replay import replay
 
     events = 0

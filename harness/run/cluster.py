@@ -1,7 +1,4 @@
-"""Running a job's dataflow: in this process, or as a local Bytewax cluster.
-
-`run_member` runs this process's share with Bytewax's own `cli_main` (all of
-it when there are no peers). `Cluster` starts `processes` members on a
+"""A local Bytewax cluster: `Cluster` starts `processes` members on a
 localhost address list (what `python -m bytewax.run -i/-a` does): forked
 from this already-warm process when that is safe, else each a fresh
 `python -m harness.run.cluster` given the job as JSON; it supervises them
@@ -12,58 +9,34 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import io
 import os
-import re
 import select
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from datetime import timedelta
-from functools import partial
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, NoReturn
 
 from bytewax.dataflow import Dataflow
-from bytewax.recovery import RecoveryConfig
-from bytewax.run import cli_main
 
 from harness.errors import (
     ERRORS,
     HarnessError,
-    MemberFailed,
     first_logged,
     log_error,
     log_errors_to,
 )
-from harness.files import redirect_stderr, stderr_into
-from harness.flows.surgery import reporting_failures
+from harness.files import redirect_stderr
 from harness.process import can_fork, die_with_parent, fork_child, stops_held
 from harness.run.job import Job, job_from_json, job_to_json
-from harness.run.recovery import recovery_db_error
+from harness.run.member import BROKEN, ClusterError, first_error, forward_stderr, run_member
 
-__all__ = ["BROKEN", "ERRORS", "Cluster", "ClusterError", "execute", "first_error",
-           "free_addresses", "run_member", "terminate"]
+__all__ = ["Cluster", "free_addresses", "terminate"]
 
-
-
-class ClusterError(RuntimeError):
-    """A member process of a cluster failed."""
-
-
-BROKEN: Final = "the connection to another cluster member broke"
-"""What a member knows when a peer went away: that peer's own report says why."""
-
-
-def first_error(run_dir: Path) -> HarnessError | MemberFailed | OSError | None:
-    """The first error a source, step or member logged (`harness.errors.log_error`)."""
-    log = run_dir / ERRORS
-    return first_logged(log.read_text(errors="replace")) if log.exists() else None
 
 
 def free_addresses(count: int) -> list[str]:
@@ -73,167 +46,6 @@ def free_addresses(count: int) -> list[str]:
         for s in socks:
             s.bind(("127.0.0.1", 0))
         return [f"127.0.0.1:{s.getsockname()[1]}" for s in socks]
-
-
-def _as_member(run: Callable[[], None], addresses: list[str], stderr: int) -> None:
-    """Run `run` (this member's `cli_main`) on a thread of its own, so that SIGINT and
-    SIGTERM are handled while Bytewax waits in Rust for peers that may never come.
-
-    Timely prints each failed attempt to reach a peer on stdout, which would corrupt
-    `--json` output: those lines become one stderr note per peer (repeated every
-    `_WAITING_EVERY` seconds); everything else written to stdout passes through.
-    """
-    failure: list[BaseException] = []
-
-    def member() -> None:
-        try:
-            run()
-        except BaseException as exc:  # handed to the main thread
-            failure.append(exc)
-
-    sys.stdout.flush()
-    saved_out = os.dup(1)
-    read_end, write_end = os.pipe()
-    os.dup2(write_end, 1)
-    os.close(write_end)
-    relay = threading.Thread(target=_relay_stdout, args=(read_end, saved_out, addresses,
-                                                         stderr), daemon=True)
-    relay.start()
-    thread = threading.Thread(target=member, daemon=True, name="cluster-member")
-    finished = False
-    try:
-        thread.start()
-        while thread.is_alive():
-            thread.join(0.1)
-        finished = not failure
-    finally:
-        sys.stdout.flush()
-        if finished:
-            os.dup2(saved_out, 1)  # the pipe's last writer closes: the relay drains, ends
-            relay.join(timeout=2)
-            os.close(saved_out)
-        else:
-            _own_stdout(saved_out)
-    if failure:
-        raise failure[0]
-
-
-def _own_stdout(real_out: int) -> None:
-    """After a member failed or was interrupted: Python's stdout writes to `real_out`
-    from now on, while fd 1 stays on the relay. Timely's threads outlive such a run and
-    print a retry line every second until the process exits; not one of them may reach
-    the real stdout (`--json` output)."""
-    old = sys.stdout
-    sys.stdout = io.TextIOWrapper(io.FileIO(real_out, "w"),
-                                  encoding=getattr(old, "encoding", None) or "utf-8",
-                                  errors=getattr(old, "errors", None), line_buffering=True)
-
-
-_WAITING_EVERY = 10.0
-
-
-def _relay_stdout(read_end: int, out: int, addresses: list[str], stderr: int) -> None:
-    told: dict[int, float] = {}
-    with os.fdopen(read_end, "rb", buffering=0) as pipe:
-        for line in iter(pipe.readline, b""):
-            retry = _CONNECT_RETRY.search(line.decode(errors="replace"))
-            if retry is None:
-                os.write(out, line)
-                continue
-            peer = int(retry.group(1))
-            now = time.monotonic()
-            if now - told.get(peer, -_WAITING_EVERY) >= _WAITING_EVERY:
-                told[peer] = now
-                where = addresses[peer] if peer < len(addresses) else "?"
-                os.write(stderr, f"harness: waiting for cluster member {peer} at {where}"
-                                 " (not reachable yet; Ctrl-C stops)\n".encode())
-
-
-def _harness_error(exc: BaseException | None) -> HarnessError | None:
-    while exc is not None:
-        if isinstance(exc, HarnessError):
-            return exc
-        exc = exc.__cause__ or exc.__context__
-    return None
-
-
-def _forward(log: Path) -> None:
-    """Pass on what a run wrote to stderr (a flow's own messages, say), without the
-    Rust panics that accompany a failure (the failure is reported in one line), nor
-    the blank lines they leave."""
-    kept: list[str] = []
-    in_panic = False
-    for line in log.read_text(errors="replace").splitlines(keepends=True):
-        if _PANIC.match(line):
-            in_panic = True
-        if in_panic:
-            in_panic = not line.startswith("note:")
-            continue
-        if not _CONNECT_RETRY.search(line):
-            kept.append(line)
-    sys.stderr.write("".join(kept).strip("\n") + "\n" if "".join(kept).strip() else "")
-
-
-# Bytewax logs this while cluster members start one after the other; it is not an error.
-_CONNECT_RETRY = re.compile(r"error connecting to worker (\d+): .*retrying")
-_PANIC = re.compile(r"thread '.*' panicked at ")
-
-
-def execute(flow: Dataflow, run_dir: Path, workers: int, addresses: list[str] | None = None,
-            process_id: int | None = None, recovery: RecoveryConfig | None = None,
-            epoch_interval: float | None = None) -> None:
-    """Run a flow's share in this process with Bytewax's own cluster entry point.
-
-    Bad input found while running (a damaged recording, say) surfaces as the
-    `HarnessError` that names the place, not as Bytewax's wrapped error and a
-    Rust panic on stderr.
-    """
-    log = run_dir / f"stderr-{process_id or 0}.log"
-
-    def run() -> None:
-        cli_main(flow, workers_per_process=workers,  # type: ignore[no-untyped-call]
-                 process_id=process_id, addresses=addresses, recovery_config=recovery,
-                 epoch_interval=timedelta(seconds=epoch_interval) if epoch_interval
-                 else None)
-
-    try:
-        with stderr_into(log) as stderr:
-            if addresses is None:
-                run()
-            else:
-                _as_member(run, addresses, stderr)
-    except BaseException as exc:  # Bytewax raises PanicException, a BaseException
-        cause = _harness_error(exc) or first_error(run_dir)
-        if cause is not None:
-            raise cause from None
-        _forward(log)
-        db_error = recovery_db_error(exc, Path(recovery.db_dir)) if recovery else None
-        if db_error is not None:
-            raise db_error from None
-        if addresses is not None and "thread panic" in str(exc):
-            raise ClusterError(BROKEN) from None
-        raise
-    _forward(log)
-
-
-def run_member(job: Job, run_dir: Path, addresses: list[str] | None = None,
-               process_id: int | None = None, *, flow: Dataflow | None = None,
-               ready: Callable[[], None] = lambda: None) -> None:
-    """Run this process's part of the cluster (all of it when no addresses).
-
-    `flow` is the job's dataflow when it is built already (a forked member
-    inherits the parent's); `ready` is called just before it starts (a forked
-    member waits there for the member it connects to)."""
-    read = job.read
-    recovery = (RecoveryConfig(str(read.recovery_dir / "db"))  # type: ignore[no-untyped-call]
-                if read.recovery_dir is not None else None)
-    if flow is None:
-        flow = job.build(run_dir)
-    if addresses is not None:  # Bytewax loses a step's exception between processes
-        reporting_failures(flow, partial(log_error, run_dir / ERRORS))
-    ready()
-    execute(flow, run_dir, read.workers, addresses, process_id, recovery,
-            read.snapshot_interval if recovery is not None else None)
 
 
 class Cluster:
@@ -309,7 +121,7 @@ class Cluster:
         if error is not None:
             raise error
         for log in self.logs:
-            _forward(log)
+            forward_stderr(log)
         for index, member in enumerate(members):
             if member.returncode != 0:
                 raise ClusterError(f"cluster process {index} exited with {member.returncode}")
@@ -354,26 +166,16 @@ def _fork_member(job: Job, flow: Dataflow, run_dir: Path, addresses: list[str], 
                       signal.SIGTERM: signal.SIG_DFL})
     if pid:
         return pid
-    code = 1
     log_errors_to(errors)
-    try:
+
+    def run() -> None:
         gc.freeze()  # this child runs one member and exits: its GC skips what it inherited
         redirect_stderr(log)
         lower = _port(addresses[index - 1]) if index else None
         run_member(job, run_dir, addresses, index, flow=flow,
                    ready=lambda: None if lower is None else _await_listening(lower, lambda: None))
-        code = 0
-    except HarnessError as exc:
-        log_error(run_dir / ERRORS, exc)  # the parent reports it from there
-        code = 2
-    except KeyboardInterrupt:
-        code = 130
-    except BaseException as exc:  # a step's failure, a panic, a peer's: said for the parent
-        with contextlib.suppress(OSError):
-            log_error(run_dir / ERRORS, exc)
-        code = 1
-    finally:
-        os._exit(code)
+
+    _leave_after(run, run_dir)
 
 
 class _Member:
@@ -453,17 +255,27 @@ def _member_main(argv: list[str]) -> None:
     die_with_parent()
     if os.getppid() != int(parent):
         os._exit(1)
+    _leave_after(lambda: run_member(job_from_json(spec), Path(run_dir), addresses.split(";"),
+                                    int(process_id)), Path(run_dir))
+
+
+def _leave_after(run: Callable[[], None], run_dir: Path) -> NoReturn:
+    """Run a member, then leave the process with `os._exit`: 0, or 2 for bad input, 130
+    for Ctrl-C, 1 for anything else, its error logged for the parent to report."""
+    code = 1
     try:
-        run_member(job_from_json(spec), Path(run_dir), addresses.split(";"), int(process_id))
+        run()
+        code = 0
     except HarnessError as exc:
-        log_error(Path(run_dir) / ERRORS, exc)  # the parent reports it from there
-        os._exit(2)
+        log_error(run_dir / ERRORS, exc)  # the parent reports it from there
+        code = 2
     except KeyboardInterrupt:
-        os._exit(130)
+        code = 130
     except BaseException as exc:  # a step's failure, a panic, a peer's: said for the parent
         with contextlib.suppress(OSError):
-            log_error(Path(run_dir) / ERRORS, exc)
-        os._exit(1)
+            log_error(run_dir / ERRORS, exc)
+    finally:
+        os._exit(code)
 
 
 if __name__ == "__main__":

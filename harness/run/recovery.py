@@ -18,10 +18,10 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from bytewax.recovery import init_db_dir
 
@@ -29,6 +29,8 @@ from harness.errors import HarnessError
 from harness.files import DirectoryLock, alive, stderr_into, write_atomically
 
 __all__ = ["RECOVERY_PARTITIONS", "recovery_db_error", "run_directory"]
+
+_init_db_dir = cast(Callable[[Path, int], None], init_db_dir)  # Bytewax leaves it untyped
 
 RECOVERY_PARTITIONS = 4
 IDENTITY = "replay.json"
@@ -73,7 +75,7 @@ def _create(state: Path, identity: dict[str, Any]) -> None:
         (staging / "parts").mkdir()
         try:
             with stderr_into(staging / "init.log"):  # a panic's text is not for the user
-                init_db_dir(staging / "db", RECOVERY_PARTITIONS)  # type: ignore[no-untyped-call]
+                _init_db_dir(staging / "db", RECOVERY_PARTITIONS)
         except BaseException as exc:  # Bytewax panics (a BaseException) on a full disk
             error = recovery_db_error(exc, state / "db")
             if error is None:

@@ -20,8 +20,9 @@ from harness.process import starting_the_job
 from harness.progress import Progress, watching
 from harness.recording.integrity import SegmentCheck
 from harness.recording.reader import Recording
-from harness.run.cluster import BROKEN, Cluster, ClusterError, run_member
+from harness.run.cluster import Cluster
 from harness.run.job import Job
+from harness.run.member import BROKEN, ClusterError, run_member
 from harness.run.recovery import run_directory
 
 __all__ = ["Run", "run_job"]
