@@ -51,7 +51,7 @@ from harness.recording.envelope import encode_envelope
 from harness.recording.lanes import DEFAULT_LANES, Chunk, lane_for
 from harness.recording.slice import Slice
 from harness.recording.writer import RecordingWriter
-from harness.run.cluster import execute
+from harness.run.member import execute
 from harness.source.clock import IdleTime, set_idle_time
 from harness.source.keys import Payload
 from harness.source.replay import PayloadReader, SourcePosition, SourceReport
