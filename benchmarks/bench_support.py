@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 import harness.recording.synth
-from harness.bench import net_rate
+from harness.bench.results import WallTimes, net_rate
 from harness.flows.bots.reference import replay_reference
 from harness.flows.bots.semantics import DetectionParams
 from harness.recording import Recording, RecordingError
@@ -78,7 +78,7 @@ class NullSink(DynamicSink[Any]):
 
 
 @dataclass
-class Row:
+class Row(WallTimes):
     """One line of the summary table: wall times of a stage, and the reference's beside it."""
 
     name: str
@@ -98,19 +98,6 @@ class Row:
                    list(info["reference_walls_s"]), list(info.get("fixed_samples_s", [])),
                    info.get("workers"), info.get("processes"), info.get("note", ""),
                    info.get("position", 0))
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.walls)
-
-    @property
-    def events_per_s(self) -> float:
-        return self.events / self.median
-
-    @property
-    def events_per_s_range(self) -> tuple[float, float]:
-        """Events/s of the slowest and of the fastest round."""
-        return self.events / max(self.walls), self.events / min(self.walls)
 
     @property
     def reference_events_per_s(self) -> float:

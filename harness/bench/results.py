@@ -15,7 +15,7 @@ from typing import Any
 
 from harness.errors import HarnessError
 
-__all__ = ["BenchPlan", "BenchResults", "Measured", "net_rate"]
+__all__ = ["BenchPlan", "BenchResults", "Measured", "WallTimes", "net_rate"]
 
 
 @dataclass(frozen=True)
@@ -71,8 +71,28 @@ def net_rate(events: int, wall: float, fixed: float) -> float | None:
     return None if work < 0.25 * wall else events / work
 
 
+class WallTimes:
+    """Events per second from the wall times of whole runs of `events` events."""
+
+    events: int
+    walls: list[float]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.walls)
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.median
+
+    @property
+    def events_per_s_range(self) -> tuple[float, float]:
+        """Events/s of the slowest and of the fastest round."""
+        return self.events / max(self.walls), self.events / min(self.walls)
+
+
 @dataclass
-class Measured:
+class Measured(WallTimes):
     """Wall times of one row (whole processes), and of the same row on the tiny recording."""
 
     name: str
@@ -82,14 +102,6 @@ class Measured:
     kind: str = "flow"  # flow | passthrough | plain loop | naive bytewax | pair
     walls: list[float] = field(default_factory=list)
     tiny_walls: list[float] = field(default_factory=list)
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.walls)
-
-    @property
-    def events_per_s(self) -> float:
-        return self.events / self.median
 
     @property
     def startup(self) -> float | None:
