@@ -52,7 +52,7 @@ from harness.recording.lanes import DEFAULT_LANES, Chunk, lane_for
 from harness.recording.slice import Slice
 from harness.recording.writer import RecordingWriter
 from harness.run.member import execute
-from harness.source.clock import IdleTime, set_idle_time
+from harness.source.clock import IdleTime, closing_when_idle
 from harness.source.keys import Payload
 from harness.source.replay import PayloadReader, SourcePosition, SourceReport
 
@@ -251,7 +251,6 @@ class _LivePayloads(_LivePartition):
         self._payloads = PayloadReader(source.key, Slice(), received=True)
         self._report = SourceReport(source.report_dir, "live", SourcePosition(), step_id)
         self._idle = source.idle
-        set_idle_time(self._idle)
 
     def next_batch(self) -> list[Payload]:
         lines, quiet = self._reader.take()
@@ -266,7 +265,7 @@ class _LivePayloads(_LivePartition):
 
     def close(self) -> None:
         super().close()
-        set_idle_time(None)
+        self._idle.end()
         self._report.close()
 
 
@@ -343,8 +342,10 @@ def run_live(
         source: FixedPartitionedSource[Any, None] = (
             LiveSource(feed) if flow.input == CHUNKS
             else LiveFlowSource(feed, job.key, run_dir, idle))
-        execute(flow.build(job, source, run_dir, live_lanes=lanes), run_dir,
-                job.read.workers)
+        dataflow = flow.build(job, source, run_dir, live_lanes=lanes)
+        if flow.input != CHUNKS:  # your flow's windows close while the stream is idle
+            dataflow = closing_when_idle(dataflow, idle)
+        execute(dataflow, run_dir, job.read.workers)
         output = flow.collect(job, run_dir)
     return LiveResult(output, time.perf_counter() - started, idle.overtaken,
                       feed.recording_failed, feed.received,

@@ -122,8 +122,8 @@ class FlowJob:
                                                if k in reading})
         job = {k: v for k, v in options.items() if k not in reading}
         params = job.get("params")
-        if params is not None and dataclasses.is_dataclass(params):
-            job["params"] = dataclasses.asdict(params)  # type: ignore[arg-type]
+        if dataclasses.is_dataclass(params) and not isinstance(params, type):
+            job["params"] = dataclasses.asdict(params)
         if "wikis" in job and job["wikis"] is not None:
             job["wikis"] = tuple(job["wikis"])
         return cls(read, flow, **job)

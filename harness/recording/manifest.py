@@ -9,12 +9,13 @@ field is type-checked when it is read: a manifest is input like any other.
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field, fields
+import re
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Final
 
+import msgspec
 import orjson
 
 from harness.errors import RecordingError
@@ -99,18 +100,7 @@ class Manifest:
         if raw.get("version") != VERSION:
             raise RecordingError(
                 f"{path}: format version {raw.get('version')!r}, this harness reads {VERSION}")
-        segments = raw.get("segments", [])
-        if not isinstance(segments, list):
-            raise RecordingError(f"{path}: malformed manifest (segments is not a list)")
-        entries = []
-        for index, entry in enumerate(segments):
-            if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
-                raise RecordingError(f"{path}: segment {index + 1}: not an entry with a file")
-            entries.append(Segment(**_checked(entry, Segment, f"{path}: {entry['file']}")))
-        top = {k: v for k, v in raw.items() if k != "segments"}
-        if not isinstance(top.get("source"), str):
-            raise RecordingError(f"{path}: malformed manifest (source is not a string)")
-        manifest = cls(**_checked(top, Manifest, str(path)), segments=entries)
+        manifest = _typed(raw, path)
         if not 1 <= manifest.lanes <= MAX_LANES:
             raise RecordingError(f"{path}: lanes must be 1..{MAX_LANES}, got {manifest.lanes!r}")
         for seg in manifest.segments:
@@ -126,37 +116,57 @@ class Manifest:
         write_atomically(directory / MANIFEST, [self.to_json()], durable=True)
 
 
-# The JSON types each annotation admits (bool is not an int here, an int is a float).
-_ADMITS: Final[dict[str, tuple[type, ...]]] = {
-    "str": (str,), "bool": (bool,), "int": (int,), "float": (int, float),
-}
+def _typed(raw: dict[str, Any], path: Path) -> Manifest:
+    """`raw` as a `Manifest`, every field type-checked (msgspec; unknown fields ignored);
+    a field of the wrong type is one `RecordingError` naming the file and the field."""
+    try:
+        return msgspec.convert(raw, Manifest)
+    except msgspec.ValidationError as exc:
+        raise _invalid(path, raw, exc) from None
 
 
-def _checked(raw: dict[str, Any], cls: type, where: str) -> dict[str, Any]:
-    """The known fields of `raw`, each checked against `cls`'s annotation."""
-    out: dict[str, Any] = {}
-    for f in fields(cls):
-        if f.name not in raw or f.name == "segments":
-            continue
-        value = raw[f.name]
-        kind = str(f.type)
-        if kind == "dict[str, int]":
-            if not isinstance(value, dict) or not all(
-                    isinstance(k, str) and type(v) is int for k, v in value.items()):
-                raise RecordingError(f"{where}: manifest field {f.name!r} is {value!r},"
-                                     " expected an object of whole numbers")
-            out[f.name] = value
-            continue
-        optional = kind.endswith(" | None")
-        admits = _ADMITS[kind.removesuffix(" | None")]
-        ok = (value is None and optional) or (
-            isinstance(value, admits) and (bool in admits or not isinstance(value, bool))
-            and not (isinstance(value, float) and not math.isfinite(value)))
-        if not ok:
-            raise RecordingError(f"{where}: manifest field {f.name!r} is {value!r}, expected"
-                                 f" {kind}")
-        out[f.name] = float(value) if admits == _ADMITS["float"] and value is not None else value
-    return out
+# msgspec's error: what was wrong, then where: "Expected `int`, got `str` - at
+# `$.segments[0].events`" (`[...]`: a value of an object), or "Object missing required
+# field `file` - at `$.segments[0]`".
+_STEP: Final = re.compile(r"\.(\w+)|\[(\d+)\]|\[(\.\.\.)\]")
+_MISSING: Final = re.compile(r"Object missing required field `(\w+)`")
+_EXPECTED: Final = re.compile(r"Expected `([^`]+)`")
+# What a field of a container type holds, said as a whole (msgspec names the value in it).
+_EXPECTS: Final = {"stream": "expected an object of whole numbers"}
+
+
+def _invalid(path: Path, raw: dict[str, Any], error: msgspec.ValidationError
+             ) -> RecordingError:
+    """msgspec's `error` as one line naming the manifest, the segment and the field."""
+    detail, _, at = str(error).partition(" - at `$")
+    steps: list[str | int] = [int(index) if index else name or value
+                              for name, index, value in _STEP.findall(at)]
+    missing = _MISSING.match(detail)
+    if missing:
+        steps.append(missing[1])
+    where, owner = str(path), raw
+    if steps[:1] == ["segments"]:
+        if len(steps) == 1:
+            return RecordingError(f"{path}: malformed manifest (segments is not a list)")
+        index = int(steps[1])  # segments is a list: msgspec said so
+        entry = raw["segments"][index]
+        if len(steps) == 2 or steps[2] == "file" or not isinstance(entry, dict) \
+                or not isinstance(entry.get("file"), str):
+            return RecordingError(f"{path}: segment {index + 1}: not an entry with a file")
+        where, owner, steps = f"{path}: {entry['file']}", entry, steps[2:]
+    elif steps[:1] == ["source"]:
+        return RecordingError(f"{path}: malformed manifest (source is not a string)")
+    if not steps:
+        return RecordingError(f"{path}: malformed manifest ({detail})")
+    name, *inner = map(str, steps)
+    wanted = _EXPECTS.get(name)
+    if wanted is None:
+        expected = _EXPECTED.match(detail)
+        wanted = (f"expected {expected[1].replace('null', 'None')}" if expected
+                  else detail[:1].lower() + detail[1:])
+        if inner:  # inside the field's value: where in it
+            wanted += f" in {name}" + "".join(f"[{step}]" for step in inner)
+    return RecordingError(f"{where}: manifest field {name!r} is {owner.get(name)!r}, {wanted}")
 
 
 def note_event(segment: Segment, seq: int, sse_id: str | None, received: float,

@@ -11,12 +11,10 @@ the runner (`harness.run.runner.run_job`) sees only this protocol.
 from __future__ import annotations
 
 import importlib
-import json
-import typing
-from dataclasses import asdict, fields
-from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from pathlib import Path, PurePath
+from typing import Any, Protocol
 
+import msgspec
 from bytewax.dataflow import Dataflow
 
 from harness.flows.job import ReadOptions
@@ -55,56 +53,36 @@ class Job(Protocol):
         ...
 
 
-J = TypeVar("J")
+class _Spec(msgspec.Struct):
+    """A job as JSON: the class it is rebuilt as (`module:qualname`), and its fields."""
+
+    cls: str = msgspec.field(name="class")
+    fields: msgspec.Raw
 
 
-def _encode(value: Any) -> Any:
-    if isinstance(value, Path):
-        return {"__path__": str(value)}
-    if isinstance(value, dict):
-        return {k: _encode(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_encode(v) for v in value]
-    return value
+def _path_to_json(value: Any) -> Any:
+    if isinstance(value, PurePath):
+        return str(value)
+    raise NotImplementedError(f"{type(value).__name__} is not a job field's type")
 
 
-def _decode(value: Any) -> Any:
-    if isinstance(value, dict):
-        if set(value) == {"__path__"}:
-            return Path(value["__path__"])
-        return {k: _decode(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_decode(v) for v in value]
-    return value
+def _path_from_json(kind: type, value: Any) -> Any:
+    if isinstance(kind, type) and issubclass(kind, PurePath) and isinstance(value, str):
+        return kind(value)
+    raise NotImplementedError(f"{kind!r} is not a job field's type")
 
 
 def job_to_json(job: Any) -> str:
     """A job dataclass as JSON, with the class it is to be rebuilt as."""
     cls = type(job)
-    return json.dumps({"class": f"{cls.__module__}:{cls.__qualname__}",
-                       "fields": _encode(asdict(job))})
+    fields = msgspec.Raw(msgspec.json.encode(job, enc_hook=_path_to_json))
+    return msgspec.json.encode(_Spec(f"{cls.__module__}:{cls.__qualname__}", fields)).decode()
 
 
 def job_from_json(text: str) -> Any:
-    raw = json.loads(text)
-    module, _, name = raw["class"].partition(":")
+    """The job `job_to_json` wrote, its fields type-checked as its class declares them
+    (nested dataclasses, paths, tuples) and validated by its `__post_init__`."""
+    spec = msgspec.json.decode(text, type=_Spec)
+    module, _, name = spec.cls.partition(":")
     cls = getattr(importlib.import_module(module), name)
-    return _rebuild(cls, _decode(raw["fields"]))
-
-
-def _rebuild(cls: type[J], values: dict[str, Any]) -> J:
-    """A (frozen) dataclass from `asdict` output, nested dataclasses included."""
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for f in fields(cls):  # type: ignore[arg-type]
-        value = values[f.name]
-        kind = hints[f.name]
-        for option in typing.get_args(kind) or (kind,):
-            if isinstance(option, type) and hasattr(option, "__dataclass_fields__") and \
-                    isinstance(value, dict):
-                value = _rebuild(option, value)
-                break
-        if isinstance(value, list) and typing.get_origin(kind) is tuple:
-            value = tuple(value)
-        kwargs[f.name] = value
-    return cls(**kwargs)
+    return msgspec.json.decode(spec.fields, type=cls, dec_hook=_path_from_json)

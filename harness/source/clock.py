@@ -27,6 +27,7 @@ recording keeps. Then:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import threading
 import time
@@ -36,6 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Generic, TypeVar
 
+from bytewax.dataflow import Dataflow
 from bytewax.operators import _get_system_utc
 from bytewax.operators.windowing import (
     UTC_MAX,
@@ -49,7 +51,7 @@ from bytewax.operators.windowing import (
 
 from harness.source.replay import Received, received_time
 
-__all__ = ["IdleTime", "Received", "RecordedClock", "received_time", "set_idle_time",
+__all__ = ["IdleTime", "Received", "RecordedClock", "closing_when_idle", "received_time",
            "virtual_time"]
 
 V = TypeVar("V")
@@ -64,7 +66,10 @@ class IdleTime:
     quiet time is used only `grace` seconds after it was observed: by then
     those events have reached the windows. An event that took longer is
     counted (`overtaken`) and the live run warns that its window may differ
-    from a replay's.
+    from a replay's. Once the stream has ended (`end`), windows no longer
+    close for idleness: what is still on its way is judged by its own times.
+
+    A live run hands it to the windows of its flow with `closing_when_idle`.
     """
 
     def __init__(self, grace: float = 1.0) -> None:
@@ -73,6 +78,7 @@ class IdleTime:
         self._seen: deque[tuple[float, float]] = deque()  # (observed at, quiet)
         self._usable: float | None = None
         self._overtaken = 0
+        self._ended = False
 
     def observe(self, quiet: float) -> None:
         with self._lock:
@@ -94,14 +100,19 @@ class IdleTime:
     def overtaken(self) -> int:
         return self._overtaken
 
+    def end(self) -> None:
+        """The stream has ended (the live source is closed)."""
+        self._ended = True
 
-_idle: IdleTime | None = None  # set by the live run, in its process
+    @property
+    def closing(self) -> bool:
+        """Whether windows close while the stream is idle: until it has ended."""
+        return not self._ended
 
 
-def set_idle_time(idle: IdleTime | None) -> None:
-    """Make `idle` (or nothing) the live idle clock of every RecordedClock here."""
-    global _idle
-    _idle = idle
+def _closing(idle: IdleTime | None) -> IdleTime | None:
+    """`idle` while it closes windows, else None (a replay's clock, or the stream ended)."""
+    return idle if idle is not None and idle.closing else None
 
 
 @dataclass
@@ -116,6 +127,7 @@ class _RecordedState:
 class _RecordedLogic(ClockLogic[V, _RecordedState], Generic[V]):
     clock: RecordedClock[V]
     state: _RecordedState
+    idle: IdleTime | None = None  # live only (`closing_when_idle`); not in the snapshot
 
     def before_batch(self) -> None:
         pass
@@ -130,8 +142,9 @@ class _RecordedLogic(ClockLogic[V, _RecordedState], Generic[V]):
         recv = received_time(value)
         state = self.state
         if recv is not None:
-            if recv < state.idle and _idle is not None:
-                _idle.overtook()  # reached its window after an idle close passed it
+            idle = _closing(self.idle)
+            if recv < state.idle and idle is not None:
+                idle.overtook()  # reached its window after an idle close passed it
             state.now = max(state.now, recv)
         watermark = self._watermark(state.now)
         base = ts - self.clock.wait_for_system_duration
@@ -141,7 +154,8 @@ class _RecordedLogic(ClockLogic[V, _RecordedState], Generic[V]):
         return ts, watermark
 
     def on_notify(self) -> datetime:
-        idle = _idle.time() if _idle is not None else None
+        live = _closing(self.idle)
+        idle = live.time() if live is not None else None
         state = self.state
         if idle is not None and idle > state.now:
             state.now = state.idle = idle
@@ -153,10 +167,11 @@ class _RecordedLogic(ClockLogic[V, _RecordedState], Generic[V]):
     def to_system_utc(self, timestamp: datetime) -> datetime | None:
         """Live only: when (wall time) the watermark reaches `timestamp` if nothing
         arrives, so that Bytewax wakes the window up to close it then."""
-        if _idle is None or self.state.watermark_base == UTC_MIN:
+        idle = _closing(self.idle)
+        if idle is None or self.state.watermark_base == UTC_MIN:
             return None
         seconds = (timestamp - self.state.watermark_base).total_seconds()
-        return datetime.fromtimestamp(self.state.recv_at_max + seconds + _idle.grace,
+        return datetime.fromtimestamp(self.state.recv_at_max + seconds + idle.grace,
                                       tz=timezone.utc)
 
     def snapshot(self) -> _RecordedState:
@@ -211,6 +226,7 @@ class _VirtualSystemLogic(ClockLogic[Any, None]):
     (`--clock recorded`, live), else it never moves."""
 
     now: float = 0.0
+    idle: IdleTime | None = None  # live only (`closing_when_idle`)
 
     def before_batch(self) -> None:
         pass
@@ -223,7 +239,8 @@ class _VirtualSystemLogic(ClockLogic[Any, None]):
         return now, now
 
     def on_notify(self) -> datetime:
-        idle = _idle.time() if _idle is not None else None
+        live = _closing(self.idle)
+        idle = live.time() if live is not None else None
         if idle is not None and idle > self.now:
             self.now = idle
         return datetime.fromtimestamp(self.now, tz=timezone.utc)
@@ -236,6 +253,33 @@ class _VirtualSystemLogic(ClockLogic[Any, None]):
 
     def snapshot(self) -> None:
         return None
+
+
+def closing_when_idle(flow: Dataflow, idle: IdleTime) -> Dataflow:
+    """`flow` whose windows close while the live stream is idle, by `idle`: every
+    window's `RecordedClock` (and Bytewax's own clocks, under `virtual_time`) takes its
+    idle time. A copy: `flow` itself (a module's `Dataflow`, say) is left as it was."""
+
+    def closing(step: Any) -> Any:
+        if type(step).__name__ == "stateful_batch":  # a window's keys are built here
+            return dataclasses.replace(step, builder=_idle_builder(step.builder, idle))
+        inner = [closing(sub) for sub in step.substeps]
+        if any(new is not old for new, old in zip(inner, step.substeps, strict=True)):
+            return dataclasses.replace(step, substeps=inner)
+        return step
+
+    return Dataflow(flow.flow_id, [closing(step) for step in flow.substeps])
+
+
+def _idle_builder(build: Callable[[Any], Any], idle: IdleTime) -> Callable[[Any], Any]:
+    def built(resume_state: Any) -> Any:
+        logic = build(resume_state)
+        if isinstance(logic, _WindowLogic) and isinstance(
+                logic.clock, _RecordedLogic | _VirtualSystemLogic):
+            logic.clock.idle = idle
+        return logic
+
+    return built
 
 
 _wall_event_build = EventClock.build
