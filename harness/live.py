@@ -51,7 +51,7 @@ from harness.recording.envelope import encode_envelope
 from harness.recording.lanes import DEFAULT_LANES, Chunk, lane_for
 from harness.recording.slice import Slice
 from harness.recording.writer import RecordingWriter
-from harness.run.member import execute
+from harness.run.member import run_member
 from harness.source.clock import IdleTime, closing_when_idle
 from harness.source.keys import Payload
 from harness.source.replay import PayloadReader, SourcePosition, SourceReport
@@ -345,7 +345,7 @@ def run_live(
         dataflow = flow.build(job, source, run_dir, live_lanes=lanes)
         if flow.input != CHUNKS:  # your flow's windows close while the stream is idle
             dataflow = closing_when_idle(dataflow, idle)
-        execute(dataflow, run_dir, job.read.workers)
+        run_member(job, run_dir, flow=dataflow)  # as every run's member runs its share
         output = flow.collect(job, run_dir)
     return LiveResult(output, time.perf_counter() - started, idle.overtaken,
                       feed.recording_failed, feed.received,
