@@ -30,9 +30,14 @@ from harness.recording.manifest import Segment
 from harness.recording.reader import LanePosition, Recording
 from harness.recording.slice import Slice
 
-__all__ = ["COALESCE_BYTES", "LanePartition", "LaneSource"]
+__all__ = ["COALESCE_BYTES", "LanePartition", "LaneSource", "frame_place"]
 
 COALESCE_BYTES = 512 << 10  # bigger chunks only cost cache misses in the decode copies
+
+
+def frame_place(block: Block, lane: int) -> str:
+    """Where lane `lane`'s frame of `block` is in the recording (for errors and damage)."""
+    return f"{block.segment}: block at byte {block.offset}: lane {lane}"
 
 
 @dataclass(frozen=True)
@@ -148,9 +153,6 @@ class LanePartition(StatefulSourcePartition[Chunk, LanePosition]):
             self._position = LanePosition(segment, block.end)
         return [Chunk(self._lane, b"", strict=False, damage=damage)]
 
-    def _where(self, block: Block) -> str:
-        return f"{block.segment}: block at byte {block.offset}: lane {self._lane}"
-
     def _whole_frames(self) -> list[Chunk]:
         """Consecutive frames joined into one chunk of up to about `COALESCE_BYTES`.
 
@@ -174,7 +176,7 @@ class LanePartition(StatefulSourcePartition[Chunk, LanePosition]):
             assert block is not None
             lines = next(ref.events for ref in block.header.lanes if ref.lane == self._lane)
             parts.append(data)
-            origin.append((self._where(block), 1, lines))
+            origin.append((frame_place(block, self._lane), 1, lines))
             size += len(data)
             self._position = LanePosition(segment, block.end)
         if not parts:
@@ -192,7 +194,7 @@ class LanePartition(StatefulSourcePartition[Chunk, LanePosition]):
             if isinstance(data, Damage):
                 return self._damage(segment, block, data)
             assert block is not None
-            self._frame_where = self._where(block)
+            self._frame_where = frame_place(block, self._lane)
             self._lines = data.splitlines(keepends=True)[self._skip:]
             self._block_position = LanePosition(segment, block.offset, self._skip)
             self._after_block = LanePosition(segment, block.end)
