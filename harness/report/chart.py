@@ -17,9 +17,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from html import escape
 from typing import Final
+
+from harness.report.formats import day, num, utc
 
 __all__ = ["Axis", "Band", "Bar", "Rule", "chart", "count_ticks", "time_ticks"]
 
@@ -168,7 +169,7 @@ def count_ticks(top: float, *, target: int = 5) -> tuple[float, list[tuple[float
     power = 10 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
     hi = math.ceil(top / step - 1e-9) * step
-    ticks = [(i * step, _number(i * step)) for i in range(round(hi / step) + 1)]
+    ticks = [(i * step, num(i * step)) for i in range(round(hi / step) + 1)]
     return hi, ticks
 
 
@@ -182,15 +183,7 @@ def time_ticks(lo: float, hi: float, *, target: int = 8) -> tuple[list[tuple[flo
     if step < 86400 and span > 86400:
         fmt = "%m-%d %H:%M"
     ticks: list[tuple[float, str]] = [
-        (t, _utc(t, fmt)) for t in range(int(first), int(hi) + 1, int(step))]
-    day_lo, day_hi = _utc(lo, "%Y-%m-%d"), _utc(hi, "%Y-%m-%d")
+        (t, utc(t, fmt)) for t in range(int(first), int(hi) + 1, int(step))]
+    day_lo, day_hi = day(lo), day(hi)
     days = day_lo if day_lo == day_hi else f"{day_lo} .. {day_hi}"
     return ticks, days
-
-
-def _utc(t: float, fmt: str) -> str:
-    return datetime.fromtimestamp(t, tz=timezone.utc).strftime(fmt)
-
-
-def _number(value: float) -> str:
-    return f"{value:,.0f}" if value == int(value) else f"{value:,.3g}"
