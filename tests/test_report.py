@@ -422,6 +422,22 @@ def test_an_empty_recording_still_makes_a_page(tmp_path: Path) -> None:
     assert "The recording holds no countable event." in page.text
 
 
+def test_a_timestamp_no_date_holds_is_shown_as_seconds(tmp_path: Path) -> None:
+    """An event's timestamp is input: one far past year 9999 is a dead letter in the
+    detection and a number of seconds on the page, not a failed report."""
+    from harness.testing import write_recording
+
+    events = [{"user": "ann", "timestamp": 1_700_000_000 + i, "wiki": "enwiki", "title": "T",
+               "type": "edit", "bot": False, "namespace": 0, "meta": {"id": str(i)}}
+              for i in range(5)]
+    events.append({**events[0], "timestamp": 10**15, "meta": {"id": "far"}})
+    recording = write_recording(tmp_path / "rec", events, received=1_700_000_000)
+    stats = write_report(recording, tmp_path / "r.html")
+    text, _ = read_page(tmp_path / "r.html")
+    assert stats.events == 6
+    assert f"{10**15} s (no date)" in text
+
+
 # ---------------------------------------------------------------- bucketing
 
 

@@ -46,12 +46,26 @@ def duration(seconds: float) -> str:
 
 
 def utc(t: float, fmt: str) -> str:
-    """Unix seconds `t` as UTC, `strftime`-formatted."""
-    return datetime.fromtimestamp(t, tz=timezone.utc).strftime(fmt)
+    """Unix seconds `t` as UTC, `strftime`-formatted; a time no calendar date holds (an
+    event's timestamp can be anything) as its number of seconds."""
+    moment = _moment(t)
+    return moment.strftime(fmt) if moment is not None else _unplaceable(t)
 
 
 def iso(t: float) -> str:
-    return datetime.fromtimestamp(t, tz=timezone.utc).isoformat()
+    moment = _moment(t)
+    return moment.isoformat() if moment is not None else _unplaceable(t)
+
+
+def _moment(t: float) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(t, tz=timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+def _unplaceable(t: float) -> str:
+    return f"{t:.0f} s (no date)"
 
 
 def day(t: float) -> str:
