@@ -27,8 +27,9 @@ import orjson
 
 from harness.errors import HarnessError
 from harness.files import write_atomically
-from harness.flows.bots.semantics import DetectionParams, Tally
+from harness.flows.bots.semantics import LATE, DetectionParams, Tally
 from harness.recording import Recording
+from harness.recording.envelope import DAMAGED
 from harness.report.page import Inputs, flagged_accounts, render
 from harness.report.scan import RecordingFacts, scan
 
@@ -140,8 +141,8 @@ def write_report(
 
 def _derived_tally(facts: RecordingFacts, summaries: list[dict[str, Any]],
                    dead_letters: list[dict[str, Any]]) -> dict[str, int]:
-    late = sum(1 for d in dead_letters if d.get("reason") == "late")
-    invalid = sum(1 for d in dead_letters if d.get("reason") not in ("late", "damaged"))
+    late = sum(1 for d in dead_letters if d.get("reason") == LATE)
+    invalid = sum(1 for d in dead_letters if d.get("reason") not in (LATE, DAMAGED))
     return Tally(
         events=facts.events, canary=facts.canary, invalid=invalid, late=late,
         counted=facts.events - facts.canary - invalid - late, windows=len(summaries),
