@@ -37,7 +37,8 @@ T = TypeVar("T")
 
 def _generator_tag() -> str:
     """Short hash of the synthesiser's source: a changed generator invalidates the cache."""
-    source = Path(harness.recording.synth.__file__).read_bytes()
+    package = Path(harness.recording.synth.__file__).parent
+    source = b"".join(p.read_bytes() for p in sorted(package.glob("*.py")))
     return hashlib.sha256(source).hexdigest()[:10]
 
 

@@ -262,7 +262,7 @@ def mismatches(baseline: dict[str, Any], current: dict[str, Any]) -> list[str]:
     rec_old, rec_new = baseline.get("recording", {}), current["recording"]
     for key in ("events", "seed", "lanes", "digest"):
         if rec_old.get(key) != rec_new.get(key):
-            what = ("the synthetic recording's content (harness/recording/synth.py or the"
+            what = ("the synthetic recording's content (harness/recording/synth/ or the"
                     " writer changed)"
                     if key == "digest" else f"recording {key}")
             notes.append(f"{what} differs from the baseline's")

@@ -18,10 +18,13 @@ import orjson
 from harness.times import parse_iso
 from harness.version import __version__
 
-__all__ = ["DEFAULT_URL", "HISTORY_SECONDS", "TOPIC", "USER_AGENT", "Position", "event_key",
-           "id_entries", "is_count", "is_number", "parse_resume", "parse_since", "resume_id"]
+__all__ = ["DEFAULT_URL", "HISTORY_SECONDS", "SCHEMA", "STREAM", "TOPIC", "USER_AGENT",
+           "Position", "event_key", "id_entries", "is_count", "is_number",
+           "parse_resume", "parse_since", "resume_id"]
 
 TOPIC: Final = "eqiad.mediawiki.recentchange"
+STREAM: Final = "mediawiki.recentchange"  # meta.stream of every event
+SCHEMA: Final = "/mediawiki/recentchange/1.0.0"  # $schema of every event
 DEFAULT_URL: Final = "https://stream.wikimedia.org/v2/stream/recentchange"
 HISTORY_SECONDS: Final = 7 * 86400  # how far back `since` reaches: EventStreams keeps a week
 USER_AGENT: Final = (f"wikistream-harness/{__version__}"

@@ -16,7 +16,7 @@ from typing import Final
 
 import orjson
 
-from harness.eventstreams.ids import TOPIC
+from harness.eventstreams.ids import SCHEMA, STREAM, TOPIC
 from harness.recording.envelope import Envelope
 from harness.serve.positions import event_ms, wire_id
 
@@ -24,7 +24,7 @@ __all__ = ["KEEPALIVE", "MALFORMED", "OPENING", "canary_frame", "error_frame", "
 
 OPENING: Final = b":ok\n\n"
 KEEPALIVE: Final = b":\n\n"
-MALFORMED: Final = (b'event: message\ndata: {"$schema":"/mediawiki/recentchange/1.0.0",'
+MALFORMED: Final = (b'event: message\ndata: {"$schema":"' + SCHEMA.encode() + b'",'
                     b'"meta":{"domain":"malformed\n\n')
 _LINE_BREAK: Final = re.compile(r"\r\n|\r|\n")
 
@@ -53,9 +53,9 @@ def canary_frame(envelope: Envelope, position: int) -> bytes:
     dt = datetime.fromtimestamp(seconds, timezone.utc).isoformat().replace("+00:00", "Z")
     ident = str(uuid.uuid5(uuid.NAMESPACE_URL, f"harness-canary/{position}"))
     event = {
-        "$schema": "/mediawiki/recentchange/1.0.0",
+        "$schema": SCHEMA,
         "meta": {"uri": "https://canary/wiki/Canary", "request_id": ident, "id": ident, "dt": dt,
-                 "domain": "canary", "stream": "mediawiki.recentchange", "topic": TOPIC,
+                 "domain": "canary", "stream": STREAM, "topic": TOPIC,
                  "partition": 0, "offset": -1},
         "id": 0, "type": "edit", "namespace": 0, "title": "Canary", "comment": "canary event",
         "timestamp": seconds, "bot": False, "server_url": "https://canary",
