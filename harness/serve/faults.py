@@ -2,17 +2,20 @@
 parameters and the `harness serve` options are all made from this class.
 
 To add a fault: add a field here (its help text is the CLI's), count it in
-`ServerStats`, and act on it in the server's `_Stream`.
+`ServerStats`, and act on it where it happens: one connection's stream
+(`stream.EventWriter`), or, for a server-wide one-shot fault, list it in
+`_GLOBAL_FAULTS` and give `OneShots` (below) a claim for where it acts.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Final
 
-__all__ = ["Faults", "fault_help"]
+__all__ = ["Faults", "OneShots", "fault_help"]
 
 _GLOBAL_FAULTS: Final = frozenset({"fail_first", "stall_at"})
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
@@ -105,3 +108,28 @@ class Faults:
                 raise ValueError(f"{f.name}={text!r} is not a valid value") from None
         return replace(self, **changes) if changes else self
 
+
+class OneShots:
+    """What is left of a server's one-shot faults (`fail_first`, `stall_at`): each
+    request or connection claims its share here, whichever thread it runs on."""
+
+    def __init__(self, faults: Faults) -> None:
+        self.faults = faults
+        self._lock = threading.Lock()
+        self._failed = 0
+        self._stall_claimed = False
+
+    def claim_failure(self) -> bool:
+        """Whether this request is one of the first `fail_first`, to be answered with an error."""
+        with self._lock:
+            fail = self._failed < self.faults.fail_first
+            self._failed += fail
+        return fail
+
+    def claim_stall(self, position: int) -> bool:
+        """Whether to stall at `position`: it is `stall_at`, and no connection stalled yet."""
+        if position != self.faults.stall_at:
+            return False
+        with self._lock:
+            claimed, self._stall_claimed = self._stall_claimed, True
+        return not claimed

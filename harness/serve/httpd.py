@@ -12,7 +12,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import TCPServer
 from typing import Any, Final
@@ -35,31 +34,42 @@ class Reject(Exception):
         self.headers = dict(headers or {})
 
 
-@dataclass
 class Connections:
-    """A server's open connections (at most `limit`), and whether it is stopping."""
+    """A server's open connections (at most `limit`), what it counts, and its stop signal."""
 
-    limit: int
-    stats: ServerStats
-    stopping: threading.Event = field(default_factory=threading.Event)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    open: dict[threading.Thread, socket.socket] = field(default_factory=dict)
+    def __init__(self, limit: int, stats: ServerStats, stopping: threading.Event) -> None:
+        self.limit, self.stats, self.stopping = limit, stats, stopping
+        self._lock = threading.Lock()
+        self._open: dict[threading.Thread, socket.socket] = {}
 
     def admit(self, thread: threading.Thread, request: socket.socket) -> bool:
         """Count `thread` in, unless `limit` connections are open already."""
-        with self.lock:
-            if len(self.open) >= self.limit:
+        with self._lock:
+            if len(self._open) >= self.limit:
                 return False
-            self.open[thread] = request
+            self._open[thread] = request
             return True
 
     def release(self, thread: threading.Thread) -> None:
-        with self.lock:
-            self.open.pop(thread, None)
+        with self._lock:
+            self._open.pop(thread, None)
 
-    def held(self) -> list[tuple[threading.Thread, socket.socket]]:
-        with self.lock:
-            return list(self.open.items())
+    def count(self) -> int:
+        return len(self._open)
+
+    def ended(self, exc: BaseException | None) -> bool:
+        """Whether an error only means that the client left or the server is stopping."""
+        return isinstance(exc, DISCONNECTED) or self.stopping.is_set()
+
+    def close_all(self, deadline: float) -> None:
+        """Shut every open connection's socket down, then join its thread by `deadline`."""
+        with self._lock:
+            held = list(self._open.items())
+        for _, sock in held:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        for thread, _ in held:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 Answer = Callable[["Handler"], None]
@@ -95,7 +105,7 @@ class StreamHTTPServer(ThreadingHTTPServer):
                                   name=f"{self.thread_name}-conn")
         if not connections.admit(thread, request):
             connections.stats.add(busy=1)
-            _turn_away(request, len(connections.open))
+            _turn_away(request, connections.count())
             self.shutdown_request(request)
             return
         thread.start()
@@ -107,8 +117,7 @@ class StreamHTTPServer(ThreadingHTTPServer):
             self.connections.release(threading.current_thread())
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        exc = sys.exc_info()[1]
-        if isinstance(exc, DISCONNECTED) or self.connections.stopping.is_set():
+        if self.connections.ended(sys.exc_info()[1]):
             return
         super().handle_error(request, client_address)
 
@@ -175,7 +184,7 @@ class Handler(BaseHTTPRequestHandler):
         except Reject as reject:
             self._refuse(reject)
         except OSError as exc:
-            if not (isinstance(exc, DISCONNECTED) or self.server.connections.stopping.is_set()):
+            if not self.server.connections.ended(exc):
                 raise
 
     def _refuse(self, reject: Reject) -> None:

@@ -13,13 +13,16 @@ from dataclasses import dataclass
 from harness.eventstreams.ids import Position, parse_resume
 from harness.recording.envelope import Envelope
 from harness.recording.reader import Recording
-from harness.serve.httpd import Reject
 from harness.serve.positions import event_ms, resume_hit, wire_id
 
-__all__ = ["Positioned", "Seeker", "Seeking"]
+__all__ = ["Positioned", "Seeker", "Seeking", "UnknownLastEventId"]
 
 Positioned = Iterator[tuple[int, Envelope]]
 Seeking = Iterator[tuple[int, Envelope] | None]  # None: still seeking, send a keepalive
+
+
+class UnknownLastEventId(Exception):
+    """A `Last-Event-ID` that is neither positions nor the id of an event in the recording."""
 
 
 @dataclass(frozen=True)
@@ -33,10 +36,10 @@ class Seeker:
     def positioned(self, last_id: str, since: float | None) -> Seeking:
         """The recording's (global position, envelope) pairs from where this client starts.
 
-        An unparseable `Last-Event-ID` is looked up eagerly (so it can still
-        become a 400); everything else is resolved lazily while streaming,
-        with a None about every `keepalive` seconds of seeking so that the
-        client can be sent a keepalive and its idle watchdog stays calm.
+        An unparseable `Last-Event-ID` is looked up eagerly, so that it can still
+        become a 400 (`UnknownLastEventId`); everything else is resolved lazily
+        while streaming, with a None about every `keepalive` seconds of seeking so
+        that the client can be sent a keepalive and its idle watchdog stays calm.
         """
         envelopes: Positioned = enumerate(Recording(self.recording).envelopes(), 1)
         if last_id:
@@ -45,8 +48,9 @@ class Seeker:
                 for _, envelope in envelopes:
                     if wire_id(envelope) == last_id or self.stopping.is_set():
                         return envelopes
-                raise Reject(400, f"Last-Event-ID {last_id[:200]!r}: not an id of this stream"
-                                   " nor a JSON array of {offset|timestamp} objects")
+                raise UnknownLastEventId(
+                    f"Last-Event-ID {last_id[:200]!r}: not an id of this stream"
+                    " nor a JSON array of {offset|timestamp} objects")
             if positions:
                 return self._resume(envelopes, last_id, positions)
         if since is not None:

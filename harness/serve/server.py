@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import socket
 import sys
 import threading
 import time
@@ -27,9 +26,9 @@ from urllib.parse import parse_qs, urlsplit
 from harness.errors import RecordingError
 from harness.eventstreams.ids import parse_since
 from harness.recording.reader import Recording
-from harness.serve.faults import Faults
-from harness.serve.httpd import DISCONNECTED, Connections, Handler, Reject, StreamHTTPServer
-from harness.serve.seeking import Seeker
+from harness.serve.faults import Faults, OneShots
+from harness.serve.httpd import Connections, Handler, Reject, StreamHTTPServer
+from harness.serve.seeking import Seeker, UnknownLastEventId
 from harness.serve.stats import ServerStats
 from harness.serve.stream import POLL, EventWriter, Playing
 
@@ -94,10 +93,10 @@ class EventStreamServer:
         self.max_connections = max_connections
         self.verbose = verbose
         self.stats = ServerStats()
-        self._connections = Connections(max_connections, self.stats)
-        self._lock = self._connections.lock
-        self._failed = 0
-        self._stall_claimed = False
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._one_shots = OneShots(self.faults)
+        self._connections = Connections(max_connections, self.stats, self._stopping)
         self._thread: threading.Thread | None = None
         self._loop_entered = False
         self._stopped = False
@@ -105,9 +104,9 @@ class EventStreamServer:
                                        header_timeout=header_timeout, verbose=verbose)
         self.host, self.port = self._httpd.server_name, self._httpd.server_port
         self._name = self._httpd.thread_name
-        stopping = self._connections.stopping
-        self._seeker = Seeker(self.recording, keepalive, stopping)
-        self._playing = Playing(speed, end, keepalive, self.stats, stopping, self._claim_stall)
+        self._seeker = Seeker(self.recording, keepalive, self._stopping)
+        self._playing = Playing(speed, end, keepalive, self.stats, self._stopping,
+                                self._one_shots.claim_stall)
         shown = f"[{self.host}]" if ":" in self.host else self.host
         self.url = f"http://{shown}:{self.port}{STREAM_PATH}recentchange"
 
@@ -116,9 +115,7 @@ class EventStreamServer:
     def start(self) -> EventStreamServer:
         """Serve in a background thread; returns self."""
         with self._lock:
-            if self._stopped or self._loop_entered:
-                raise RuntimeError("server already started or stopped")
-            self._loop_entered = True
+            self._enter_loop()
             self._thread = threading.Thread(target=self._httpd.serve_forever,
                                             kwargs={"poll_interval": POLL},
                                             name=self._name, daemon=True)
@@ -128,15 +125,19 @@ class EventStreamServer:
     def serve_forever(self) -> None:
         """Serve in the calling thread until `stop()` or Ctrl-C."""
         with self._lock:
-            if self._stopped or self._loop_entered:
-                raise RuntimeError("server already started or stopped")
-            self._loop_entered = True
+            self._enter_loop()
         try:
             self._httpd.serve_forever(poll_interval=POLL)
         except KeyboardInterrupt:
             pass
         finally:
             self.stop()
+
+    def _enter_loop(self) -> None:
+        """Claim the one serving loop a server runs (with `_lock` held)."""
+        if self._stopped or self._loop_entered:
+            raise RuntimeError("server already started or stopped")
+        self._loop_entered = True
 
     def stop(self) -> None:
         """Stop serving, end open streams, close the sockets and join the threads."""
@@ -145,17 +146,12 @@ class EventStreamServer:
                 return
             self._stopped = True
             entered = self._loop_entered
-        self._connections.stopping.set()
+        self._stopping.set()
         if entered:
             self._httpd.shutdown()
         self._httpd.server_close()
-        connections = self._connections.held()
-        for _, sock in connections:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
         deadline = time.monotonic() + 5.0
-        for thread, _ in connections:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        self._connections.close_all(deadline)
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(max(0.0, deadline - time.monotonic()))
 
@@ -183,10 +179,7 @@ class EventStreamServer:
             self.stats.add(forbidden=1)
             raise Reject(403, "forbidden: send a descriptive User-Agent with contact"
                                " information (Wikimedia User-Agent policy)")
-        with self._lock:
-            fail = self._failed < self.faults.fail_first
-            self._failed += fail
-        if fail:
+        if self._one_shots.claim_failure():
             self.stats.add(failed=1)
             retry = faults.retry_after_text or _seconds(faults.retry_after)
             raise Reject(faults.fail_status, f"injected failure ({faults.fail_status})",
@@ -196,6 +189,8 @@ class EventStreamServer:
             last_id = params.get("last_event_id", "").strip()
         try:
             events = self._seeker.positioned(last_id, since)
+        except UnknownLastEventId as exc:
+            raise Reject(400, str(exc)) from None
         except RecordingError as exc:
             raise Reject(500, f"recording unreadable: {exc}") from None
         handler.send_response(200)
@@ -208,7 +203,7 @@ class EventStreamServer:
         try:
             EventWriter(self._playing, handler, faults).run(events)
         except OSError as exc:
-            if isinstance(exc, DISCONNECTED) or self._connections.stopping.is_set():
+            if self._connections.ended(exc):
                 self.stats.add(disconnects=1)
                 return
             raise
@@ -216,15 +211,6 @@ class EventStreamServer:
             sys.stderr.write(f"harness serve: {exc}\n")
         finally:
             self.stats.add(active=-1)
-
-    # --------------------------------------------------------- global faults
-
-    def _claim_stall(self, position: int) -> bool:
-        if position != self.faults.stall_at:
-            return False
-        with self._lock:
-            claimed, self._stall_claimed = self._stall_claimed, True
-        return not claimed
 
 
 def _seconds(value: float) -> str:

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 from harness.serve.faults import Faults
 from harness.serve.httpd import Handler
@@ -31,7 +31,7 @@ class Playing:
     and who takes the one `stall_at` stall (`claim_stall`)."""
 
     speed: float
-    end: str
+    end: Literal["close", "hold"]
     keepalive: float
     stats: ServerStats
     stopping: threading.Event
@@ -60,8 +60,7 @@ class EventWriter:
         for item in events:
             if stopping.is_set():
                 return
-            if timed and time.monotonic() >= self.deadline:
-                stats.add(closed_after=1)
+            if timed and self.expired():
                 return
             if item is None:
                 write(KEEPALIVE)
@@ -81,8 +80,7 @@ class EventWriter:
                 due = started + (envelope.recv - first_recv) / speed
                 if due > time.monotonic() and not self.idle(min(due, self.deadline)):
                     return
-            if timed and time.monotonic() >= self.deadline:
-                stats.add(closed_after=1)
+            if timed and self.expired():
                 return
             if f.error_every and sent % f.error_every == 0:
                 write(error_frame(position))
@@ -109,12 +107,16 @@ class EventWriter:
         beat = time.monotonic()
         while True:
             beat += self.playing.keepalive
-            if not self.idle(min(beat, self.deadline)):
-                return
-            if time.monotonic() >= self.deadline:
-                self.playing.stats.add(closed_after=1)
+            if not self.idle(min(beat, self.deadline)) or self.expired():
                 return
             self.write(KEEPALIVE)
+
+    def expired(self) -> bool:
+        """Whether the connection's `close_after` deadline has passed (counted)."""
+        if time.monotonic() < self.deadline:
+            return False
+        self.playing.stats.add(closed_after=1)
+        return True
 
     def idle(self, until: float | None) -> bool:
         """Send nothing until `until` (monotonic; None: forever) or `close_after`.
