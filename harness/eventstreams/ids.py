@@ -18,13 +18,17 @@ import orjson
 from harness.times import parse_iso
 from harness.version import __version__
 
-__all__ = ["DEFAULT_URL", "HISTORY_SECONDS", "SCHEMA", "STREAM", "TOPIC", "USER_AGENT",
-           "Position", "event_key", "id_entries", "is_count", "is_number",
-           "parse_resume", "parse_since", "resume_id"]
+__all__ = ["CANARY_DOMAIN", "DEFAULT_URL", "HISTORY_SECONDS", "OFFSET_ID_PREFIX", "SCHEMA",
+           "STREAM", "TIMESTAMP_ID_PREFIX", "TOPIC", "USER_AGENT", "Position", "event_key",
+           "id_entries", "is_count", "is_number", "parse_resume", "parse_since", "resume_id"]
 
 TOPIC: Final = "eqiad.mediawiki.recentchange"
 STREAM: Final = "mediawiki.recentchange"  # meta.stream of every event
 SCHEMA: Final = "/mediawiki/recentchange/1.0.0"  # $schema of every event
+CANARY_DOMAIN: Final = "canary"  # meta.domain of the canary events EventStreams sends hourly
+# The SSE id of an event in partition 0 of TOPIC: one of these, the number, then "}]".
+OFFSET_ID_PREFIX: Final = '[{"topic":"' + TOPIC + '","partition":0,"offset":'
+TIMESTAMP_ID_PREFIX: Final = '[{"topic":"' + TOPIC + '","partition":0,"timestamp":'
 DEFAULT_URL: Final = "https://stream.wikimedia.org/v2/stream/recentchange"
 HISTORY_SECONDS: Final = 7 * 86400  # how far back `since` reaches: EventStreams keeps a week
 USER_AGENT: Final = (f"wikistream-harness/{__version__}"

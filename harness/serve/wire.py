@@ -16,7 +16,7 @@ from typing import Final
 
 import orjson
 
-from harness.eventstreams.ids import SCHEMA, STREAM, TOPIC
+from harness.eventstreams.ids import CANARY_DOMAIN, SCHEMA, STREAM, TOPIC
 from harness.recording.envelope import Envelope
 from harness.serve.positions import event_ms, wire_id
 
@@ -54,12 +54,12 @@ def canary_frame(envelope: Envelope, position: int) -> bytes:
     ident = str(uuid.uuid5(uuid.NAMESPACE_URL, f"harness-canary/{position}"))
     event = {
         "$schema": SCHEMA,
-        "meta": {"uri": "https://canary/wiki/Canary", "request_id": ident, "id": ident, "dt": dt,
-                 "domain": "canary", "stream": STREAM, "topic": TOPIC,
+        "meta": {"uri": f"https://{CANARY_DOMAIN}/wiki/Canary", "request_id": ident, "id": ident,
+                 "dt": dt, "domain": CANARY_DOMAIN, "stream": STREAM, "topic": TOPIC,
                  "partition": 0, "offset": -1},
         "id": 0, "type": "edit", "namespace": 0, "title": "Canary", "comment": "canary event",
-        "timestamp": seconds, "bot": False, "server_url": "https://canary",
-        "server_name": "canary", "server_script_path": "/w", "parsedcomment": "canary event",
+        "timestamp": seconds, "bot": False, "server_url": f"https://{CANARY_DOMAIN}",
+        "server_name": CANARY_DOMAIN, "server_script_path": "/w", "parsedcomment": "canary event",
     }
     return b"event: message\ndata: " + orjson.dumps(event) + b"\n\n"
 

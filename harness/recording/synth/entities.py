@@ -18,6 +18,8 @@ def path(title: str) -> str:
 
 
 class Page:
+    """A page: its title, namespace, URL forms, length and latest revision."""
+
     __slots__ = ("href", "length", "ns", "rev", "safe", "title", "url")
 
     def __init__(self, title: str, ns: int, base: str, length: int, rev: int) -> None:
@@ -31,6 +33,9 @@ class Page:
 
 
 class Wiki:
+    """A wiki (`WIKIS` row) and its running rc, revision and item ids, pages,
+    categories and pools of (summary, parsed summary)."""
+
     __slots__ = ("categories", "comments", "domain", "kind", "lang", "name", "new_comments",
                  "next_q", "next_rc", "next_rev", "notify", "pages", "patrolled", "server",
                  "wiki_base")
@@ -50,6 +55,8 @@ class Wiki:
 
 
 class User:
+    """An editor: name (an IP address for anonymous ones), bot flag, home wiki index."""
+
     __slots__ = ("bot", "home", "name")
 
     def __init__(self, name: str, bot: bool, home: int) -> None:

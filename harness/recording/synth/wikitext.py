@@ -26,8 +26,6 @@ __all__ = ["autocomment", "fill", "ip_address", "page_title", "parsed", "person"
 _LINK = re.compile(r"\[\[:?([^\]|]+)(?:\|([^\]]*))?\]\]")
 
 
-
-
 def parsed(text: str) -> str:
     """A small stand-in for MediaWiki's comment formatter: escape, then links."""
 
@@ -47,18 +45,22 @@ def parsed(text: str) -> str:
 
 
 def autocomment(section: str, rest: str) -> str:
+    """A summary's `/* section */ rest` as MediaWiki renders it."""
     sep = ": " if rest else ""
     return (f'\u200e<span dir="auto"><span class="autocomment">{section}{sep}</span></span> '
             f"{parsed(rest)}").rstrip()
 
 
 def _words(rng: random.Random, lang: str, n: int) -> str:
+    """`n` words of `lang`, joined as that language writes them."""
     pool = WORDS[lang]
     sep = "" if lang in ("ja", "zh") else " "
     return sep.join(rng.choice(pool) for _ in range(n))
 
 
 def page_title(rng: random.Random, lang: str) -> str:
+    """An article title in `lang`: 1-4 words, words and a qualifier in parentheses, or (en)
+    a person or "<year> in <word>"."""
     r = rng.random()
     if lang == "en" and r < 0.15:
         return f"{rng.choice(FIRST_NAMES['en'])} {rng.choice(LAST_NAMES['en'])}"
@@ -70,12 +72,14 @@ def page_title(rng: random.Random, lang: str) -> str:
 
 
 def ip_address(rng: random.Random) -> str:
+    """An anonymous editor's address: IPv4 (65%) or IPv6."""
     if rng.random() < 0.65:
         return f"{rng.randrange(1, 224)}." + ".".join(str(rng.randrange(256)) for _ in range(3))
     return rng.choice(V6_PREFIXES) + "".join(f":{rng.getrandbits(16):X}" for _ in range(7))
 
 
 def person(rng: random.Random, lang: str) -> str:
+    """A person's name in `lang` (family name first, unspaced, in Japanese and Chinese)."""
     first, last = rng.choice(FIRST_NAMES[lang]), rng.choice(LAST_NAMES[lang])
     return last + first if lang in ("ja", "zh") else f"{first} {last}"
 
@@ -107,10 +111,12 @@ class _Slots(dict[str, Any]):
 
 
 def fill(rng: random.Random, template: str, lang: str, users: list[User]) -> str:
+    """An edit-summary template with its `{placeholders}` drawn."""
     return template.format_map(_Slots(rng, lang, users))
 
 
 def wikidata_comment(rng: random.Random, users: list[User]) -> tuple[str, str]:
+    """A Wikidata edit summary and its parsed form: a claim, a term, or an item update."""
     r = rng.random()
     if r < 0.5:
         action, label = rng.choice(WD_ACTIONS)

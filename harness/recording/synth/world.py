@@ -30,6 +30,8 @@ __all__ = ["World"]
 
 
 def _make_user(rng: random.Random, rank: int, home: int) -> User:
+    """The user of weight rank `rank`: a bot (20% of the top 150, 4% after), an IP, a
+    person's name in the home wiki's language or English, or a handle."""
     lang = WIKIS[home][4]
     r = rng.random()
     if r < (0.2 if rank < 150 else 0.04):
