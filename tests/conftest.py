@@ -80,9 +80,22 @@ def kill_and_resume(replay: list[str], out: Path, first: tuple[str, str],
     time.sleep(after)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=60)
+    group_gone(proc.pid)
     assert not out.exists()  # really interrupted
     again = harness(*replay, "--workers", resumed[0], "--processes", resumed[1])
     assert again.returncode == 0, again.stderr
+
+
+def group_gone(pgid: int, timeout: float = 10.0) -> None:
+    """Wait (bounded) until every process of group `pgid` has ended: a SIGKILLed
+    member still exiting holds the run's locks, and the next run would rightly refuse."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.02)
 
 
 def file_sizes(directory: Path, pattern: str) -> list[int]:

@@ -30,6 +30,7 @@ from tests.conftest import (
     ROOT,
     assert_same_output,
     file_sizes,
+    group_gone,
     harness,
     replay_output,
 )
@@ -260,6 +261,7 @@ def test_killed_flow_replay_resumes_exactly_once(tmp_path: Path) -> None:
         time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=60)
+    group_gone(proc.pid)
     assert proc.returncode == -signal.SIGKILL and not out.exists()
     resumed = harness(*args)
     assert resumed.returncode == 0, resumed.stderr

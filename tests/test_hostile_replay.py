@@ -19,7 +19,7 @@ import zstandard
 from harness.files import write_atomically
 from harness.recording import BlockHeader, LaneRef, Manifest, RecordingWriter, scan_blocks
 from harness.recording.sample import sample_recording
-from tests.conftest import assert_same_output, file_sizes, harness, live_processes
+from tests.conftest import assert_same_output, file_sizes, group_gone, harness, live_processes
 
 SAMPLE = sample_recording()
 
@@ -71,6 +71,7 @@ def test_a_resume_on_another_cluster_shape_gives_the_same_windows(
     time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=60)
+    group_gone(proc.pid)
     assert proc.returncode == -signal.SIGKILL and not out.exists()
     resumed = harness(*common, *second)
     assert resumed.returncode == 0, resumed.stderr

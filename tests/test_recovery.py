@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.recording.sample import sample_recording
-from tests.conftest import assert_same_output, file_sizes, harness
+from tests.conftest import assert_same_output, file_sizes, group_gone, harness
 
 SAMPLE = sample_recording()
 SPEED = 300.0  # the sample spans ~9 min of receive time: ~1.8 s per run at this pace
@@ -64,6 +64,7 @@ def test_killed_replay_resumes_to_the_uninterrupted_output(tmp_path_factory, exp
     else:
         os.killpg(proc.pid, signal.SIGKILL)  # the whole replay dies at once
     proc.communicate(timeout=60)
+    group_gone(proc.pid)
     assert proc.returncode != 0 or out.exists()  # it really was interrupted (or had finished)
     resumed = harness(*args)
     assert resumed.returncode == 0, resumed.stderr
@@ -115,6 +116,7 @@ def test_resume_mid_joined_frames(tmp_path: Path) -> None:
         time.sleep(0.005)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=60)
+    group_gone(proc.pid)
     assert proc.returncode == -signal.SIGKILL and not out.exists()  # really interrupted
     resumed = harness(*args)
     assert resumed.returncode == 0, resumed.stderr
