@@ -13,7 +13,7 @@ ROOT = Path(harness.__file__).parent
 # Each package or module of `harness`, by its stage, lowest first.
 STAGES: dict[str, int] = {
     **dict.fromkeys(["errors", "times", "version", "progress", "files", "process",
-                     "values"], 0),                          # ground: no harness imports above
+                     "values", "dataflows"], 0),              # ground: no harness imports above
     "eventstreams": 1,                                       # the stream, as a client sees it
     "recording": 2,                                          # recordings: made and read
     **dict.fromkeys(["serve", "source", "sink"], 3),         # playback; the flow's two ends

@@ -17,6 +17,8 @@ from typing import Any
 from bytewax.dataflow import Dataflow, MultiPort, SinglePort, Stream
 from bytewax.operators import StatefulBatchLogic
 
+from harness.dataflows import copied
+
 __all__ = ["input_steps", "keyed_outputs", "output_steps", "reporting_failures", "rewired",
            "splice_after_input"]
 
@@ -120,18 +122,15 @@ def rewired(flow: Dataflow, sources: dict[str, Any], sinks: Callable[[Any], Any]
     sources and whose every output step writes to `sinks(step)`; `flow` itself, and the
     sources and sinks it was built with, are left untouched (never opened)."""
 
-    def swap(step: Any) -> Any:
+    def swap(step: Any) -> Any | None:
         kind = type(step).__name__
         if kind == "input" and step.step_id in sources:
             return dataclasses.replace(step, source=sources[step.step_id])
         if kind == "output":
             return dataclasses.replace(step, sink=sinks(step))
-        inner = [swap(sub) for sub in step.substeps]
-        if any(new is not old for new, old in zip(inner, step.substeps, strict=True)):
-            return dataclasses.replace(step, substeps=inner)
-        return step
+        return None
 
-    return Dataflow(flow.flow_id, [swap(step) for step in flow.substeps])  # its own scope
+    return copied(flow, swap)
 
 
 def splice_after_input(flow: Dataflow, step: Any,

@@ -49,6 +49,7 @@ from bytewax.operators.windowing import (
     _WindowLogic,
 )
 
+from harness.dataflows import copied
 from harness.source.replay import Received, received_time
 
 __all__ = ["IdleTime", "Received", "RecordedClock", "closing_when_idle", "received_time",
@@ -260,15 +261,12 @@ def closing_when_idle(flow: Dataflow, idle: IdleTime) -> Dataflow:
     window's `RecordedClock` (and Bytewax's own clocks, under `virtual_time`) takes its
     idle time. A copy: `flow` itself (a module's `Dataflow`, say) is left as it was."""
 
-    def closing(step: Any) -> Any:
+    def closing(step: Any) -> Any | None:
         if type(step).__name__ == "stateful_batch":  # a window's keys are built here
             return dataclasses.replace(step, builder=_idle_builder(step.builder, idle))
-        inner = [closing(sub) for sub in step.substeps]
-        if any(new is not old for new, old in zip(inner, step.substeps, strict=True)):
-            return dataclasses.replace(step, substeps=inner)
-        return step
+        return None
 
-    return Dataflow(flow.flow_id, [closing(step) for step in flow.substeps])
+    return copied(flow, closing)
 
 
 def _idle_builder(build: Callable[[Any], Any], idle: IdleTime) -> Callable[[Any], Any]:
