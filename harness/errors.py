@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any, Final, ParamSpec, TypeVar
 
 __all__ = ["ERRORS", "HarnessError", "Interrupted", "MemberFailed", "RecordingError",
-           "StreamError", "Terminated", "UsageError", "describe", "first_logged",
-           "interruption", "log_error", "log_errors_to", "logging_errors"]
+           "StoreError", "StoreUnavailable", "StreamError", "Terminated", "UsageError",
+           "describe", "first_logged", "interruption", "log_error", "log_errors_to",
+           "logging_errors"]
 
 ERRORS: Final = "errors.txt"  # a run directory's error log (see `logging_errors`)
 
@@ -37,6 +38,16 @@ class RecordingError(HarnessError):
 
 class StreamError(HarnessError):
     """An endpoint cannot be streamed from (bad URL, fatal status, retries exhausted)."""
+
+
+class StoreError(HarnessError):
+    """Object storage refused a request: no such bucket or object, access denied, a bad
+    `s3://` address (exit status 2). Never carries credentials."""
+
+
+class StoreUnavailable(Exception):
+    """Object storage did not answer, or kept failing, after every retry (exit status 1:
+    nothing was wrong with the input)."""
 
 
 class Terminated(BaseException):

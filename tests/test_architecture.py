@@ -14,7 +14,7 @@ ROOT = Path(harness.__file__).parent
 STAGES: dict[str, int] = {
     **dict.fromkeys(["errors", "times", "version", "progress", "files", "process",
                      "values", "dataflows"], 0),              # ground: no harness imports above
-    "eventstreams": 1,                                       # the stream, as a client sees it
+    **dict.fromkeys(["eventstreams", "store"], 1),           # the stream; object storage
     "recording": 2,                                          # recordings: made and read
     **dict.fromkeys(["serve", "source", "sink"], 3),         # playback; the flow's two ends
     "flows": 4,                                              # the flows and their one job

@@ -19,7 +19,7 @@ from typing import BinaryIO, Final
 
 from harness.errors import RecordingError
 
-__all__ = ["Block", "BlockHeader", "Damage", "LaneRef", "scan_blocks"]
+__all__ = ["Block", "BlockHeader", "Damage", "LaneRef", "scan_blocks", "scan_file"]
 
 PARTIAL: Final = ".partial"  # suffix of a segment still being written
 _SKIPPABLE_MAGIC: Final = 0x184D2A5E
@@ -129,40 +129,46 @@ def scan_blocks(path: Path, start: int = 0, *, resync: bool = False
     or with `resync` are reported as `Damage` and skipped up to the next
     valid block header.
     """
-    name = path.name.removesuffix(PARTIAL)
     size = path.stat().st_size
     with path.open("rb") as f:
-        f.seek(start)
-        offset = start
-        while True:
-            try:
-                got = BlockHeader.read(f)
-            except EOFError:
-                yield Damage(f"{name}: last block cut short at byte {offset} (header)", cut=True)
+        yield from scan_file(f, size, path.name.removesuffix(PARTIAL), start, resync=resync)
+
+
+def scan_file(f: BinaryIO, size: int, name: str, start: int = 0, *, resync: bool = False
+              ) -> Iterator[Block | Damage]:
+    """`scan_blocks` over an open segment of `size` bytes called `name` (one fetched
+    from object storage, say)."""
+    f.seek(start)
+    offset = start
+    while True:
+        try:
+            got = BlockHeader.read(f)
+        except EOFError:
+            yield Damage(f"{name}: last block cut short at byte {offset} (header)", cut=True)
+            return
+        except ValueError as exc:
+            if not resync:
+                raise RecordingError(f"{name}: byte {offset}: {exc}") from None
+            found = _next_header(f, offset + 1, size)
+            yield Damage(f"{name}: bytes {offset}..{found if found is not None else size}"
+                         f" are not blocks ({exc}); skipped")
+            if found is None:
                 return
-            except ValueError as exc:
-                if not resync:
-                    raise RecordingError(f"{name}: byte {offset}: {exc}") from None
-                found = _next_header(f, offset + 1, size)
-                yield Damage(f"{name}: bytes {offset}..{found if found is not None else size}"
-                             f" are not blocks ({exc}); skipped")
-                if found is None:
-                    return
-                offset = found
-                f.seek(offset)
-                continue
-            if got is None:
-                return
-            header, header_size = got
-            block = Block(name, offset, header, header_size)
-            if block.end > size:
-                yield Damage(f"{name}: last block cut short at byte {offset}"
-                             f" ({size - offset} of {block.end - offset} bytes)",
-                             header.events, cut=True)
-                return
-            yield block
-            offset = block.end
+            offset = found
             f.seek(offset)
+            continue
+        if got is None:
+            return
+        header, header_size = got
+        block = Block(name, offset, header, header_size)
+        if block.end > size:
+            yield Damage(f"{name}: last block cut short at byte {offset}"
+                         f" ({size - offset} of {block.end - offset} bytes)",
+                         header.events, cut=True)
+            return
+        yield block
+        offset = block.end
+        f.seek(offset)
 
 
 def _next_header(f: BinaryIO, start: int, size: int) -> int | None:

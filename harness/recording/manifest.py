@@ -51,6 +51,9 @@ class Segment:
     last_received: float | None = None
     min_timestamp: int | None = None
     max_timestamp: int | None = None
+    # Where each block and lane frame is, with each frame's sha256 (`recording.index`):
+    # what a reader far from the file fetches by. None in recordings made before it.
+    index: str | None = None
 
 
 @dataclass(slots=True)
@@ -88,13 +91,20 @@ class Manifest:
         if not directory.is_dir():
             raise RecordingError(f"{directory}: no such recording directory")
         try:
-            raw = orjson.loads(path.read_bytes())
+            data = path.read_bytes()
         except FileNotFoundError:
             raise RecordingError(f"{path}: missing; not a recording") from None
-        except orjson.JSONDecodeError as exc:
-            raise RecordingError(f"{path}: not valid JSON ({exc})") from None
         except OSError as exc:
             raise RecordingError(f"{path}: cannot read ({exc.strerror})") from None
+        return cls.parse(data, str(path))
+
+    @classmethod
+    def parse(cls, data: bytes, path: str) -> Manifest:
+        """A manifest's bytes, read from `path` (named in every error), checked."""
+        try:
+            raw = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise RecordingError(f"{path}: not valid JSON ({exc})") from None
         if not isinstance(raw, dict) or raw.get("format") != FORMAT:
             raise RecordingError(f"{path}: not a {FORMAT} manifest")
         if raw.get("version") != VERSION:
@@ -116,7 +126,7 @@ class Manifest:
         write_atomically(directory / MANIFEST, [self.to_json()], durable=True)
 
 
-def _typed(raw: dict[str, Any], path: Path) -> Manifest:
+def _typed(raw: dict[str, Any], path: str) -> Manifest:
     """`raw` as a `Manifest`, every field type-checked (msgspec; unknown fields ignored);
     a field of the wrong type is one `RecordingError` naming the file and the field."""
     try:
@@ -135,7 +145,7 @@ _EXPECTED: Final = re.compile(r"Expected `([^`]+)`")
 _EXPECTS: Final = {"stream": "expected an object of whole numbers"}
 
 
-def _invalid(path: Path, raw: dict[str, Any], error: msgspec.ValidationError
+def _invalid(path: str, raw: dict[str, Any], error: msgspec.ValidationError
              ) -> RecordingError:
     """msgspec's `error` as one line naming the manifest, the segment and the field."""
     detail, _, at = str(error).partition(" - at `$")
@@ -144,7 +154,7 @@ def _invalid(path: Path, raw: dict[str, Any], error: msgspec.ValidationError
     missing = _MISSING.match(detail)
     if missing:
         steps.append(missing[1])
-    where, owner = str(path), raw
+    where, owner = path, raw
     if steps[:1] == ["segments"]:
         if len(steps) == 1:
             return RecordingError(f"{path}: malformed manifest (segments is not a list)")

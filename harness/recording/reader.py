@@ -10,6 +10,7 @@ what could not be read, so that every loss can be counted and reported.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,9 +20,12 @@ from typing import BinaryIO, Final
 import zstandard
 
 from harness.errors import RecordingError
-from harness.recording.blocks import PARTIAL, Block, Damage, scan_blocks
+from harness.recording.blocks import PARTIAL, Block, Damage, scan_blocks, scan_file
 from harness.recording.envelope import Envelope, EnvelopeError
+from harness.recording.index import indexed_blocks
 from harness.recording.manifest import Manifest, Segment
+from harness.recording.remote import Frame, RemoteFiles
+from harness.store.location import BucketPath, location
 
 __all__ = ["MAX_FRAME_BYTES", "LanePosition", "Recording"]
 
@@ -39,22 +43,30 @@ class LanePosition:
 
 
 class Recording:
-    """Read access to a recording directory.
+    """Read access to a recording: a directory, or `s3://bucket/prefix`.
 
     `lane_frames` serves replay (one lane, decompressing only that lane's
-    frames); `blocks`/`envelopes` serve tools that need every line in
-    arrival order. A cut-short last block of an unfinished segment is
-    dropped and described in `truncated`; anywhere else it is an error.
+    frames; in object storage, fetching only them); `blocks`/`envelopes`
+    serve tools that need every line in arrival order. A cut-short last
+    block of an unfinished segment is dropped and described in `truncated`;
+    anywhere else it is an error.
     """
 
-    def __init__(self, directory: str | os.PathLike[str], *, skip_damaged: bool = False,
-                 max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
-        self.directory = Path(directory)
-        self.manifest = Manifest.load(self.directory)
+    def __init__(self, where: str | os.PathLike[str] | BucketPath, *,
+                 skip_damaged: bool = False, max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
+        self.location = location(where)
         self.skip_damaged = skip_damaged
         self.max_frame_bytes = max_frame_bytes
         self.truncated: list[str] = []
         self.missing: set[int] = set()
+        if isinstance(self.location, BucketPath):
+            self.remote: RemoteFiles | None = RemoteFiles(self.location)
+            self.directory = Path()  # no local directory: see `location`
+            self.manifest = self.remote.manifest()
+            return
+        self.remote = None
+        self.directory = self.location
+        self.manifest = Manifest.load(self.directory)
         for index, seg in enumerate(self.manifest.segments):
             path = self.segment_path(index)
             if not path.is_file():
@@ -69,6 +81,14 @@ class Recording:
     @property
     def lanes(self) -> int:
         return self.manifest.lanes
+
+    @property
+    def name(self) -> str:
+        """The recording's name: its directory's, or the last part of its key prefix."""
+        return self.location.name
+
+    def __str__(self) -> str:
+        return str(self.location)
 
     def segment_path(self, index: int) -> Path:
         seg = self.manifest.segments[index]
@@ -88,7 +108,7 @@ class Recording:
         if index in self.missing:
             yield Damage(f"{seg.file}: missing", seg.events)
             return
-        for item in scan_blocks(self.segment_path(index), start, resync=self.skip_damaged):
+        for item in self._scan(index, start):
             if isinstance(item, Block) and any(r.lane >= self.lanes for r in item.header.lanes):
                 item = Damage(f"{seg.file}: block at byte {item.offset} names a lane beyond"
                               f" the recording's {self.lanes}", item.header.events)
@@ -100,6 +120,13 @@ class Recording:
                 if not self.skip_damaged:
                     raise RecordingError(item.where)
             yield item
+
+    def _scan(self, index: int, start: int) -> Iterator[Block | Damage]:
+        if self.remote is None:
+            return scan_blocks(self.segment_path(index), start, resync=self.skip_damaged)
+        seg = self.manifest.segments[index]
+        data = self.remote.segment(seg)
+        return scan_file(io.BytesIO(data), len(data), seg.file, start, resync=self.skip_damaged)
 
     def blocks(self) -> Iterator[Block]:
         """Every readable block; with `skip_damaged`, damage is passed over silently."""
@@ -117,6 +144,9 @@ class Recording:
         back as `Damage` in place of its lines.
         """
         dctx = dctx or zstandard.ZstdDecompressor()
+        if f is None and self.remote is not None:
+            seg = next(s for s in self.manifest.segments if s.file == block.segment)
+            f = io.BytesIO(self.remote.segment(seg))
         if f is None:
             path = self.directory / block.segment
             if not path.exists():
@@ -166,8 +196,13 @@ class Recording:
             if damaged is not None and lane == 0 and offset == 0:
                 for damage in damaged(index):
                     yield index, None, damage
+            segment = self.manifest.segments[index]
+            if self.remote is not None and segment.index is not None:
+                yield from self._fetched_lane(index, segment, lane, offset, dctx)
+                continue
             with contextlib.ExitStack() as stack:
                 f = (None if index in self.missing
+                     else io.BytesIO(self.remote.segment(segment)) if self.remote is not None
                      else stack.enter_context(self.segment_path(index).open("rb")))
                 for block in self.segment_blocks(index, offset):
                     if isinstance(block, Damage):
@@ -176,6 +211,37 @@ class Recording:
                     elif any(ref.lane == lane for ref in block.header.lanes):
                         ((_, data),) = self.read_frames(block, only, dctx, f)
                         yield index, block, data
+
+    def _fetched_lane(self, index: int, segment: Segment, lane: int, start: int,
+                      dctx: zstandard.ZstdDecompressor
+                      ) -> Iterator[tuple[int, Block | None, bytes | Damage]]:
+        """`lane_frames` of one segment in object storage: just this lane's frames, by
+        ranged GETs through the block index, each checked against its sha256."""
+        assert self.remote is not None and segment.index is not None
+        located: list[tuple[Block, Frame]] = []
+        for entry in indexed_blocks(segment.index, segment.file):
+            place = entry.frame(lane) if entry.block.offset >= start else None
+            if place is not None:
+                located.append((entry.block, Frame(segment.file, *place)))
+        fetched = self.remote.frames(frame for _, frame in located)
+        for (block, frame), data in zip(located, fetched, strict=True):
+            ref = next(ref for ref in block.header.lanes if ref.lane == lane)
+            if lane >= self.lanes:
+                data = RecordingError(f"{segment.file}: block at byte {block.offset} names a"
+                                      f" lane beyond the recording's {self.lanes}")
+            if isinstance(data, RecordingError):
+                if not self.skip_damaged:
+                    raise data
+                yield index, block, Damage(str(data), ref.events, lane)
+                continue
+            try:
+                yield index, block, self._decompress(data, dctx)
+            except (zstandard.ZstdError, _TooLarge) as exc:
+                where = (f"{self.remote.url(segment.file)}: byte {frame.offset}: lane {lane}"
+                         f" frame does not decompress ({exc})")
+                if not self.skip_damaged:
+                    raise RecordingError(where) from None
+                yield index, block, Damage(where, ref.events, lane)
 
     def _decompress(self, raw: bytes, dctx: zstandard.ZstdDecompressor) -> bytes:
         """One frame, never allocating more than `max_frame_bytes` for it."""
@@ -229,7 +295,7 @@ class Recording:
         missing = self.manifest.events - read - skipped
         if missing <= 0:
             return None
-        return missing, (f"{self.directory}: {missing} event(s) the manifest lists were"
+        return missing, (f"{self.location}: {missing} event(s) the manifest lists were"
                          " not found (segments cut short or damaged between blocks)")
 
     def first_received(self) -> float | None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import zstandard
 
@@ -13,16 +15,18 @@ from harness.errors import RecordingError
 from harness.files import sha256_file
 from harness.recording.blocks import Block
 from harness.recording.envelope import Envelope, EnvelopeError
+from harness.recording.index import index_of
 from harness.recording.lanes import lane_of
 from harness.recording.manifest import Segment, note_event
 from harness.recording.reader import Recording
+from harness.store.location import BucketPath, location
 
 
 @dataclass
 class VerifyReport:
     """What `verify` found: counts, and every problem with its place."""
 
-    path: Path
+    path: Path | BucketPath
     segments: int = 0
     blocks: int = 0
     events: int = 0
@@ -58,9 +62,9 @@ class VerifyReport:
 _MAX_ERRORS = 50
 
 
-def verify(path: str | os.PathLike[str]) -> VerifyReport:
+def verify(path: str | os.PathLike[str] | BucketPath) -> VerifyReport:
     """Check manifest vs. segments, hashes, block structure, lanes, every line, seq contiguity."""
-    report = VerifyReport(Path(path))
+    report = VerifyReport(location(path))
     try:
         recording = Recording(path)
     except RecordingError as exc:
@@ -72,14 +76,16 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
     expected_seq = 1
     for index, segment in enumerate(manifest.segments):
         report.segments += 1
-        seg_path = recording.segment_path(index)
-        size = seg_path.stat().st_size
+        try:
+            size, digest, held_index = _held(recording, index)
+        except RecordingError as exc:
+            report.errors.append(str(exc))
+            return report
         report.compressed_bytes += size
         if segment.complete:
             if segment.bytes != size:
                 report.errors.append(f"{segment.file}: {size} bytes on disk, manifest says"
                                      f" {segment.bytes}")
-            digest = sha256_file(seg_path)
             if digest != segment.sha256:
                 report.errors.append(f"{segment.file}: sha256 {digest[:16]}… does not match"
                                      f" the manifest's {str(segment.sha256)[:16]}…")
@@ -98,6 +104,8 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
             # The entry the writer would have made for what the file holds.
             held = checker.entry
             held.bytes, held.sha256, held.complete = segment.bytes, segment.sha256, True
+            # Recordings made before the block index have none: nothing to compare.
+            held.index = held_index if segment.index is not None else None
             if held != segment:
                 differ = [f"{name} {getattr(held, name)!r}, manifest says"
                           f" {getattr(segment, name)!r}"
@@ -108,6 +116,25 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
     if manifest.complete and report.truncated:
         report.errors.extend(report.truncated)
     return report
+
+
+def _held(recording: Recording, index: int) -> tuple[int, str, str | None]:
+    """What a segment holds: its size, sha256 and block index (None if its blocks
+    cannot be indexed: the block walk reports why)."""
+    segment = recording.manifest.segments[index]
+    if recording.remote is not None:
+        data = recording.remote.segment(segment, checked=False)
+        f: BinaryIO = io.BytesIO(data)
+        size, digest = len(data), hashlib.sha256(data).hexdigest()
+    else:
+        path = recording.segment_path(index)
+        size, digest = path.stat().st_size, sha256_file(path)
+        f = path.open("rb")
+    with f:
+        try:
+            return size, digest, index_of(f, size, segment.file)
+        except RecordingError:
+            return size, digest, None
 
 
 class _SegmentChecker:

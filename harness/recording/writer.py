@@ -24,6 +24,7 @@ from harness.eventstreams.ids import event_key
 from harness.files import DirectoryLock, sha256_file
 from harness.recording.blocks import PARTIAL, BlockHeader, Damage, LaneRef, scan_blocks
 from harness.recording.envelope import UNPARSED, encode_envelope
+from harness.recording.index import IndexBuilder, index_of
 from harness.recording.lanes import DEFAULT_LANES, MAX_LANES, lane_for
 from harness.recording.manifest import Manifest, Segment, note_event, utc_now
 from harness.recording.reader import Recording
@@ -99,6 +100,7 @@ class RecordingWriter:
         self._pending = _Pending([[] for _ in range(lanes)])
         self._file: BinaryIO | None = None
         self._sha = hashlib.sha256()
+        self._index = IndexBuilder()
         self._segment: Segment | None = None
         self._segment_opened = 0.0
         self._last_flush = clock()
@@ -164,11 +166,13 @@ class RecordingWriter:
                 lines.clear()
         header = BlockHeader(pending.first_seq, self._seq, pending.first_recv, pending.last_recv,
                              tuple(refs))
-        data = header.encode() + b"".join(frames)
+        encoded = header.encode()
+        data = encoded + b"".join(frames)
         assert self._file is not None and self._segment is not None
         self._file.write(data)
         self._file.flush()
         self._sha.update(data)
+        self._index.add(encoded, frames)
         segment = self._segment
         segment.events += pending.count
         segment.blocks += 1
@@ -194,6 +198,7 @@ class RecordingWriter:
         path = self.directory / (name + PARTIAL)
         self._file = path.open("xb")
         self._sha = hashlib.sha256()
+        self._index = IndexBuilder()
         self._segment = Segment(file=name)
         self._segment_opened = self._clock()
         self.manifest.segments.append(self._segment)
@@ -211,6 +216,7 @@ class RecordingWriter:
             raise RecordingError(f"{final}: exists; refusing to overwrite")
         os.replace(self.directory / (segment.file + PARTIAL), final)
         segment.sha256 = self._sha.hexdigest()
+        segment.index = self._index.text()
         segment.complete = True
         self._file, self._segment = None, None
         self.manifest.save(self.directory)
@@ -287,6 +293,8 @@ def _recover(directory: Path) -> tuple[Manifest, ResumePoint]:
             os.fsync(f.fileno())
         fresh.bytes = end
         fresh.sha256 = sha256_file(path)
+        with path.open("rb") as f:
+            fresh.index = index_of(f, end, segment.file)
         fresh.complete = True
         manifest.segments[index] = fresh
     manifest.segments = [s for s in manifest.segments if s.events]
