@@ -217,3 +217,13 @@ def naming(path: Path) -> Iterator[None]:
 def named(exc: OSError, path: Path) -> OSError:
     """`exc`, or if it names no file, the same error naming `path`."""
     return exc if exc.filename is not None else OSError(exc.errno, exc.strerror, str(path))
+
+
+def harness_cache(kind: str) -> Path:
+    """Where the harness keeps `kind` of local state (derived lanes, uploads being
+    staged): under `HARNESS_CACHE_DIR`, else the user's cache."""
+    configured = os.environ.get("HARNESS_CACHE_DIR")
+    if configured:
+        return Path(configured) / kind
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "wikistream-harness" / kind

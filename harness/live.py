@@ -50,11 +50,13 @@ from harness.process import keep_thread_state
 from harness.recording.envelope import encode_envelope
 from harness.recording.lanes import DEFAULT_LANES, Chunk, lane_for
 from harness.recording.slice import Slice
+from harness.recording.upload import open_writer
 from harness.recording.writer import RecordingWriter
 from harness.run.member import run_member
 from harness.source.clock import IdleTime, closing_when_idle
 from harness.source.keys import Payload
 from harness.source.replay import PayloadReader, SourcePosition, SourceReport
+from harness.store.location import BucketPath
 
 __all__ = ["LIVE", "LiveFeed", "LiveFlowSource", "LiveResult", "LiveSource", "live_job",
            "run_live"]
@@ -270,7 +272,7 @@ class _LivePayloads(_LivePartition):
 
 
 @contextmanager
-def _live_run(feed: LiveFeed, record_to: Path | None) -> Iterator[Path]:
+def _live_run(feed: LiveFeed, record_to: Path | BucketPath | None) -> Iterator[Path]:
     """A run directory, with `feed.writer` recording (if `record_to`). SIGINT and
     SIGTERM end the stream, so the run finishes as if it had ended: windows close,
     outputs and the recording are kept (`stream.stopped_by` says so). The writer is
@@ -278,8 +280,8 @@ def _live_run(feed: LiveFeed, record_to: Path | None) -> Iterator[Path]:
     failed, and the stream is stopped in any case."""
     stream = feed.stream
     if record_to is not None:
-        feed.writer = RecordingWriter(record_to, source=public_url(stream.url),
-                                      lanes=feed.lanes)
+        feed.writer = open_writer(record_to, source=public_url(stream.url), lanes=feed.lanes,
+                                  fresh=True)
     clean = False
     try:
         with tempfile.TemporaryDirectory(prefix="harness-live-") as tmp, \
@@ -322,7 +324,7 @@ def run_live(
     stream: EventStream,
     job: FlowJob | None = None,
     *,
-    record_to: Path | None = None,
+    record_to: Path | BucketPath | None = None,
     max_events: int | None = None,
     duration: float | None = None,
     lanes: int = DEFAULT_LANES,

@@ -101,6 +101,59 @@ def existing_dir(text: str) -> Path:
     return Path(text)
 
 
+def place(text: str) -> Path:
+    """A recording's place: a directory, or `s3://bucket/prefix` (checked now; held as a
+    `Path`, which `harness.store.location` still reads as that address)."""
+    from harness.errors import UsageError
+    from harness.store.location import SCHEME, BucketPath
+
+    if text.startswith("s3:"):
+        try:
+            BucketPath.parse(text)
+        except UsageError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        if not text.startswith(SCHEME):
+            raise argparse.ArgumentTypeError(f"expected s3://bucket/prefix, got {text!r}")
+    return Path(text)
+
+
+def add_store_options(p: argparse.ArgumentParser) -> None:
+    """Object storage, for a recording at s3://bucket/prefix (inherited by every process
+    of the run through the environment)."""
+    g = p.add_argument_group("object storage (s3://bucket/prefix recordings)")
+    g.add_argument("--endpoint-url", type=url, metavar="URL",
+                   help="an S3-compatible server (MinIO, SeaweedFS, Ceph, R2); default"
+                        " $HARNESS_S3_ENDPOINT or $AWS_ENDPOINT_URL, else AWS. Credentials"
+                        " and region come from the usual AWS_* variables")
+    g.add_argument("--cache", type=Path, metavar="DIR",
+                   help="keep what is fetched here, checked against its sha256 on every"
+                        " read, for the next run")
+    g.add_argument("--cache-mb", type=bound_mb, default=None, metavar="N",
+                   help="keep the cache under N MB, least recently used out first (2048)")
+
+
+def bound_mb(text: str) -> float:
+    from harness.values import number
+
+    value: float = number(1, 1e9)(text)
+    return value
+
+
+def apply_store_options(args: argparse.Namespace) -> None:
+    """Pass the object storage options on, as the environment every member reads."""
+    import os
+
+    from harness.store.bucket import ENDPOINT_ENV
+    from harness.store.cache import CACHE_ENV, CACHE_MB_ENV
+
+    if getattr(args, "endpoint_url", None):
+        os.environ[ENDPOINT_ENV] = args.endpoint_url
+    if getattr(args, "cache", None) is not None:
+        os.environ[CACHE_ENV] = str(args.cache.resolve())
+    if getattr(args, "cache_mb", None) is not None:
+        os.environ[CACHE_MB_ENV] = str(args.cache_mb)
+
+
 def add_json(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true",
                    help="print one JSON object (the summary) on stdout instead of text")

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from types import FrameType
 
 from harness.cli import recordings, replay, report, stream
-from harness.cli.args import Parser
+from harness.cli.args import Parser, add_store_options, apply_store_options
 from harness.errors import (
     HarnessError,
     Terminated,
@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for module in (replay, stream, recordings, report):
         module.register(sub)
+    for command in sub.choices.values():
+        add_store_options(command)
     parser.set_defaults(commands=sub.choices)
     return parser
 
@@ -83,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     one_job_process()
     try:
         with _terminate_raises(), stops_taken():
+            apply_store_options(args)
             return run(args)
     except HarnessError as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)

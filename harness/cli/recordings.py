@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from harness.cli.args import add_json, add_slice_options
+from harness.cli.args import add_json, add_slice_options, place
 from harness.recording.lanes import DEFAULT_LANES, MAX_LANES
 from harness.values import count, number
 
@@ -47,7 +47,8 @@ def register(sub: Any) -> None:
                        description="Check a recording end to end: manifest against segments,"
                                    " sha256, block structure, lanes, every line, seq"
                                    " contiguity, repeated events.")
-    p.add_argument("recording", type=Path, metavar="DIR", help="recording directory")
+    p.add_argument("recording", type=place, metavar="DIR",
+                   help="recording directory or s3://bucket/prefix")
     add_json(p)
     p.set_defaults(run=cmd_verify)
 
@@ -56,7 +57,8 @@ def register(sub: Any) -> None:
                        description="Write every event's payload, in recording order, one per"
                                    " line (lines that were not JSON as their text): for"
                                    " Bytewax's TestingSource or FileSource, or other tools.")
-    p.add_argument("recording", type=Path, metavar="DIR", help="recording directory")
+    p.add_argument("recording", type=place, metavar="DIR",
+                   help="recording directory or s3://bucket/prefix")
     p.add_argument("--out", type=Path, required=True, metavar="FILE.jsonl",
                    help="where to write the payloads")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out")
@@ -101,12 +103,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for note in report.truncated:
         print(f"warning: {note}", file=sys.stderr)
     if not report.ok:
-        print(f"verify: {args.recording}: {report.errors[0]}"
+        print(f"verify: {report.path}: {report.errors[0]}"
               + (f" (+{len(report.errors) - 1} more problems)" if len(report.errors) > 1
                  else ""), file=sys.stderr)
         return 2
     state = "complete" if report.complete else "unfinished"
-    print(f"verify: {args.recording}: ok, {state}; {report.events} events"
+    print(f"verify: {report.path}: ok, {state}; {report.events} events"
           f" ({report.not_json} not JSON) in {report.segments} segment(s), {report.blocks}"
           f" block(s), {report.lanes} lanes; {report.compressed_bytes:,} bytes,"
           f" compression {report.ratio:.1f}x")

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from harness.cli.args import add_json, add_slice_options
+from harness.cli.args import add_json, add_slice_options, place
 from harness.cli.flows import (
     add_flow_options,
     flow_prints_to_stderr,
@@ -94,8 +94,9 @@ def register(sub: Any) -> None:
 
 
 def _add_recording(p: argparse.ArgumentParser) -> None:
-    p.add_argument("recording", nargs="?", type=Path, metavar="DIR",
-                   help="recording directory (default: the bundled sample)")
+    p.add_argument("recording", nargs="?", type=place, metavar="DIR",
+                   help="recording directory or s3://bucket/prefix (default: the bundled"
+                        " sample)")
 
 
 def _add_shape(p: argparse.ArgumentParser) -> None:

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from harness.cli.args import place
+
 __all__ = ["register"]
 
 
@@ -18,7 +20,7 @@ def register(sub: Any) -> None:
                     " with flagged windows, the top flagged accounts, the rate distribution,"
                     " late/invalid/canary events and the recording's health. It replays DIR"
                     " itself, or takes a finished replay's --out/--dead-letters files.")
-    p.add_argument("recording", nargs="?", type=Path, metavar="DIR",
+    p.add_argument("recording", nargs="?", type=place, metavar="DIR",
                    help="recording directory (default: the bundled sample)")
     p.add_argument("--out", type=Path, required=True, metavar="FILE.html",
                    help="the page to write")

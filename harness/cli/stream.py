@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from harness.cli.args import add_json, since, url
+from harness.cli.args import add_json, place, since, url
 from harness.cli.flows import add_flow_options
 from harness.errors import UsageError, signal_exit_status
 from harness.recording.lanes import DEFAULT_LANES, MAX_LANES
@@ -26,7 +26,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("record", help="record an EventStreams endpoint into a recording",
                        description="Record Wikimedia's recentchange stream (or --url) into a"
                                    " recording; the same command resumes an unfinished one.")
-    p.add_argument("--out", type=Path, required=True, metavar="DIR",
+    p.add_argument("--out", type=place, required=True, metavar="DIR",
                    help="recording directory (new, or an unfinished one to resume)")
     _add_stream_options(p)
     add_json(p)
@@ -46,7 +46,7 @@ def register(sub: Any) -> None:
     p.add_argument("--dead-letters", type=Path, metavar="FILE",
                    help="write late and invalid events (for --flow: the source's dead"
                         " letters) here (JSON lines)")
-    p.add_argument("--record", type=Path, metavar="DIR",
+    p.add_argument("--record", type=place, metavar="DIR",
                    help="also record the stream into this new directory")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
     add_flow_options(p)
@@ -55,7 +55,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("serve", help="serve a recording as a local EventStreams endpoint",
                        description="Play a recording as an EventStreams-compatible SSE"
                                    " endpoint, with the real service's faults on request.")
-    p.add_argument("recording", nargs="?", type=Path, metavar="DIR",
+    p.add_argument("recording", nargs="?", type=place, metavar="DIR",
                    help="recording directory (default: the bundled sample)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (127.0.0.1)")
     p.add_argument("--port", type=count(0, 65535), default=8080,
@@ -137,12 +137,13 @@ def cmd_record(args: argparse.Namespace) -> int:
         print(orjson.dumps(row, default=str).decode())
         return _status(report.stopped_by)
     if report.resumed_after is not None:
-        print(f"record: resumed {args.out} after seq {report.resumed_after}", file=sys.stderr)
+        print(f"record: resumed {report.directory} after seq {report.resumed_after}",
+              file=sys.stderr)
     if report.events == 0 and not report.resumed_after:
         state = "complete but EMPTY (no event arrived)" if report.complete else "empty"
     else:
         state = "complete" if report.complete else "unfinished (resumable)"
-    print(f"record: {args.out} {state}, stopped by {report.stopped_by or 'end of stream'}:"
+    print(f"record: {report.directory} {state}, stopped by {report.stopped_by or 'end of stream'}:"
           f" {report.line()}")
     return _status(report.stopped_by)
 

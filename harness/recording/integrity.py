@@ -183,7 +183,7 @@ class SegmentCheck:
 _early: list[SegmentCheck] = []  # at most one, started by `begin`
 
 
-def begin(directory: Path, skip_damaged: bool) -> None:
+def begin(directory: str | os.PathLike[str], skip_damaged: bool) -> None:
     """Start checking `directory`'s segments now, for the replay about to run on it.
 
     Best effort: a recording that cannot be opened is left for the run itself
@@ -204,6 +204,8 @@ def _take_early() -> SegmentCheck | None:
 
 
 def _work(recording: Recording) -> _Work:
+    if recording.remote is not None:  # each frame is checked as it is fetched instead
+        return ()
     return tuple((str(recording.segment_path(index)), str(segment.sha256))
                  for index, segment in enumerate(recording.manifest.segments)
                  if segment.complete and index not in recording.missing)

@@ -87,6 +87,11 @@ class Recording:
         """The recording's name: its directory's, or the last part of its key prefix."""
         return self.location.name
 
+    @property
+    def identity(self) -> str:
+        """The recording's place, the same wherever it is asked from."""
+        return str(self.location) if self.remote is not None else str(self.directory.resolve())
+
     def __str__(self) -> str:
         return str(self.location)
 

@@ -5,7 +5,8 @@ the writer (`RecordingWriter`) makes it durable, one block
 at least every second. SIGINT and SIGTERM stop cleanly: the last block is
 written, the segment finished and the manifest marked complete. A recorder
 killed outright leaves an unfinished recording that the next
-`harness record --out SAME_DIR` resumes from its last stored SSE id;
+`harness record --out SAME_DIR` resumes from its last stored SSE id (the
+same goes for `--out s3://bucket/prefix`: see `harness.recording.upload`);
 `max_events` counts the whole recording, so a resumed run stops at the
 same total as an uninterrupted one.
 """
@@ -25,15 +26,16 @@ from harness.eventstreams.client import EventStream, StreamStats, check_url, pub
 from harness.eventstreams.ids import DEFAULT_URL, USER_AGENT
 from harness.progress import Progress
 from harness.recording.lanes import DEFAULT_LANES
-from harness.recording.manifest import MANIFEST
+from harness.recording.upload import open_writer
 from harness.recording.writer import RecordingWriter
+from harness.store.location import BucketPath, Location, location
 
 
 @dataclass
 class RecordReport:
     """What a recording session did."""
 
-    directory: Path
+    directory: Location
     events: int = 0
     received_bytes: int = 0
     written_bytes: int = 0
@@ -61,7 +63,7 @@ class RecordReport:
 
 
 def record(
-    out: str | Path,
+    out: str | Path | BucketPath,
     *,
     url: str = DEFAULT_URL,
     duration: float | None = None,
@@ -82,11 +84,10 @@ def record(
     connection problem is passed to `problems` (e.g. printed) as it happens.
     """
     check_url(url)
-    directory = Path(out)
-    resume = (directory / MANIFEST).is_file()  # the writer refuses a complete one
-    writer = RecordingWriter(directory, source=public_url(url), lanes=lanes, resume=resume,
-                             segment_seconds=segment_seconds)
-    point = writer.resume_point
+    directory = location(out)
+    writer = open_writer(directory, source=public_url(url), lanes=lanes,
+                         segment_seconds=segment_seconds)
+    resume, point = writer.resumed, writer.resume_point
     stream = EventStream(url=url, user_agent=user_agent, since=None if resume else since,
                          last_id=point.last_id, seen=point.recent_event_ids,
                          **(stream_options or {}))

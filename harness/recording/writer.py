@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 import zstandard
 
@@ -30,6 +30,14 @@ from harness.recording.manifest import Manifest, Segment, note_event, utc_now
 from harness.recording.reader import Recording
 
 __all__ = ["RECENT_IDS", "RecordingWriter", "ResumePoint"]
+
+
+class Publisher(Protocol):
+    """Where a writer's recording is also published as it goes (`recording.upload`)."""
+
+    def publish(self, directory: Path, manifest: Manifest) -> None: ...
+    def renew(self) -> None: ...
+    def release(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -66,6 +74,7 @@ class RecordingWriter:
         level: int = 3,
         clock: Callable[[], float] = time.monotonic,
         resume: bool = False,
+        upload: Publisher | None = None,
     ) -> None:
         self.directory = Path(directory)
         if not 1 <= lanes <= MAX_LANES:
@@ -79,6 +88,7 @@ class RecordingWriter:
         self._lock = DirectoryLock(self.directory, "recording")
         try:
             self.resume_point = ResumePoint()
+            self.resumed = resume
             if resume:
                 self.manifest, self.resume_point = _recover(self.directory)
                 lanes = self.manifest.lanes
@@ -105,7 +115,8 @@ class RecordingWriter:
         self._segment_opened = 0.0
         self._last_flush = clock()
         self.closed = False
-        self.manifest.save(self.directory)
+        self._upload = upload
+        self._save(publish=True)
 
     @property
     def events(self) -> int:
@@ -150,6 +161,8 @@ class RecordingWriter:
     def flush_if_due(self) -> None:
         if self._clock() - self._last_flush >= self.flush_interval:
             self.flush()
+            if self._upload is not None:
+                self._upload.renew()
 
     def flush(self) -> None:
         """Write pending events as one block (frames + header in one write)."""
@@ -219,7 +232,7 @@ class RecordingWriter:
         segment.index = self._index.text()
         segment.complete = True
         self._file, self._segment = None, None
-        self.manifest.save(self.directory)
+        self._save(publish=True)
 
     def close(self, *, complete: bool = True) -> Manifest:
         """Flush, finalise the open segment and mark the manifest complete."""
@@ -230,17 +243,30 @@ class RecordingWriter:
             self._finish_segment()
         self.manifest.closed = utc_now()
         self.manifest.complete = complete
-        self.manifest.save(self.directory)
-        self.closed = True
-        self._lock.release()
+        try:
+            self._save(publish=True)
+        finally:
+            self.closed = True
+            self._release()
         return self.manifest
+
+    def _save(self, *, publish: bool = False) -> None:
+        """Save the manifest; publish the recording too, if it is published."""
+        self.manifest.save(self.directory)
+        if publish and self._upload is not None:
+            self._upload.publish(self.directory, self.manifest)
+
+    def _release(self) -> None:
+        self._lock.release()
+        if self._upload is not None:
+            self._upload.release()
 
     def abandon(self) -> None:
         """Stop without finishing anything (the files stay resumable); release the lock."""
         self.closed = True
         if self._file is not None:
             self._file.close()
-        self._lock.release()
+        self._release()
 
     def __enter__(self) -> RecordingWriter:
         return self

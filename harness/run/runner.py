@@ -52,11 +52,11 @@ def run_job(job: Job, collect: Callable[[Path], T], *, addresses: list[str] | No
     read = job.read
     recording = Recording(read.recording, skip_damaged=read.skip_damaged)
     notes = _scan_unfinished(recording)
-    identity = {"recording": str(recording.directory.resolve()),
+    identity = {"recording": recording.identity,
                 "created": recording.manifest.created, "events": recording.manifest.events,
                 **job.identity()}
     meter = None if progress is False else Progress(
-        f"replay {recording.directory.name}", recording.manifest.events, enabled=progress)
+        f"replay {recording.name}", recording.manifest.events, enabled=progress)
     with run_directory(read.recovery_dir, identity) as run_dir:
         (run_dir / ERRORS).unlink(missing_ok=True)  # what a crashed run said is not this one's
         start = time.perf_counter()

@@ -82,7 +82,7 @@ def build_lanes(recording: Recording, key: str | KeyGetter, lanes: int,
     meter = Progress(f"deriving lanes by {label}", recording.manifest.events,
                      enabled=progress)
     try:
-        source = Recording(recording.directory, skip_damaged=True,
+        source = Recording(recording.location, skip_damaged=True,
                            max_frame_bytes=recording.max_frame_bytes)
         target = staging / "lanes"
         events, damage = _derive(source, key, lanes, target, meter)

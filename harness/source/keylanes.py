@@ -36,6 +36,7 @@ from typing import Final
 import orjson
 
 from harness.errors import HarnessError, RecordingError, UsageError
+from harness.files import harness_cache
 from harness.recording.integrity import SegmentCheck
 from harness.recording.reader import Recording
 from harness.source.derive import DERIVED, FORMAT, KeyLanes, build_lanes, derived_digest
@@ -56,11 +57,7 @@ def check_lanes(lanes: int) -> None:
 
 def cache_root() -> Path:
     """Where derived lanes are kept: `HARNESS_CACHE_DIR`, else the user's cache."""
-    configured = os.environ.get("HARNESS_CACHE_DIR")
-    if configured:
-        return Path(configured) / "lanes"
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "wikistream-harness" / "lanes"
+    return harness_cache("lanes")
 
 
 def key_lanes(recording: Recording, key: str | KeyGetter, lanes: int, *,
@@ -143,6 +140,9 @@ def _fingerprint(recording: Recording) -> list[str]:
         if index in recording.missing:
             out.append(f"{segment.file}:missing")
             continue
+        if recording.remote is not None:  # objects: replaced, never changed in place
+            out.append(f"{recording.location}/{segment.file}:{segment.sha256}:{segment.bytes}")
+            continue
         stat = recording.segment_path(index).stat()
         out.append(f"{segment.file}:{segment.sha256}:{stat.st_size}:{stat.st_mtime_ns}")
     return out
@@ -217,7 +217,7 @@ def _evict(root: Path, keep: Path) -> None:
 def _private(recording: Recording, key: KeyGetter, lanes: int,
              progress: bool | None) -> KeyLanes:
     """Lanes by a key function, in a directory of this process's that goes with it."""
-    memo = (key, lanes, str(recording.directory))
+    memo = (key, lanes, recording.identity)
     cached = _private_lanes.get(memo)
     if cached is not None:
         return cached

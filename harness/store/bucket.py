@@ -197,6 +197,10 @@ class Bucket:
             raise StoreError(f"{self.url(key)}: access denied ({_status(exc)}; check"
                              " AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)") from exc
         except Exception as exc:  # obstore: generic and network errors
+            if "169.254.169.254" in str(exc) or "credential" in str(exc).lower():
+                raise StoreError(f"{self.url(key)}: no credentials (set AWS_ACCESS_KEY_ID and"
+                                 " AWS_SECRET_ACCESS_KEY, or run where an instance role"
+                                 " provides them)") from None
             if _code(exc) == "NoSuchBucket":
                 raise StoreError(f"{self.url(key)}: no such bucket") from exc
             raise StoreUnavailable(

@@ -65,16 +65,27 @@ class BucketPath:
 Location: TypeAlias = "Path | BucketPath"
 
 
+def _address(value: str | os.PathLike[str]) -> str | None:
+    """The `s3://` address `value` is, if it is one. A `Path` made of one collapses its
+    double slash (`s3:/bucket/prefix`) and still names it, so that an address passes
+    unharmed through code that holds recordings as paths (job options, say)."""
+    text = os.fspath(value)
+    if text.startswith(SCHEME):
+        return text
+    if not isinstance(value, str) and text.startswith("s3:/"):
+        return SCHEME + text[len("s3:/"):]
+    return None
+
+
 def is_bucket_url(value: object) -> bool:
     """Whether `value` names a recording in object storage."""
-    return isinstance(value, BucketPath) or (isinstance(value, str)
-                                             and value.startswith(SCHEME))
+    return isinstance(value, BucketPath) or (
+        isinstance(value, (str, os.PathLike)) and _address(value) is not None)
 
 
 def location(value: str | os.PathLike[str] | BucketPath) -> Path | BucketPath:
     """A recording's place from what a user wrote (also argparse's `type=`)."""
     if isinstance(value, BucketPath):
         return value
-    if isinstance(value, str) and value.startswith(SCHEME):
-        return BucketPath.parse(value)
-    return Path(value)
+    address = _address(value)
+    return BucketPath.parse(address) if address is not None else Path(value)
