@@ -130,6 +130,9 @@ class Recording:
         if self.remote is None:
             return scan_blocks(self.segment_path(index), start, resync=self.skip_damaged)
         seg = self.manifest.segments[index]
+        if seg.index is not None:  # located by the index: nothing fetched until read
+            return (entry.block for entry in indexed_blocks(seg.index, seg.file)
+                    if entry.block.offset >= start)
         data = self.remote.segment(seg)
         return scan_file(io.BytesIO(data), len(data), seg.file, start, resync=self.skip_damaged)
 

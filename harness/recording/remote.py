@@ -16,7 +16,7 @@ from typing import Final
 
 from harness.errors import RecordingError, StoreError
 from harness.recording.manifest import MANIFEST, Manifest, Segment
-from harness.store.bucket import bucket
+from harness.store.bucket import open_bucket
 from harness.store.cache import FrameCache
 from harness.store.location import BucketPath
 
@@ -42,7 +42,7 @@ class RemoteFiles:
 
     def __init__(self, where: BucketPath) -> None:
         self.where = where
-        self.bucket = bucket(where)
+        self.bucket = open_bucket(where)
         self.cache = FrameCache.from_env()
         self._segment: tuple[str, bytes] | None = None  # the last whole segment read
 
@@ -51,7 +51,7 @@ class RemoteFiles:
 
     def manifest(self) -> Manifest:
         try:
-            data = self.bucket.get(self.where.key(MANIFEST))
+            data = self.bucket.get_current(self.where.key(MANIFEST))
         except StoreError as exc:
             if isinstance(exc.__cause__, FileNotFoundError) or "no such object" in str(exc):
                 raise RecordingError(f"{self.url(MANIFEST)}: missing; not a recording"

@@ -1,7 +1,14 @@
 """Object storage: recordings at `s3://bucket/prefix`, read and written through `Bucket`."""
 
-from harness.store.bucket import Bucket, Conflict, bucket
+from harness.store.bucket import Bucket, Conflict, open_bucket
 from harness.store.location import BucketPath, Location, is_bucket_url, location
 
-__all__ = ["Bucket", "BucketPath", "Conflict", "Location", "bucket", "is_bucket_url",
-           "location"]
+__all__ = [
+           "Bucket",
+           "BucketPath",
+           "Conflict",
+           "Location",
+           "is_bucket_url",
+           "location",
+           "open_bucket",
+]

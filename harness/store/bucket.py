@@ -38,7 +38,7 @@ from harness.store.location import BucketPath
 if TYPE_CHECKING:
     from obstore.store import S3Store
 
-__all__ = ["ENDPOINT_ENV", "MULTIPART_BYTES", "TRACE_ENV", "Bucket", "Conflict", "bucket"]
+__all__ = ["ENDPOINT_ENV", "MULTIPART_BYTES", "TRACE_ENV", "Bucket", "Conflict", "open_bucket"]
 
 ENDPOINT_ENV: Final = "HARNESS_S3_ENDPOINT"
 TRACE_ENV: Final = "HARNESS_S3_TRACE"  # a file: one line per request made (audits fetches)
@@ -84,6 +84,7 @@ class Bucket:
         self._lock = threading.Lock()
         self.fetched = 0  # bytes this process got from the bucket
         self.requests = 0
+        self._current: dict[str, tuple[str, bytes]] = {}  # key -> (ETag, bytes)
 
     # -- reads --------------------------------------------------------------------
 
@@ -95,6 +96,34 @@ class Bucket:
             data = self._call("GET", key, lambda store: self._get(store, key, if_match))
         self._count(key, 0, len(data))
         return data
+
+    def get_current(self, key: str) -> bytes:
+        """A whole object, fetched once per process and afterwards only if it changed
+        (a conditional GET: an unchanged object costs a request, never its bytes)."""
+        known = self._current.get(key)
+        if self._store is None and _may_fork():
+            got = _in_child(lambda: _fresh(self)._revalidated(key, known))
+        else:
+            got = self._call("GET", key, lambda store: self._revalidated(key, known, store))
+        if known is None or got[0] != known[0] or not got[0]:  # bytes came: count them
+            self._count(key, 0, len(got[1]))
+            self._current[key] = got
+        return got[1]
+
+    def _revalidated(self, key: str, known: tuple[str, bytes] | None,
+                     store: S3Store | None = None) -> tuple[str, bytes]:
+        import obstore
+        from obstore.exceptions import NotModifiedError
+
+        if store is None:  # in a forked child
+            return self._call("GET", key, lambda opened: self._revalidated(key, known, opened))
+        options: Any = {"if_none_match": known[0]} if known else None
+        try:
+            result = obstore.get(store, key, options=options)
+        except NotModifiedError:
+            assert known is not None
+            return known
+        return str(result.meta.get("e_tag") or ""), bytes(result.bytes())
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
         """`length` bytes of an object from byte `start` (fewer only if it is shorter)."""
@@ -228,7 +257,7 @@ class Bucket:
                 os.close(fd)
 
 
-def bucket(where: BucketPath) -> Bucket:
+def open_bucket(where: BucketPath) -> Bucket:
     """The process's `Bucket` for `where.bucket`, as the environment configures it now."""
     env = os.environ
     credentials = tuple(env.get(name, "") for name in (
