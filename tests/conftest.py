@@ -23,6 +23,7 @@ from harness.flows.bots.reference import ReferenceResult
 from harness.flows.job import FlowJob
 from harness.recording import RecordingWriter
 from harness.run.replay import Result, replay
+from tests.seaweed import bucket, s3_server  # noqa: F401 - the object storage fixtures
 
 settings.register_profile(
     "default", deadline=None, suppress_health_check=[HealthCheck.too_slow,

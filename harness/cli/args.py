@@ -135,7 +135,7 @@ def add_store_options(p: argparse.ArgumentParser) -> None:
 def bound_mb(text: str) -> float:
     from harness.values import number
 
-    value: float = number(1, 1e9)(text)
+    value: float = number(0.01, 1e9)(text)
     return value
 
 

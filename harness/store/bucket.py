@@ -22,9 +22,12 @@ few whole-object requests in a forked child, and stays forkable.
 
 from __future__ import annotations
 
+import itertools
 import os
+import random
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -44,6 +47,10 @@ ENDPOINT_ENV: Final = "HARNESS_S3_ENDPOINT"
 TRACE_ENV: Final = "HARNESS_S3_TRACE"  # a file: one line per request made (audits fetches)
 MULTIPART_BYTES: Final = 16 << 20  # larger uploads go in parts of this size
 _T = TypeVar("_T")
+
+
+class _Retryable(Exception):  # internal: the store failed this time
+    """The store did not answer, or answered with a server error: try again."""
 
 
 class Conflict(Exception):  # a condition, not a failure
@@ -67,7 +74,7 @@ class _Settings:
             endpoint=env.get(ENDPOINT_ENV) or env.get("AWS_ENDPOINT_URL_S3")
             or env.get("AWS_ENDPOINT_URL") or None,
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
-            retries=int(env.get("HARNESS_S3_RETRIES", "5")),
+            retries=int(env.get("HARNESS_S3_RETRIES", "2")),  # obstore's own, per attempt
             timeout=float(env.get("HARNESS_S3_TIMEOUT", "30")),
             give_up=float(env.get("HARNESS_S3_GIVE_UP", "60")),
         )
@@ -210,7 +217,23 @@ class Bucket:
 
     def _call(self, op: str, key: str, fn: Callable[[S3Store], _T], *,
               conditional: bool = False) -> _T:
-        """`fn(store)`, its failure turned into one line naming `key`."""
+        """`fn(store)`, retried with backoff and jitter while the store is unreachable or
+        failing (up to `give_up` seconds), its failure turned into one line naming `key`."""
+        deadline = time.monotonic() + self._settings.give_up
+        for attempt in itertools.count():
+            try:
+                return self._once(op, key, fn, conditional)
+            except _Retryable as failing:
+                pause = min(5.0, 0.1 * 2 ** attempt) * random.uniform(0.5, 1.0)
+                if time.monotonic() + pause > deadline:
+                    raise StoreUnavailable(
+                        f"{self.url(key)}: object store unavailable ({op} {failing};"
+                        f" gave up after {attempt + 1} attempts in"
+                        f" {self._settings.give_up:g} s)") from None
+                time.sleep(pause)
+        raise AssertionError("unreachable")
+
+    def _once(self, op: str, key: str, fn: Callable[[S3Store], _T], conditional: bool) -> _T:
         from obstore import exceptions as failed
 
         try:
@@ -225,6 +248,8 @@ class Bucket:
         except (failed.PermissionDeniedError, failed.UnauthenticatedError) as exc:
             raise StoreError(f"{self.url(key)}: access denied ({_status(exc)}; check"
                              " AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)") from exc
+        except failed.NotModifiedError:
+            raise
         except Exception as exc:  # obstore: generic and network errors
             if "169.254.169.254" in str(exc) or "credential" in str(exc).lower():
                 raise StoreError(f"{self.url(key)}: no credentials (set AWS_ACCESS_KEY_ID and"
@@ -232,9 +257,7 @@ class Bucket:
                                  " provides them)") from None
             if _code(exc) == "NoSuchBucket":
                 raise StoreError(f"{self.url(key)}: no such bucket") from exc
-            raise StoreUnavailable(
-                f"{self.url(key)}: object store unavailable ({op} {_status(exc)};"
-                f" gave up after {self._settings.retries} retries)") from None
+            raise _Retryable(_status(exc)) from None
 
     def _opened(self) -> S3Store:
         if self._store is None:

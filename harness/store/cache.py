@@ -30,17 +30,23 @@ class FrameCache:
         self.directory = directory
         self.limit = limit
         self.hits = 0
+        self._puts = 0
         self._lock = threading.Lock()
         directory.mkdir(parents=True, exist_ok=True)
         self._size = sum(entry.stat().st_size for entry in self._entries())
 
     @classmethod
     def from_env(cls) -> FrameCache | None:
-        """The cache `--cache` configured (`HARNESS_S3_CACHE`), if any."""
+        """The process's cache that `--cache` configured (`HARNESS_S3_CACHE`), if any."""
         directory = os.environ.get(CACHE_ENV)
         if not directory:
             return None
-        return cls(Path(directory), int(float(os.environ.get(CACHE_MB_ENV, "2048")) * (1 << 20)))
+        limit = int(float(os.environ.get(CACHE_MB_ENV, "2048")) * (1 << 20))
+        with _opening:
+            key = (directory, limit)
+            if key not in _opened:
+                _opened[key] = cls(Path(directory), limit)
+            return _opened[key]
 
     def get(self, digest: bytes) -> bytes | None:
         """The bytes whose sha256 is `digest`, if cached and still intact."""
@@ -75,7 +81,9 @@ class FrameCache:
             return
         with self._lock:
             self._size += len(data)
-            over = self._size > self.limit
+            self._puts += 1
+            # Other processes may be filling it too: look at the whole of it now and then.
+            over = self._size > self.limit or self._puts % 32 == 0
         if over:
             self._evict()
 
@@ -88,8 +96,9 @@ class FrameCache:
                 entries.append((stat.st_mtime_ns, stat.st_size, entry))
         entries.sort()
         size = sum(s for _, s, _ in entries)
+        keep = self.limit * 0.9 if size > self.limit else self.limit
         for _, entry_size, entry in entries:
-            if size <= self.limit * 0.9:
+            if size <= keep:
                 break
             with contextlib.suppress(OSError):
                 entry.unlink()
@@ -103,3 +112,7 @@ class FrameCache:
     def _path(self, digest: bytes) -> Path:
         name = digest.hex()
         return self.directory / name[:2] / name
+
+
+_opening = threading.Lock()
+_opened: dict[tuple[str, int], FrameCache] = {}

