@@ -48,14 +48,21 @@ def _free_ports(n: int) -> list[int]:
 
 
 class SeaweedS3:
-    """One `weed server` with its S3 gateway; `restart` keeps its ports and objects."""
+    """One `weed server` with its S3 gateway; `restart` keeps its ports and objects.
 
-    def __init__(self, data: Path) -> None:
+    `inside` runs it in a network namespace (`ip netns exec NS`), listening on `host`
+    there: this process then reaches it only through `in_namespace`.
+    """
+
+    def __init__(self, data: Path, *, host: str = "127.0.0.1",
+                 inside: list[str] | None = None) -> None:
         self.data = data
+        self.host = host
+        self.inside = inside or []
         self.proc: subprocess.Popen[bytes] | None = None
         ports = _free_ports(8)
         self.ports = ports
-        self.endpoint = f"http://127.0.0.1:{ports[6]}"
+        self.endpoint = f"http://{host}:{ports[6]}"
         self.config = data / "s3.json"
         data.mkdir(parents=True, exist_ok=True)
         self.config.write_bytes(orjson.dumps({"identities": [{
@@ -72,7 +79,8 @@ class SeaweedS3:
         p = self.ports
         log = (self.data / "weed.log").open("ab")
         self.proc = subprocess.Popen(
-            [weed, "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={self.data}",
+            [*self.inside, weed, "server", f"-ip={self.host}", f"-ip.bind={self.host}",
+             f"-dir={self.data}",
              f"-master.port={p[0]}", f"-master.port.grpc={p[1]}", f"-volume.port={p[2]}",
              f"-volume.port.grpc={p[3]}", f"-filer.port={p[4]}", f"-filer.port.grpc={p[5]}",
              "-s3", f"-s3.port={p[6]}", f"-s3.port.grpc={p[7]}", f"-s3.config={self.config}",
@@ -91,6 +99,11 @@ class SeaweedS3:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 break
+            if self.inside:
+                if self.in_namespace(f"make_bucket({probe!r})").returncode == 0:
+                    return
+                time.sleep(0.2)
+                continue
             try:
                 self.make_bucket(probe)
                 import obstore
@@ -123,6 +136,27 @@ class SeaweedS3:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def in_namespace(self, call: str) -> subprocess.CompletedProcess[str]:
+        """`call` (e.g. `make_bucket('b')`, `upload(path, 's3://b/p')`) made on this
+        server from a process inside its namespace."""
+        code = ("import sys; from pathlib import Path; from tests.seaweed import SeaweedS3;"
+                f" s = SeaweedS3.__new__(SeaweedS3); s.endpoint = {self.endpoint!r};"
+                f" s.{call}")
+        root = str(Path(__file__).resolve().parents[1])
+        return subprocess.run([*self.inside, sys.executable, "-c", code], capture_output=True,
+                              text=True, timeout=60, cwd=root)
+
+    def upload(self, directory: str | Path, url: str) -> None:
+        """Copy a recording directory's files under `s3://bucket/prefix`."""
+        import obstore
+
+        bucket, _, prefix = url.removeprefix("s3://").partition("/")
+        store = self.store(bucket)
+        for path in sorted(Path(directory).iterdir()):
+            if path.is_file():
+                obstore.put(store, f"{prefix}/{path.name}" if prefix else path.name,
+                            path.read_bytes())
 
     @property
     def running(self) -> bool:

@@ -91,7 +91,7 @@ def _tx_bytes(ns: str, veth: str) -> int:
     return int(stats[0]["stats64"]["tx"]["bytes"])
 
 
-def _replay(rec: Path, out: Path, dead: Path, *extra: str) -> list[str]:
+def _replay(rec: Path | str, out: Path, dead: Path, *extra: str) -> list[str]:
     # this interpreter (and its environment), not whatever `harness` is on PATH
     return [sys.executable, "-m", "harness", "replay", str(rec), "--workers", "2",
             "--out", str(out), "--dead-letters", str(dead), "--quiet", *extra]
@@ -172,3 +172,57 @@ def test_two_hosts_together_write_what_one_process_writes(
     assert min(sent) > 8 * 1024, sent
     print(f"one process: {one_process:.1f} s; two hosts: {two_hosts_took:.1f} s;"
           f" veth TX bytes {sent}; events {counted}; summaries {[len(s) for s in shares]}")
+
+
+def test_two_hosts_replay_a_recording_from_a_bucket_with_no_shared_directory(
+        tmp_path: Path, two_hosts: tuple[str, str]) -> None:
+    """The recording lives only in object storage, served from the first "host"; each
+    member reads its own lanes from there; nothing of the recording is on a disk the
+    members share."""
+    from tests.seaweed import SeaweedS3
+
+    events = 4000
+    rec = write_recording(tmp_path / "local" / "rec",
+                          (e.payload for e in synthetic_events(events, seed=23)), lanes=8)
+    reference = subprocess.run(_replay(rec, tmp_path / "ref.jsonl", tmp_path / "ref_dl.jsonl"),
+                               capture_output=True, text=True, timeout=TIMEOUT)
+    assert reference.returncode == 0, reference.stderr
+
+    store = SeaweedS3(tmp_path / "store", host=HOSTS[0], inside=[IP, "netns", "exec",
+                                                                 two_hosts[0]]).start()
+    try:
+        url = "s3://shared-recordings/runs/rec"
+        made = store.in_namespace(f"make_bucket('shared-recordings'); s.upload({str(rec)!r},"
+                                  f" {url!r})")
+        assert made.returncode == 0, made.stderr
+        shutil.rmtree(tmp_path / "local")  # from now on, the bucket is the only copy
+
+        addresses = ";".join(f"{host}:{PORT}" for host in HOSTS)
+        env = {**os.environ, **store.env()}
+        logs, procs = [], []
+        for i, ns in enumerate(two_hosts):
+            own = tmp_path / f"host{i}"  # each member's own directory, nothing shared
+            own.mkdir()
+            stdout, stderr = own / "stdout", own / "stderr"
+            logs.append((stdout, stderr))
+            with stdout.open("wb") as out, stderr.open("wb") as err:
+                procs.append(subprocess.Popen(
+                    [IP, "netns", "exec", ns,
+                     *_replay(url, own / "out.jsonl", own / "dl.jsonl", "--addresses",
+                              addresses, "--process-id", str(i))],
+                    stdout=out, stderr=err, env=env))
+        codes = _wait(procs, TIMEOUT)
+    finally:
+        store.stop()
+    texts = [(o.read_text(), e.read_text()) for o, e in logs]
+    assert codes == [0, 0], texts
+    shares = [(tmp_path / f"host{i}" / "out.jsonl").read_bytes().splitlines()
+              for i in range(2)]
+    dead = [(tmp_path / f"host{i}" / "dl.jsonl").read_bytes().splitlines() for i in range(2)]
+    assert all(shares)
+    assert sorted(shares[0] + shares[1]) == sorted(
+        (tmp_path / "ref.jsonl").read_bytes().splitlines())
+    assert sorted(dead[0] + dead[1]) == sorted(
+        (tmp_path / "ref_dl.jsonl").read_bytes().splitlines())
+    counted = [_events(stdout) for stdout, _ in texts]
+    assert all(counted) and sum(counted) == events
