@@ -5,6 +5,7 @@ with the manifest last, and every fault one line with the right exit status."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from harness.recording.index import indexed_blocks
+from harness.recording.index import Frame, indexed_blocks
 from harness.recording.manifest import MANIFEST, Manifest
 from harness.recording.reader import Recording
 from harness.recording.recorder import record
@@ -123,14 +124,11 @@ def test_a_member_fetches_its_lanes_and_the_manifest_and_nothing_else(
     assert proc.returncode == 0, proc.stderr
     assert out.read_bytes() == replayed(tmp_path, original)
     manifest = Recording(original).manifest
-    lane_of: dict[tuple[str, int], tuple[int, int]] = {}  # (segment, offset) -> (lane, size)
+    frames: dict[str, list[Frame]] = {}  # each segment's frames, in file order
     for segment in manifest.segments:
         assert segment.index is not None
-        for entry in indexed_blocks(segment.index, segment.file):
-            offset = entry.block.offset + entry.block.header_size
-            for ref in entry.block.header.lanes:
-                lane_of[(segment.file, offset)] = (ref.lane, ref.size)
-                offset += ref.size
+        frames[segment.file] = [frame for entry in indexed_blocks(segment.index, segment.file)
+                                for frame in entry.frames()]
     manifest_bytes = (original / MANIFEST).stat().st_size
     fetched: dict[int, list[tuple[str, int, int]]] = defaultdict(list)
     for line in trace.read_text().splitlines():
@@ -141,11 +139,18 @@ def test_a_member_fetches_its_lanes_and_the_manifest_and_nothing_else(
     assert len(readers) == 2  # the two members, each reading its lanes
     lanes_read: list[set[int]] = []
     for got in readers.values():
-        frames = [(name, start, size) for name, start, size in got if name != MANIFEST]
-        assert len(set(frames)) == len(frames)  # no frame fetched twice
-        lanes = {lane_of[(name, start)][0] for name, start, _ in frames}
-        wanted = sum(size for (_, _), (lane, size) in lane_of.items() if lane in lanes)
-        assert sum(size for _, _, size in frames) == wanted  # its lanes' frames, exactly
+        covered: list[Frame] = []
+        for name, start, size in got:
+            if name == MANIFEST:
+                continue
+            # A GET is whole frames side by side (neighbouring lanes this member reads).
+            inside = [f for f in frames[name] if start <= f.offset < start + size]
+            assert inside and inside[0].offset == start and inside[-1].end == start + size
+            assert all(a.end == b.offset for a, b in itertools.pairwise(inside))
+            covered += inside
+        assert len(set(covered)) == len(covered)  # no frame fetched twice
+        lanes = {f.lane for f in covered}
+        assert set(covered) == {f for fs in frames.values() for f in fs if f.lane in lanes}
         assert sum(size for name, _, size in got if name == MANIFEST) <= manifest_bytes
         lanes_read.append(lanes)
     assert not lanes_read[0] & lanes_read[1]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.store.location import location
 
 __all__ = ["BenchPlan", "BenchResults", "Measured", "WallTimes", "net_rate"]
 
@@ -45,7 +46,8 @@ class BenchPlan:
 
     def command(self, recording: Path, workers: int, processes: int,
                 flow: str | None = None) -> list[str]:
-        cmd = [sys.executable, "-m", "harness", "replay", str(recording), "--quiet", "--json",
+        cmd = [sys.executable, "-m", "harness", "replay", str(location(recording)), "--quiet",
+               "--json",
                "--workers", str(workers), "--processes", str(processes), *self.extra_args,
                "--flow", flow or self.flow]
         if self.payloads:
@@ -56,7 +58,7 @@ class BenchPlan:
 
     def baseline_command(self, recording: Path) -> list[str]:
         return [sys.executable, "-m", "harness.bench", "read" if self.payloads else "detect",
-                str(recording)]
+                str(location(recording))]
 
     def naive_command(self, payloads: Path, out: Path) -> list[str]:
         return [sys.executable, "-m", "harness.bench", "naive", str(payloads), self.flow,
@@ -177,7 +179,7 @@ class BenchResults:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "recording": str(self.plan.recording), "flow": self.plan.flow,
+            "recording": str(location(self.plan.recording)), "flow": self.plan.flow,
             "key": self.plan.key, "rounds": self.plan.rounds, "python": sys.version.split()[0],
             "cpus": os.cpu_count(), "baseline": self.baseline.to_json(None),
             "naive_bytewax": self.naive.to_json(self) if self.naive is not None else None,
@@ -190,7 +192,8 @@ class BenchResults:
         head = (f"{'shape':<28} {'events/s':>10} {'min-max s':>13} {'x plain':>8}"
                 + (f" {'x naive':>8}" if naive else "")
                 + f" {'start-up s':>10} {'net ev/s':>10}  notes")
-        lines = [f"{self.plan.flow} on {self.plan.recording} ({self.baseline.events:,} events,"
+        where = location(self.plan.recording)
+        lines = [f"{self.plan.flow} on {where} ({self.baseline.events:,} events,"
                  f" median of {self.plan.rounds} rounds, whole processes)", head,
                  "-" * len(head)]
         for row in [self.baseline, *([self.naive] if self.naive else []), *self.rows]:

@@ -25,7 +25,7 @@ def plain_read(path: Path) -> int:
     recording = Recording(path)
     count = 0
     for index in range(len(recording.manifest.segments)):
-        with recording.segment_path(index).open("rb") as f:
+        with recording.open_segment(index) as f:
             reader = zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True)
             for line in io.BufferedReader(reader, 1 << 20):
                 orjson.loads(line)

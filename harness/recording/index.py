@@ -23,9 +23,24 @@ from typing import BinaryIO, Final
 from harness.errors import RecordingError
 from harness.recording.blocks import Block, BlockHeader, Damage, scan_file
 
-__all__ = ["IndexBuilder", "IndexedBlock", "index_of", "indexed_blocks"]
+__all__ = ["Frame", "IndexBuilder", "IndexedBlock", "index_of", "indexed_blocks"]
 
 _DIGEST: Final = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One lane frame of a segment: its byte range and the sha256 it must have."""
+
+    segment: str
+    offset: int
+    size: int
+    digest: bytes
+    lane: int
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.size
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,14 +50,13 @@ class IndexedBlock:
     block: Block
     digests: tuple[bytes, ...]
 
-    def frame(self, lane: int) -> tuple[int, int, bytes] | None:
-        """`(offset, size, sha256)` of `lane`'s frame, None if the block has none."""
-        offset = self.block.offset + self.block.header_size
+    def frames(self) -> list[Frame]:
+        """Its lane frames, in file order."""
+        out, offset = [], self.block.offset + self.block.header_size
         for ref, digest in zip(self.block.header.lanes, self.digests, strict=True):
-            if ref.lane == lane:
-                return offset, ref.size, digest
+            out.append(Frame(self.block.segment, offset, ref.size, digest, ref.lane))
             offset += ref.size
-        return None
+        return out
 
 
 class IndexBuilder:

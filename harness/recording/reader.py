@@ -22,9 +22,9 @@ import zstandard
 from harness.errors import RecordingError
 from harness.recording.blocks import PARTIAL, Block, Damage, scan_blocks, scan_file
 from harness.recording.envelope import Envelope, EnvelopeError
-from harness.recording.index import indexed_blocks
+from harness.recording.index import Frame, indexed_blocks
 from harness.recording.manifest import Manifest, Segment
-from harness.recording.remote import Frame, RemoteFiles
+from harness.recording.remote import RemoteFiles
 from harness.store.location import BucketPath, location
 
 __all__ = ["MAX_FRAME_BYTES", "LanePosition", "Recording"]
@@ -126,6 +126,13 @@ class Recording:
                     raise RecordingError(item.where)
             yield item
 
+    def open_segment(self, index: int) -> BinaryIO:
+        """A segment's bytes to read (in object storage: fetched whole, checked against
+        the manifest's sha256)."""
+        if self.remote is not None:
+            return io.BytesIO(self.remote.segment(self.manifest.segments[index]))
+        return self.segment_path(index).open("rb")
+
     def _scan(self, index: int, start: int) -> Iterator[Block | Damage]:
         if self.remote is None:
             return scan_blocks(self.segment_path(index), start, resync=self.skip_damaged)
@@ -193,6 +200,14 @@ class Recording:
         (the recording lanes were derived from), which lane 0 reports as it
         enters the segment.
         """
+        if self.remote is not None:  # before any frame is fetched: it may come with others
+            self.remote.reads(lane)
+        return self._lane_frames(lane, start, skip, skipped, damaged)
+
+    def _lane_frames(
+        self, lane: int, start: LanePosition, skip: Callable[[Segment], bool] | None,
+        skipped: set[int] | None, damaged: Callable[[int], list[Damage]] | None,
+    ) -> Iterator[tuple[int, Block | None, bytes | Damage]]:
         dctx = zstandard.ZstdDecompressor()
         only = {lane}
         for index in range(start.segment, len(self.manifest.segments)):
@@ -210,8 +225,7 @@ class Recording:
                 continue
             with contextlib.ExitStack() as stack:
                 f = (None if index in self.missing
-                     else io.BytesIO(self.remote.segment(segment)) if self.remote is not None
-                     else stack.enter_context(self.segment_path(index).open("rb")))
+                     else stack.enter_context(self.open_segment(index)))
                 for block in self.segment_blocks(index, offset):
                     if isinstance(block, Damage):
                         if lane == 0:
@@ -226,13 +240,15 @@ class Recording:
         """`lane_frames` of one segment in object storage: just this lane's frames, by
         ranged GETs through the block index, each checked against its sha256."""
         assert self.remote is not None and segment.index is not None
-        located: list[tuple[Block, Frame]] = []
+        located: list[tuple[Block, Frame, list[Frame]]] = []
         for entry in indexed_blocks(segment.index, segment.file):
-            place = entry.frame(lane) if entry.block.offset >= start else None
-            if place is not None:
-                located.append((entry.block, Frame(segment.file, *place)))
-        fetched = self.remote.frames(frame for _, frame in located)
-        for (block, frame), data in zip(located, fetched, strict=True):
+            if entry.block.offset >= start:
+                frames = entry.frames()
+                own = next((f for f in frames if f.lane == lane), None)
+                if own is not None:
+                    located.append((entry.block, own, frames))
+        fetched = self.remote.frames((own, frames) for _, own, frames in located)
+        for (block, frame, _), data in zip(located, fetched, strict=True):
             ref = next(ref for ref in block.header.lanes if ref.lane == lane)
             if lane >= self.lanes:
                 data = RecordingError(f"{segment.file}: block at byte {block.offset} names a"

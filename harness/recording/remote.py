@@ -8,33 +8,23 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections import deque
-from collections.abc import Iterable, Iterator
+from collections import defaultdict, deque
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Final
 
 from harness.errors import RecordingError, StoreError
+from harness.recording.index import Frame
 from harness.recording.manifest import MANIFEST, Manifest, Segment
 from harness.store.bucket import open_bucket
 from harness.store.cache import FrameCache
 from harness.store.location import BucketPath
 
-__all__ = ["AHEAD_BYTES", "Frame", "RemoteFiles"]
+__all__ = ["AHEAD_BYTES", "RemoteFiles"]
 
 AHEAD_BYTES: Final = 16 << 20  # fetched ahead of a lane reader, at most
 _AHEAD_REQUESTS: Final = 16
-_FETCHERS: Final = 16
-
-
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """One byte range of a segment object and the sha256 it must have."""
-
-    segment: str
-    offset: int
-    size: int
-    digest: bytes
+_FETCHERS: Final = 8
 
 
 class RemoteFiles:
@@ -77,44 +67,158 @@ class RemoteFiles:
             self._segment = (seg.file, data)
         return data
 
-    def frames(self, wanted: Iterable[Frame]) -> Iterator[bytes | RecordingError]:
-        """The bytes of each frame, in order, fetched ahead; a frame that does not match
-        its sha256 comes as the `RecordingError` naming it, in its place."""
-        ahead: deque[tuple[Frame, Future[bytes | RecordingError]]] = deque()
+    def frames(self, wanted: Iterable[tuple[Frame, Sequence[Frame]]]
+               ) -> Iterator[bytes | RecordingError]:
+        """The bytes of each wanted frame, in order, fetched ahead. Each comes with the
+        frames of its block: those of lanes this process also reads that sit next to it
+        are fetched with it, in one GET, and kept for their lanes. A frame that does not
+        match its sha256 comes as the `RecordingError` naming it, in its place."""
+        ahead: deque[tuple[Frame, _Claim]] = deque()
         pending = iter(wanted)
         in_flight = 0
         exhausted = False
-        try:
-            while True:
-                while not exhausted and len(ahead) < _AHEAD_REQUESTS and (
-                        in_flight < AHEAD_BYTES or not ahead):
-                    frame = next(pending, None)
-                    if frame is None:
-                        exhausted = True
-                        break
-                    ahead.append((frame, _pool().submit(self._fetch, frame)))
-                    in_flight += frame.size
-                if not ahead:
-                    return
-                frame, future = ahead.popleft()
-                in_flight -= frame.size
-                yield future.result()
-        finally:
-            for _, future in ahead:
-                future.cancel()
+        while True:
+            while not exhausted and len(ahead) < _AHEAD_REQUESTS and (
+                    in_flight < AHEAD_BYTES or not ahead):
+                got = next(pending, None)
+                if got is None:
+                    exhausted = True
+                    break
+                frame, block = got
+                ahead.append((frame, self._claim(frame, block)))
+                in_flight += frame.size
+            if not ahead:
+                return
+            frame, claim = ahead.popleft()
+            in_flight -= frame.size
+            yield claim.result()
 
-    def _fetch(self, frame: Frame) -> bytes | RecordingError:
-        if self.cache is not None:
-            cached = self.cache.get(frame.digest)
+    def _claim(self, frame: Frame, block: Sequence[Frame]) -> _Claim:
+        """A frame's bytes: kept from a neighbour's fetch, on their way in one, or fetched
+        now together with the neighbours this process reads and nobody fetched yet."""
+        shared, key = _shared, (self.where.url(frame.segment), frame.offset)
+        with shared.lock:
+            shared.claimed[(self.where.url(), frame.lane)] = (frame.segment, frame.offset)
+            if key in shared.ready or key in shared.inflight:
+                return _Claim(self, frame, key, shared.inflight.get(key))
+            reading = shared.lanes[self.where.url()]
+            at = block.index(frame)
+            first = last = at
+            room = _KEPT_BYTES - shared.kept
+            while first > 0 and self._joins(block[first - 1], reading) and room > 0:
+                first -= 1
+                room -= block[first].size
+            while last + 1 < len(block) and self._joins(block[last + 1], reading) and room > 0:
+                last += 1
+                room -= block[last].size
+            span = block[first:last + 1]
+            future = _pool().submit(self._fetch, span)
+            for part in span:
+                shared.inflight[(self.where.url(part.segment), part.offset)] = future
+        return _Claim(self, frame, key, future)
+
+    def _joins(self, neighbour: Frame, reading: set[int]) -> bool:
+        """Whether to fetch `neighbour` too: its lane is read here, has not come past it
+        yet, and nobody has fetched it."""
+        key = (self.where.url(neighbour.segment), neighbour.offset)
+        past = _shared.claimed.get((self.where.url(), neighbour.lane))
+        return neighbour.lane in reading and key not in _shared.ready \
+            and key not in _shared.inflight \
+            and (past is None or past < (neighbour.segment, neighbour.offset))
+
+    def _fetch(self, span: Sequence[Frame]) -> None:
+        """Fetch adjacent frames with one GET (those not in the cache), check each, and
+        keep them for their lanes."""
+        found: dict[int, bytes | RecordingError] = {}
+        missing = []
+        for frame in span:
+            cached = self.cache.get(frame.digest) if self.cache is not None else None
             if cached is not None:
-                return cached
-        data = self.bucket.get_range(self.where.key(frame.segment), frame.offset, frame.size)
-        if len(data) != frame.size or hashlib.sha256(data).digest() != frame.digest:
-            return RecordingError(f"{self.url(frame.segment)}: byte {frame.offset}: frame does"
-                                  " not match its sha256 in the manifest's block index")
-        if self.cache is not None:
-            self.cache.put(frame.digest, data)
-        return data
+                found[frame.offset] = cached
+            else:
+                missing.append(frame)
+        try:
+            for run in _runs(missing):
+                data = self.bucket.get_range(self.where.key(run[0].segment), run[0].offset,
+                                             run[-1].end - run[0].offset)
+                for frame in run:
+                    piece = data[frame.offset - run[0].offset:frame.end - run[0].offset]
+                    if len(piece) != frame.size or \
+                            hashlib.sha256(piece).digest() != frame.digest:
+                        found[frame.offset] = RecordingError(
+                            f"{self.url(frame.segment)}: byte {frame.offset}: frame does not"
+                            " match its sha256 in the manifest's block index")
+                        continue
+                    found[frame.offset] = piece
+                    if self.cache is not None:
+                        self.cache.put(frame.digest, piece)
+        finally:
+            with _shared.lock:
+                for frame in span:
+                    key = (self.where.url(frame.segment), frame.offset)
+                    _shared.inflight.pop(key, None)
+                    if frame.offset in found:
+                        got = found[frame.offset]
+                        _shared.ready[key] = got
+                        _shared.kept += len(got) if isinstance(got, bytes) else 0
+
+    def _fetch_one(self, frame: Frame) -> bytes | RecordingError:
+        """One frame, fetched now, on its own."""
+        self._fetch([frame])
+        return _Claim(self, frame, (self.url(frame.segment), frame.offset), None).result()
+
+    def reads(self, lane: int) -> None:
+        """Note that this process reads `lane` (its frames may come with a neighbour's)."""
+        with _shared.lock:
+            _shared.lanes[self.where.url()].add(lane)
+
+
+class _Shared:
+    """What this process's lane readers share: which lanes it reads, per recording; frames
+    fetched for a lane that has not come for them yet; fetches under way."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.lanes: defaultdict[str, set[int]] = defaultdict(set)
+        self.ready: dict[tuple[str, int], bytes | RecordingError] = {}
+        self.inflight: dict[tuple[str, int], Future[None]] = {}
+        self.kept = 0  # bytes in `ready`
+        # How far each lane's reader has claimed (segment names sort in file order).
+        self.claimed: dict[tuple[str, int], tuple[str, int]] = {}
+
+
+_shared = _Shared()
+_KEPT_BYTES: Final = 64 << 20  # frames kept for other lanes, at most: then fetched alone
+
+
+class _Claim:
+    """A frame's bytes once the fetch that brings them is done."""
+
+    def __init__(self, files: RemoteFiles, frame: Frame, key: tuple[str, int],
+                 future: Future[None] | None) -> None:
+        self.files, self.frame, self.key, self.future = files, frame, key, future
+
+    def result(self) -> bytes | RecordingError:
+        if self.future is not None:
+            self.future.result()  # raises what the fetch raised (the store unavailable, ...)
+        with _shared.lock:
+            piece = _shared.ready.pop(self.key, None)
+            if isinstance(piece, bytes):
+                _shared.kept -= len(piece)
+        if piece is None:  # another reader of the same lane in this process took it
+            return self.files._fetch_one(self.frame)
+        return piece
+
+
+def _runs(frames: Sequence[Frame]) -> list[list[Frame]]:
+    """`frames` (in file order) in runs of byte-adjacent ones."""
+    runs: list[list[Frame]] = []
+    for frame in frames:
+        if runs and runs[-1][-1].end == frame.offset:
+            runs[-1].append(frame)
+        else:
+            runs.append([frame])
+    return runs
 
 
 _lock = threading.Lock()

@@ -41,11 +41,13 @@ from harness.store.location import BucketPath
 if TYPE_CHECKING:
     from obstore.store import S3Store
 
-__all__ = ["ENDPOINT_ENV", "MULTIPART_BYTES", "TRACE_ENV", "Bucket", "Conflict", "open_bucket"]
+__all__ = ["ENDPOINT_ENV", "FRESH_SECONDS", "MULTIPART_BYTES", "TRACE_ENV", "Bucket", "Conflict",
+           "open_bucket"]
 
 ENDPOINT_ENV: Final = "HARNESS_S3_ENDPOINT"
 TRACE_ENV: Final = "HARNESS_S3_TRACE"  # a file: one line per request made (audits fetches)
 MULTIPART_BYTES: Final = 16 << 20  # larger uploads go in parts of this size
+FRESH_SECONDS: Final = 2.0  # a manifest read this recently is not asked for again
 _T = TypeVar("_T")
 
 
@@ -92,6 +94,7 @@ class Bucket:
         self.fetched = 0  # bytes this process got from the bucket
         self.requests = 0
         self._current: dict[str, tuple[str, bytes]] = {}  # key -> (ETag, bytes)
+        self._checked: dict[str, float] = {}  # key -> when its copy was last known current
 
     # -- reads --------------------------------------------------------------------
 
@@ -106,8 +109,12 @@ class Bucket:
 
     def get_current(self, key: str) -> bytes:
         """A whole object, fetched once per process and afterwards only if it changed
-        (a conditional GET: an unchanged object costs a request, never its bytes)."""
+        (a conditional GET: an unchanged object costs a request, never its bytes); a copy
+        checked in the last `FRESH_SECONDS` is taken as it is."""
         known = self._current.get(key)
+        if known is not None and time.monotonic() - self._checked.get(key, -FRESH_SECONDS) \
+                < FRESH_SECONDS:
+            return known[1]
         if self._store is None and _may_fork():
             got = _in_child(lambda: _fresh(self)._revalidated(key, known))
         else:
@@ -115,6 +122,7 @@ class Bucket:
         if known is None or got[0] != known[0] or not got[0]:  # bytes came: count them
             self._count(key, 0, len(got[1]))
             self._current[key] = got
+        self._checked[key] = time.monotonic()
         return got[1]
 
     def _revalidated(self, key: str, known: tuple[str, bytes] | None,
@@ -174,6 +182,7 @@ class Bucket:
         import obstore
 
         mode: Any = "create" if create else {"e_tag": if_match} if if_match else "overwrite"
+        self._current.pop(key, None)  # what this process read of it is not current now
         result = self._call("PUT", key, lambda store: obstore.put(
             store, key, data, mode=mode, use_multipart=False), conditional=True)
         return str(result["e_tag"])

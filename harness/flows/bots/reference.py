@@ -108,7 +108,7 @@ def plain_loop(path: str | os.PathLike[str], params: DetectionParams) -> Tally:
 
     def payloads() -> Iterator[tuple[int, Any]]:
         for index in range(len(recording.manifest.segments)):
-            with recording.segment_path(index).open("rb") as f:
+            with recording.open_segment(index) as f:
                 reader = zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True)
                 for line in io.BufferedReader(reader, 1 << 20):
                     env = orjson.loads(line)
