@@ -149,30 +149,6 @@ class Bucket:
         self._count(key, start, len(data))
         return data
 
-    def size(self, key: str) -> int | None:
-        """The size of an object, None if there is none."""
-        import obstore
-
-        if self._store is None and _may_fork():
-            return _in_child(lambda: _fresh(self).size(key))
-        try:
-            meta = self._call("HEAD", key, lambda store: obstore.head(store, key))
-        except StoreError as exc:
-            if isinstance(exc.__cause__, FileNotFoundError):
-                return None
-            raise
-        return int(meta["size"])
-
-    def keys(self, prefix: str) -> list[str]:
-        """The keys under `prefix` (a folder: ends with "/")."""
-        import obstore
-
-        def listed(store: S3Store) -> list[str]:
-            return [str(meta["path"]) for batch in obstore.list(store, prefix=prefix)
-                    for meta in batch]
-
-        return self._call("LIST", prefix, listed)
-
     # -- writes -------------------------------------------------------------------
 
     def put(self, key: str, data: bytes, *, create: bool = False,
@@ -205,6 +181,8 @@ class Bucket:
         """The current version (ETag) of an object, None if there is none."""
         import obstore
 
+        if self._store is None and _may_fork():
+            return _in_child(lambda: _fresh(self).etag(key))
         try:
             meta = self._call("HEAD", key, lambda store: obstore.head(store, key))
         except StoreError as exc:
