@@ -323,3 +323,28 @@ def test_a_cache_serves_the_next_run_and_drops_a_damaged_entry(
     run(tmp_path / "fourth.tsv", "--cache", str(bounded), "--cache-mb", str(limit_mb))
     held = sum(p.stat().st_size for p in bounded.glob("??/*"))
     assert 0 < held <= limit_mb * (1 << 20)
+
+
+def test_every_command_that_reads_a_recording_reads_one_in_a_bucket(
+        original: Path, bucket: str, s3_server: SeaweedS3, tmp_path: Path) -> None:
+    url = f"{bucket}/rec"
+    upload(s3_server, original, url)
+    report = harness("report", url, "--out", str(tmp_path / "r.html"))
+    assert report.returncode == 0, report.stderr
+    assert f"{4000:,} events" in report.stdout
+    exported = harness("export", url, "--out", str(tmp_path / "a.jsonl"))
+    local = harness("export", str(original), "--out", str(tmp_path / "b.jsonl"))
+    assert exported.returncode == local.returncode == 0, exported.stderr
+    assert f"of {url} to" in exported.stdout
+    assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
+    checked = harness("check", url, "--flow", "passthrough", "--key", "wiki")
+    assert checked.returncode == 0, checked.stderr
+    assert "deterministic" in checked.stdout
+    with EventStreamServer(url, speed=0) as server:  # harness serve, from the bucket
+        record(tmp_path / "copy", url=server.url, max_events=4000, progress=False,
+               stream_options=FAST)
+    assert served(tmp_path / "copy") == served(original)
+    bench = harness("bench", url, "--workers", "1", "--processes", "1", "--rounds", "1",
+                    "--json")
+    assert bench.returncode == 0, bench.stderr
+    assert url in bench.stdout

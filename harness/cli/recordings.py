@@ -13,6 +13,7 @@ import orjson
 
 from harness.cli.args import add_json, add_slice_options, place
 from harness.recording.lanes import DEFAULT_LANES, MAX_LANES
+from harness.store.location import location
 from harness.values import count, number
 
 __all__ = ["register"]
@@ -131,5 +132,6 @@ def cmd_export(args: argparse.Namespace) -> int:
             yield line
 
     outputs.write("--out", counted())
-    print(f"export: wrote {written} payload line(s) of {args.recording} to {args.out}")
+    print(f"export: wrote {written} payload line(s) of {location(args.recording)} to"
+          f" {args.out}")
     return 0

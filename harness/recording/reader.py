@@ -61,11 +61,9 @@ class Recording:
         self.missing: set[int] = set()
         if isinstance(self.location, BucketPath):
             self.remote: RemoteFiles | None = RemoteFiles(self.location)
-            self.directory = Path()  # no local directory: see `location`
             self.manifest = self.remote.manifest()
             return
         self.remote = None
-        self.directory = self.location
         self.manifest = Manifest.load(self.directory)
         for index, seg in enumerate(self.manifest.segments):
             path = self.segment_path(index)
@@ -81,6 +79,13 @@ class Recording:
     @property
     def lanes(self) -> int:
         return self.manifest.lanes
+
+    @property
+    def directory(self) -> Path:
+        """The recording's directory (one in object storage has none: see `location`)."""
+        if isinstance(self.location, BucketPath):
+            raise RecordingError(f"{self.location}: in object storage, not a directory")
+        return self.location
 
     @property
     def name(self) -> str:

@@ -31,6 +31,7 @@ from harness.serve.httpd import Connections, Handler, Reject, StreamHTTPServer
 from harness.serve.seeking import Seeker, UnknownLastEventId
 from harness.serve.stats import ServerStats
 from harness.serve.stream import POLL, EventWriter, Playing
+from harness.store.location import location
 
 __all__ = ["EventStreamServer", "Faults", "ServerStats"]
 
@@ -83,7 +84,7 @@ class EventStreamServer:
             raise ValueError(f"header_timeout must be > 0 seconds, got {header_timeout}")
         if isinstance(max_connections, bool) or max_connections < 1:
             raise ValueError(f"max_connections must be >= 1, got {max_connections}")
-        self.recording = os.fspath(recording)
+        self.recording = str(location(recording))
         Recording(self.recording)  # fail early (RecordingError) on a bad directory
         self.speed = speed
         self.faults = faults or Faults()

@@ -67,13 +67,12 @@ Location: TypeAlias = "Path | BucketPath"
 
 def _address(value: str | os.PathLike[str]) -> str | None:
     """The `s3://` address `value` is, if it is one. A `Path` made of one collapses its
-    double slash (`s3:/bucket/prefix`) and still names it, so that an address passes
-    unharmed through code that holds recordings as paths (job options, say)."""
+    double slash (`s3:/bucket/prefix`, also as `os.fspath` gives it back) and still
+    names it, so that an address passes unharmed through code that holds recordings as
+    paths (job options, say)."""
     text = os.fspath(value)
-    if text.startswith(SCHEME):
-        return text
-    if not isinstance(value, str) and text.startswith("s3:/"):
-        return SCHEME + text[len("s3:/"):]
+    if text.startswith("s3:/"):
+        return SCHEME + text[len("s3:/"):].lstrip("/")
     return None
 
 
