@@ -348,3 +348,22 @@ def test_every_command_that_reads_a_recording_reads_one_in_a_bucket(
                     "--json")
     assert bench.returncode == 0, bench.stderr
     assert url in bench.stdout
+
+
+def test_a_live_run_recorded_into_a_bucket_is_replayed_from_it_exactly(
+        original: Path, bucket: str, tmp_path: Path) -> None:
+    url = f"{bucket}/live-run"
+    with EventStreamServer(original, speed=200.0) as server:
+        live = harness("live", "--url", server.url, "--max-events", "4000", "--quiet",
+                       "--lateness", "1", "--out", str(tmp_path / "live.jsonl"),
+                       "--dead-letters", str(tmp_path / "live-dl.jsonl"), "--record", url,
+                       timeout=180)
+    assert live.returncode == 0, live.stderr
+    manifest = Recording(url).manifest
+    assert manifest.complete and manifest.events == 4000
+    out, dead = tmp_path / "replay.jsonl", tmp_path / "replay-dl.jsonl"
+    again = harness("replay", url, "--clock", "recorded", "--lateness", "1", "--processes",
+                    "2", "--quiet", "--out", str(out), "--dead-letters", str(dead))
+    assert again.returncode == 0, again.stderr
+    assert out.read_bytes() == (tmp_path / "live.jsonl").read_bytes()
+    assert dead.read_bytes() == (tmp_path / "live-dl.jsonl").read_bytes()

@@ -9,7 +9,7 @@ from pathlib import Path
 from harness.errors import UsageError
 from harness.flows.contract import FlowOutput
 from harness.flows.job import FlowJob
-from harness.recording.manifest import Manifest
+from harness.recording.reader import Recording
 from harness.run.runner import Run, run_job
 
 __all__ = ["Result", "replay", "require_receive_times"]
@@ -19,9 +19,10 @@ Result = Run[FlowOutput]
 
 def require_receive_times(recording: Path) -> None:
     """Refuse `--clock recorded` on a recording whose `recv` is not when events arrived."""
-    manifest = Manifest.load(recording)
+    opened = Recording(recording)
+    manifest = opened.manifest
     if not manifest.has_receive_times:
-        raise UsageError(f"--clock recorded: {recording} was imported from dumps"
+        raise UsageError(f"--clock recorded: {opened} was imported from dumps"
                          f" ({manifest.source[:80]}), so it has no receive times (its recv"
                          " is each event's own timestamp); replay it with --clock event, or"
                          " record the stream with harness record or harness live --record")
