@@ -207,3 +207,87 @@ def bucket(s3_server: SeaweedS3, monkeypatch: pytest.MonkeyPatch) -> str:
     name = f"t{next(_names)}-{uuid.uuid4().hex[:10]}"
     s3_server.make_bucket(name)
     return f"s3://{name}"
+
+
+class FaultyProxy:
+    """An HTTP proxy in front of the S3 server that answers some requests itself: the
+    first `fail` GETs of objects whose key contains `matching` get `status` with an S3
+    error `code` (503 SlowDown, say), and the next `stall` such GETs are held `stall_for`
+    seconds before they are passed on. Everything else passes unchanged (the client signs
+    for the proxy's address, which the server checks as the Host it was sent)."""
+
+    def __init__(self, upstream: str, *, matching: str = "seg-", fail: int = 0,
+                 status: int = 503, code: str = "SlowDown", stall: int = 0,
+                 stall_for: float = 0.0) -> None:
+        import http.server
+        import threading
+
+        self.upstream = upstream
+        self.matching, self.fail, self.status, self.code = matching, fail, status, code
+        self.stall, self.stall_for = stall, stall_for
+        self.failed = self.stalled = 0
+        self._lock = threading.Lock()
+        pool = urllib3.PoolManager(maxsize=16)
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _any(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                action = proxy._decide(self.command, self.path)
+                if action == "fail":
+                    text = (f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{proxy.code}"
+                            "</Code><Message>injected</Message></Error>").encode()
+                    self.send_response(proxy.status)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(text)))
+                    self.end_headers()
+                    self.wfile.write(text)
+                    return
+                if action == "stall":
+                    time.sleep(proxy.stall_for)
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in ("connection", "content-length")}
+                answer = pool.request(self.command, proxy.upstream + self.path, body=body,
+                                      headers=headers, redirect=False, retries=False,
+                                      preload_content=True)
+                self.send_response(answer.status)
+                for key, value in answer.headers.items():
+                    if key.lower() not in ("connection", "transfer-encoding",
+                                           "content-length"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(answer.data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(answer.data)
+
+            do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = _any
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def _decide(self, method: str, path: str) -> str:
+        with self._lock:
+            if method != "GET" or self.matching not in path:
+                return "pass"
+            if self.failed < self.fail:
+                self.failed += 1
+                return "fail"
+            if self.stalled < self.stall:
+                self.stalled += 1
+                return "stall"
+            return "pass"
+
+    def __enter__(self) -> FaultyProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -25,7 +25,7 @@ from harness.recording.upload import LOCK, staging_for
 from harness.serve.server import EventStreamServer
 from harness.store.location import BucketPath
 from tests.conftest import harness, harness_env
-from tests.seaweed import SECRET, SeaweedS3
+from tests.seaweed import SECRET, FaultyProxy, SeaweedS3
 
 FAST = {"idle_timeout": 0.5, "backoff_base": 0.02, "backoff_cap": 0.2, "max_failures": 20,
         "tick": 0.05}
@@ -367,3 +367,58 @@ def test_a_live_run_recorded_into_a_bucket_is_replayed_from_it_exactly(
     assert again.returncode == 0, again.stderr
     assert out.read_bytes() == (tmp_path / "live.jsonl").read_bytes()
     assert dead.read_bytes() == (tmp_path / "live-dl.jsonl").read_bytes()
+
+
+@pytest.mark.parametrize(("fault", "options"), [
+    ("503 SlowDown", {"fail": 6, "status": 503, "code": "SlowDown"}),
+    ("500 InternalError", {"fail": 6, "status": 500, "code": "InternalError"}),
+    ("slow answers", {"stall": 3, "stall_for": 4.0}),
+])
+def test_a_store_that_throttles_errs_or_stalls_is_retried_to_the_same_answer(
+        original: Path, bucket: str, s3_server: SeaweedS3, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, fault: str, options: dict[str, Any]) -> None:
+    url = f"{bucket}/rec"
+    upload(s3_server, original, url)
+    expected = replayed(tmp_path, original)
+    with FaultyProxy(s3_server.endpoint, **options) as proxy:
+        monkeypatch.setenv("HARNESS_S3_ENDPOINT", proxy.endpoint)
+        monkeypatch.setenv("HARNESS_S3_TIMEOUT", "1.5")
+        assert replayed(tmp_path, url, "--processes", "2") == expected, fault
+        assert proxy.failed == options.get("fail", 0)
+        assert proxy.stalled == options.get("stall", 0)
+    # One that keeps throttling: given up on in bounded time, one line naming the object.
+    with FaultyProxy(s3_server.endpoint, fail=10**6) as proxy:
+        monkeypatch.setenv("HARNESS_S3_ENDPOINT", proxy.endpoint)
+        monkeypatch.setenv("HARNESS_S3_GIVE_UP", "3")
+        started = time.monotonic()
+        proc = harness("replay", url)
+        assert time.monotonic() - started < 60
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "seg-000001.jsonl.zst: object store unavailable (GET HTTP 503 SlowDown" \
+        in proc.stderr
+
+
+def test_a_large_segment_goes_up_in_parts_and_reads_back_whole(
+        bucket: str, s3_server: SeaweedS3, tmp_path: Path) -> None:
+    import obstore
+
+    from harness.recording.importer import synthesize
+    from harness.recording.upload import Upload
+    from harness.store.bucket import MULTIPART_BYTES
+
+    local = tmp_path / "big"
+    synthesize(local, events=110_000, seed=5, lanes=8, progress=False)
+    manifest = Manifest.load(local)
+    assert manifest.segments[0].bytes > MULTIPART_BYTES
+    url = f"{bucket}/big"
+    publisher = Upload(BucketPath.parse(url))
+    publisher.claim()
+    publisher.publish(local, manifest)
+    publisher.release()
+    where = BucketPath.parse(url)
+    head = obstore.head(s3_server.store(where.bucket), where.key(manifest.segments[0].file))
+    assert str(head["e_tag"]).rstrip('"').split("-")[-1].isdigit()  # a multipart ETag: "...-N"
+    assert "-" in str(head["e_tag"])
+    verified = harness("verify", url)
+    assert verified.returncode == 0, verified.stderr
+    assert "110000 events" in verified.stdout
