@@ -79,18 +79,26 @@ class SeaweedS3:
         p = self.ports
         log = (self.data / "weed.log").open("ab")
         self.proc = subprocess.Popen(
-            [*self.inside, weed, "server", f"-ip={self.host}", f"-ip.bind={self.host}",
+            [*self.inside, weed, "-logtostderr", "server", f"-ip={self.host}",
+             f"-ip.bind={self.host}",
              f"-dir={self.data}",
              f"-master.port={p[0]}", f"-master.port.grpc={p[1]}", f"-volume.port={p[2]}",
              f"-volume.port.grpc={p[3]}", f"-filer.port={p[4]}", f"-filer.port.grpc={p[5]}",
              "-s3", f"-s3.port={p[6]}", f"-s3.port.grpc={p[7]}", f"-s3.config={self.config}",
              "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.volumeSizeLimitMB=64",
              "-master.electionTimeout=1s", "-master.resumeState=false",
+             "-master.peers=none", "-master.telemetry=false", "-s3.autoCreateBucket=false",
              "-volume.max=0"],
-            stdout=log, stderr=log, start_new_session=True)
+            stdout=log, stderr=log, start_new_session=True, env=self._env(), cwd=self.data)
         log.close()
         self._wait_ready()
         return self
+
+    def _env(self) -> dict[str, str]:
+        """weed's environment: no AWS_* (it would make them an extra admin identity), its
+        own HOME (it reads ~/.seaweedfs), one volume per bucket, not seven."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        return {**env, "HOME": str(self.data), "WEED_MASTER_VOLUME_GROWTH_COPY_1": "1"}
 
     def _wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout

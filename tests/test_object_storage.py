@@ -190,6 +190,8 @@ def test_wrong_credentials_are_refused_and_never_printed(
 ) -> None:
     url = f"{bucket}/rec"
     upload(s3_server, original, url)
+    nowhere = harness("replay", f"{bucket}-never-made/rec")
+    assert nowhere.returncode == 2 and "no such bucket" in nowhere.stderr, nowhere.stderr
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-" + SECRET)
     proc = harness("replay", url)
     assert proc.returncode == 2

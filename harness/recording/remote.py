@@ -43,7 +43,7 @@ class RemoteFiles:
         try:
             data = self.bucket.get_current(self.where.key(MANIFEST))
         except StoreError as exc:
-            if isinstance(exc.__cause__, FileNotFoundError) or "no such object" in str(exc):
+            if isinstance(exc.__cause__, FileNotFoundError):
                 raise RecordingError(f"{self.url(MANIFEST)}: missing; not a recording"
                                      " (or not one yet: the manifest is uploaded last)"
                                      ) from None

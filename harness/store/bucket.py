@@ -231,6 +231,8 @@ class Bucket:
             raise StoreError(f"{self.url(key)}: changed while being read"
                              " (its version no longer matches)") from exc
         except FileNotFoundError as exc:
+            if _code(exc) == "NoSuchBucket":
+                raise StoreError(f"s3://{self.name}: no such bucket") from None
             raise StoreError(f"{self.url(key)}: no such object") from exc
         except (failed.PermissionDeniedError, failed.UnauthenticatedError) as exc:
             raise StoreError(f"{self.url(key)}: access denied ({_status(exc)}; check"
@@ -243,7 +245,7 @@ class Bucket:
                                  " AWS_SECRET_ACCESS_KEY, or run where an instance role"
                                  " provides them)") from None
             if _code(exc) == "NoSuchBucket":
-                raise StoreError(f"{self.url(key)}: no such bucket") from exc
+                raise StoreError(f"s3://{self.name}: no such bucket") from None
             raise _Retryable(_status(exc)) from None
 
     def _opened(self) -> S3Store:
