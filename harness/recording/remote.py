@@ -96,7 +96,7 @@ class RemoteFiles:
     def _claim(self, frame: Frame, block: Sequence[Frame]) -> _Claim:
         """A frame's bytes: kept from a neighbour's fetch, on their way in one, or fetched
         now together with the neighbours this process reads and nobody fetched yet."""
-        shared, key = _shared, (self.where.url(frame.segment), frame.offset)
+        shared, key = _shared, self._key(frame)
         with shared.lock:
             shared.claimed[(self.where.url(), frame.lane)] = (frame.segment, frame.offset)
             if key in shared.ready or key in shared.inflight:
@@ -114,13 +114,18 @@ class RemoteFiles:
             span = block[first:last + 1]
             future = _pool().submit(self._fetch, span)
             for part in span:
-                shared.inflight[(self.where.url(part.segment), part.offset)] = future
+                shared.inflight[self._key(part)] = future
         return _Claim(self, frame, key, future)
+
+    def _key(self, frame: Frame) -> _Key:
+        """A frame among those shared: where it is, and what it holds (a recording written
+        again under the same address never serves an old frame)."""
+        return self.where.url(frame.segment), frame.offset, frame.digest
 
     def _joins(self, neighbour: Frame, reading: set[int]) -> bool:
         """Whether to fetch `neighbour` too: its lane is read here, has not come past it
         yet, and nobody has fetched it."""
-        key = (self.where.url(neighbour.segment), neighbour.offset)
+        key = self._key(neighbour)
         past = _shared.claimed.get((self.where.url(), neighbour.lane))
         return neighbour.lane in reading and key not in _shared.ready \
             and key not in _shared.inflight \
@@ -155,7 +160,7 @@ class RemoteFiles:
         finally:
             with _shared.lock:
                 for frame in span:
-                    key = (self.where.url(frame.segment), frame.offset)
+                    key = self._key(frame)
                     _shared.inflight.pop(key, None)
                     if frame.offset in found:
                         got = found[frame.offset]
@@ -165,12 +170,15 @@ class RemoteFiles:
     def _fetch_one(self, frame: Frame) -> bytes | RecordingError:
         """One frame, fetched now, on its own."""
         self._fetch([frame])
-        return _Claim(self, frame, (self.url(frame.segment), frame.offset), None).result()
+        return _Claim(self, frame, self._key(frame), None).result()
 
     def reads(self, lane: int) -> None:
         """Note that this process reads `lane` (its frames may come with a neighbour's)."""
         with _shared.lock:
             _shared.lanes[self.where.url()].add(lane)
+
+
+_Key = tuple[str, int, bytes]  # segment object, offset, sha256
 
 
 class _Shared:
@@ -180,8 +188,8 @@ class _Shared:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.lanes: defaultdict[str, set[int]] = defaultdict(set)
-        self.ready: dict[tuple[str, int], bytes | RecordingError] = {}
-        self.inflight: dict[tuple[str, int], Future[None]] = {}
+        self.ready: dict[_Key, bytes | RecordingError] = {}
+        self.inflight: dict[_Key, Future[None]] = {}
         self.kept = 0  # bytes in `ready`
         # How far each lane's reader has claimed (segment names sort in file order).
         self.claimed: dict[tuple[str, int], tuple[str, int]] = {}
@@ -194,7 +202,7 @@ _KEPT_BYTES: Final = 64 << 20  # frames kept for other lanes, at most: then fetc
 class _Claim:
     """A frame's bytes once the fetch that brings them is done."""
 
-    def __init__(self, files: RemoteFiles, frame: Frame, key: tuple[str, int],
+    def __init__(self, files: RemoteFiles, frame: Frame, key: _Key,
                  future: Future[None] | None) -> None:
         self.files, self.frame, self.key, self.future = files, frame, key, future
 
