@@ -110,11 +110,22 @@ _RUNS_SLACK: Final = 1.02  # runs of lanes may load the busiest worker this much
 
 def balance(sizes: list[int], workers: int) -> tuple[int, ...]:
     """Slots in order: slot s goes to worker s % workers, and each worker's share of
-    slots is fixed, so lanes are dealt biggest first to the least loaded worker
-    that still has a slot free. If cutting the lanes into runs of neighbours, in
-    order, loads the busiest worker about as much (within 2%), each worker gets a
-    run instead: a recording in object storage then sends a worker's frames of a
-    block in one GET (`harness.recording.remote`)."""
+    slots is fixed, so lanes are dealt (`deal`). If cutting the lanes into runs of
+    neighbours, in order, loads the busiest worker about as much (within 2%), each
+    worker gets a run instead: a recording in object storage then sends a worker's
+    frames of a block in one GET (`harness.recording.remote`)."""
+    owned = deal(sizes, workers)
+    capacity = [len(lanes) for lanes in owned]
+    starts = [sum(capacity[:w]) for w in range(workers)]
+    runs = [list(range(start, start + n)) for start, n in zip(starts, capacity, strict=True)]
+    if _busiest(sizes, runs) <= _busiest(sizes, owned) * _RUNS_SLACK:
+        owned = runs
+    return tuple(owned[slot % workers][slot // workers] for slot in range(len(sizes)))
+
+
+def deal(sizes: list[int], workers: int) -> list[list[int]]:
+    """Each worker's lanes, dealt biggest first to the least loaded worker that still has
+    a slot free (worker w has a slot for every lane s with s % workers == w)."""
     capacity = [len(range(w, len(sizes), workers)) for w in range(workers)]
     load = [0] * workers
     owned: list[list[int]] = [[] for _ in range(workers)]
@@ -123,11 +134,11 @@ def balance(sizes: list[int], workers: int) -> tuple[int, ...]:
                      key=lambda w: (load[w], w))
         owned[worker].append(lane)
         load[worker] += sizes[lane]
-    starts = [sum(capacity[:w]) for w in range(workers)]
-    runs = [list(range(start, start + n)) for start, n in zip(starts, capacity, strict=True)]
-    if max(sum(sizes[lane] for lane in run) for run in runs) <= max(load) * _RUNS_SLACK:
-        owned = runs
-    return tuple(owned[slot % workers][slot // workers] for slot in range(len(sizes)))
+    return owned
+
+
+def _busiest(sizes: list[int], owned: list[list[int]]) -> int:
+    return max(sum(sizes[lane] for lane in lanes) for lanes in owned)
 
 
 @functools.cache
