@@ -13,10 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final, ParamSpec, TypeVar
 
-__all__ = ["ERRORS", "HarnessError", "Interrupted", "MemberFailed", "RecordingError",
-           "StoreError", "StoreUnavailable", "StreamError", "Terminated", "UsageError",
-           "describe", "first_logged", "interruption", "log_error", "log_errors_to",
-           "logging_errors"]
+__all__ = ["ERRORS", "HarnessError", "Interrupted", "MemberFailed", "NoSuchObject",
+           "RecordingError", "StoreError", "StoreUnavailable", "StreamError", "Terminated",
+           "UsageError", "describe", "first_logged", "interruption", "log_error",
+           "log_errors_to", "logging_errors"]
 
 ERRORS: Final = "errors.txt"  # a run directory's error log (see `logging_errors`)
 
@@ -43,6 +43,10 @@ class StreamError(HarnessError):
 class StoreError(HarnessError):
     """Object storage refused a request: no such bucket or object, access denied, a bad
     `s3://` address (exit status 2). Never carries credentials."""
+
+
+class NoSuchObject(StoreError):
+    """The object asked for is not in the bucket."""
 
 
 class StoreUnavailable(Exception):

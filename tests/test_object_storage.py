@@ -192,6 +192,9 @@ def test_wrong_credentials_are_refused_and_never_printed(
     upload(s3_server, original, url)
     nowhere = harness("replay", f"{bucket}-never-made/rec")
     assert nowhere.returncode == 2 and "no such bucket" in nowhere.stderr, nowhere.stderr
+    empty = harness("replay", f"{bucket}/nothing-here")
+    assert empty.returncode == 2, empty.stderr
+    assert f"{bucket}/nothing-here/{MANIFEST}: missing; not a recording" in empty.stderr
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-" + SECRET)
     proc = harness("replay", url)
     assert proc.returncode == 2

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Final
 
-from harness.errors import RecordingError, StoreError
+from harness.errors import NoSuchObject, RecordingError
 from harness.recording.index import Frame
 from harness.recording.manifest import MANIFEST, Manifest, Segment
 from harness.store.bucket import open_bucket
@@ -42,12 +42,9 @@ class RemoteFiles:
     def manifest(self) -> Manifest:
         try:
             data = self.bucket.get_current(self.where.key(MANIFEST))
-        except StoreError as exc:
-            if isinstance(exc.__cause__, FileNotFoundError):
-                raise RecordingError(f"{self.url(MANIFEST)}: missing; not a recording"
-                                     " (or not one yet: the manifest is uploaded last)"
-                                     ) from None
-            raise
+        except NoSuchObject:
+            raise RecordingError(f"{self.url(MANIFEST)}: missing; not a recording"
+                                 " (or not one yet: the manifest is uploaded last)") from None
         return Manifest.parse(data, self.url(MANIFEST))
 
     def segment(self, seg: Segment, *, checked: bool = True) -> bytes:

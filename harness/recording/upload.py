@@ -134,12 +134,11 @@ class Upload:
     def restore(self, staging: Path) -> bool:
         """Make `staging` hold what the bucket committed, if the bucket holds a recording
         that staging lacks (resuming on another machine); whether there is one to resume."""
+        committed = self._committed()
         if (staging / MANIFEST).is_file():
-            committed = self._committed()
             if committed is not None:
                 self._published = {s.file for s in committed.segments}
             return True
-        committed = self._committed()
         if committed is None:
             return False
         if committed.complete:
@@ -153,14 +152,10 @@ class Upload:
         return True
 
     def _committed(self) -> Manifest | None:
-        try:
-            manifest = self.files.manifest()
-        except RecordingError as exc:
-            if "missing; not a recording" in str(exc):
-                return None
-            raise
+        """The manifest the bucket holds, and its version (the condition of the next
+        put), None if there is none."""
         self._manifest_tag = self.bucket.etag(self.where.key(MANIFEST))
-        return manifest
+        return self.files.manifest() if self._manifest_tag is not None else None
 
     def publish(self, staging: Path, manifest: Manifest) -> None:
         """Upload every finished segment not yet published, then the manifest of the

@@ -17,7 +17,7 @@ object, a refused request or a bad address is bad input (`StoreError`, exit
 
 obstore's runtime does not survive `fork()`. A process that has not used it
 yet, and could still fork (one about to start cluster members), makes its
-few whole-object requests in a forked child, and stays forkable.
+requests in a forked child, and stays forkable (`_call`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from harness.errors import StoreError, StoreUnavailable
+from harness.errors import NoSuchObject, StoreError, StoreUnavailable
 from harness.store.location import BucketPath
 
 if TYPE_CHECKING:
@@ -91,19 +91,16 @@ class Bucket:
         self._credentials = credentials
         self._store: S3Store | None = None
         self._lock = threading.Lock()
-        self.fetched = 0  # bytes this process got from the bucket
-        self.requests = 0
         self._current: dict[str, tuple[str, bytes]] = {}  # key -> (ETag, bytes)
         self._checked: dict[str, float] = {}  # key -> when its copy was last known current
 
     # -- reads --------------------------------------------------------------------
 
-    def get(self, key: str, *, if_match: str | None = None) -> bytes:
+    def get(self, key: str) -> bytes:
         """A whole object."""
-        if self._store is None and _may_fork():
-            data = _in_child(lambda: bytes(_fresh(self).get(key, if_match=if_match)))
-        else:
-            data = self._call("GET", key, lambda store: self._get(store, key, if_match))
+        import obstore
+
+        data = self._call("GET", key, lambda store: bytes(obstore.get(store, key).bytes()))
         self._count(key, 0, len(data))
         return data
 
@@ -115,30 +112,12 @@ class Bucket:
         if known is not None and time.monotonic() - self._checked.get(key, -FRESH_SECONDS) \
                 < FRESH_SECONDS:
             return known[1]
-        if self._store is None and _may_fork():
-            got = _in_child(lambda: _fresh(self)._revalidated(key, known))
-        else:
-            got = self._call("GET", key, lambda store: self._revalidated(key, known, store))
+        got = self._call("GET", key, lambda store: _revalidated(store, key, known))
         if known is None or got[0] != known[0] or not got[0]:  # bytes came: count them
             self._count(key, 0, len(got[1]))
             self._current[key] = got
         self._checked[key] = time.monotonic()
         return got[1]
-
-    def _revalidated(self, key: str, known: tuple[str, bytes] | None,
-                     store: S3Store | None = None) -> tuple[str, bytes]:
-        import obstore
-        from obstore.exceptions import NotModifiedError
-
-        if store is None:  # in a forked child
-            return self._call("GET", key, lambda opened: self._revalidated(key, known, opened))
-        options: Any = {"if_none_match": known[0]} if known else None
-        try:
-            result = obstore.get(store, key, options=options)
-        except NotModifiedError:
-            assert known is not None
-            return known
-        return str(result.meta.get("e_tag") or ""), bytes(result.bytes())
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
         """`length` bytes of an object from byte `start` (fewer only if it is shorter)."""
@@ -181,14 +160,10 @@ class Bucket:
         """The current version (ETag) of an object, None if there is none."""
         import obstore
 
-        if self._store is None and _may_fork():
-            return _in_child(lambda: _fresh(self).etag(key))
         try:
             meta = self._call("HEAD", key, lambda store: obstore.head(store, key))
-        except StoreError as exc:
-            if isinstance(exc.__cause__, FileNotFoundError):
-                return None
-            raise
+        except NoSuchObject:
+            return None
         return str(meta["e_tag"]) if meta.get("e_tag") else None
 
     # -- the seam -----------------------------------------------------------------
@@ -196,16 +171,14 @@ class Bucket:
     def url(self, key: str) -> str:
         return f"s3://{self.name}/{key}"
 
-    def _get(self, store: S3Store, key: str, if_match: str | None) -> bytes:
-        import obstore
-
-        options: Any = {"if_match": if_match} if if_match else None
-        return bytes(obstore.get(store, key, options=options).bytes())
-
     def _call(self, op: str, key: str, fn: Callable[[S3Store], _T], *,
               conditional: bool = False) -> _T:
         """`fn(store)`, retried with backoff and jitter while the store is unreachable or
-        failing (up to `give_up` seconds), its failure turned into one line naming `key`."""
+        failing (up to `give_up` seconds), its failure turned into one line naming `key`.
+        Made in a forked child while this process has no runtime yet and may still fork
+        (its result and failure are sent back)."""
+        if self._store is None and _may_fork():
+            return _in_child(lambda: _fresh(self)._call(op, key, fn, conditional=conditional))
         deadline = time.monotonic() + self._settings.give_up
         for attempt in itertools.count():
             try:
@@ -233,7 +206,7 @@ class Bucket:
         except FileNotFoundError as exc:
             if _code(exc) == "NoSuchBucket":
                 raise StoreError(f"s3://{self.name}: no such bucket") from None
-            raise StoreError(f"{self.url(key)}: no such object") from exc
+            raise NoSuchObject(f"{self.url(key)}: no such object") from exc
         except (failed.PermissionDeniedError, failed.UnauthenticatedError) as exc:
             raise StoreError(f"{self.url(key)}: access denied ({_status(exc)}; check"
                              " AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)") from exc
@@ -256,9 +229,6 @@ class Bucket:
         return self._store
 
     def _count(self, key: str, start: int, got: int) -> None:
-        with self._lock:
-            self.fetched += got
-            self.requests += 1
         trace = os.environ.get(TRACE_ENV)
         if trace:
             line = f"{os.getpid()}\tGET\t{self.name}/{key}\t{start}\t{got}\n"
@@ -280,6 +250,21 @@ def open_bucket(where: BucketPath) -> Bucket:
 @cache
 def _bucket(name: str, settings: _Settings, credentials: tuple[str, ...]) -> Bucket:
     return Bucket(name, settings, credentials)
+
+
+def _revalidated(store: S3Store, key: str, known: tuple[str, bytes] | None
+                 ) -> tuple[str, bytes]:
+    """`(ETag, bytes)` of an object: `known` again if it has not changed since."""
+    import obstore
+    from obstore.exceptions import NotModifiedError
+
+    options: Any = {"if_none_match": known[0]} if known else None
+    try:
+        result = obstore.get(store, key, options=options)
+    except NotModifiedError:
+        assert known is not None
+        return known
+    return str(result.meta.get("e_tag") or ""), bytes(result.bytes())
 
 
 def _fresh(of: Bucket) -> Bucket:
@@ -384,6 +369,6 @@ def _in_child(request: Callable[[], _T]) -> _T:
 
 def _portable(exc: BaseException) -> BaseException:
     """`exc` as an error the parent can raise (its class and one line, no cause)."""
-    if isinstance(exc, (StoreError, StoreUnavailable)):
+    if isinstance(exc, (StoreError, StoreUnavailable, Conflict)):
         return type(exc)(str(exc))
     return StoreUnavailable(f"object store request failed ({type(exc).__name__})")
