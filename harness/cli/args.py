@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NoReturn
 
-from harness.values import bound
+from harness.values import bound, number
 
 __all__ = ["Parser", "add_json", "add_slice_options", "since", "url"]
 
@@ -105,15 +105,13 @@ def place(text: str) -> Path:
     """A recording's place: a directory, or `s3://bucket/prefix` (checked now; held as a
     `Path`, which `harness.store.location` still reads as that address)."""
     from harness.errors import UsageError
-    from harness.store.location import SCHEME, BucketPath
+    from harness.store.location import BucketPath
 
     if text.startswith("s3:"):
         try:
-            BucketPath.parse(text)
+            BucketPath.parse(text)  # "s3:/b" too is refused: "not an s3:// address"
         except UsageError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
-        if not text.startswith(SCHEME):
-            raise argparse.ArgumentTypeError(f"expected s3://bucket/prefix, got {text!r}")
     return Path(text)
 
 
@@ -128,15 +126,8 @@ def add_store_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cache", type=Path, metavar="DIR",
                    help="keep what is fetched here, checked against its sha256 on every"
                         " read, for the next run")
-    g.add_argument("--cache-mb", type=bound_mb, default=None, metavar="N",
+    g.add_argument("--cache-mb", type=number(0.01, 1e9), default=None, metavar="N",
                    help="keep the cache under N MB, least recently used out first (2048)")
-
-
-def bound_mb(text: str) -> float:
-    from harness.values import number
-
-    value: float = number(0.01, 1e9)(text)
-    return value
 
 
 def apply_store_options(args: argparse.Namespace) -> None:
@@ -146,11 +137,11 @@ def apply_store_options(args: argparse.Namespace) -> None:
     from harness.store.bucket import ENDPOINT_ENV
     from harness.store.cache import CACHE_ENV, CACHE_MB_ENV
 
-    if getattr(args, "endpoint_url", None):
+    if args.endpoint_url:  # every command has these options (`add_store_options`)
         os.environ[ENDPOINT_ENV] = args.endpoint_url
-    if getattr(args, "cache", None) is not None:
+    if args.cache is not None:
         os.environ[CACHE_ENV] = str(args.cache.resolve())
-    if getattr(args, "cache_mb", None) is not None:
+    if args.cache_mb is not None:
         os.environ[CACHE_MB_ENV] = str(args.cache_mb)
 
 

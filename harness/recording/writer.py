@@ -116,7 +116,7 @@ class RecordingWriter:
         self._last_flush = clock()
         self.closed = False
         self._upload = upload
-        self._save(publish=True)
+        self._commit()
 
     @property
     def events(self) -> int:
@@ -232,7 +232,7 @@ class RecordingWriter:
         segment.index = self._index.text()
         segment.complete = True
         self._file, self._segment = None, None
-        self._save(publish=True)
+        self._commit()
 
     def close(self, *, complete: bool = True) -> Manifest:
         """Flush, finalise the open segment and mark the manifest complete."""
@@ -244,16 +244,16 @@ class RecordingWriter:
         self.manifest.closed = utc_now()
         self.manifest.complete = complete
         try:
-            self._save(publish=True)
+            self._commit()
         finally:
             self.closed = True
             self._release()
         return self.manifest
 
-    def _save(self, *, publish: bool = False) -> None:
+    def _commit(self) -> None:
         """Save the manifest; publish the recording too, if it is published."""
         self.manifest.save(self.directory)
-        if publish and self._upload is not None:
+        if self._upload is not None:
             self._upload.publish(self.directory, self.manifest)
 
     def _release(self) -> None:

@@ -29,7 +29,6 @@ class FrameCache:
     def __init__(self, directory: Path, limit: int) -> None:
         self.directory = directory
         self.limit = limit
-        self.hits = 0
         self._puts = 0
         self._lock = threading.Lock()
         directory.mkdir(parents=True, exist_ok=True)
@@ -61,8 +60,6 @@ class FrameCache:
             return None
         with contextlib.suppress(OSError):
             os.utime(path)  # recently used
-        with self._lock:
-            self.hits += 1
         return data
 
     def put(self, digest: bytes, data: bytes) -> None:

@@ -15,7 +15,7 @@ from typing import Final, TypeAlias
 
 from harness.errors import UsageError
 
-__all__ = ["SCHEME", "BucketPath", "Location", "is_bucket_url", "location"]
+__all__ = ["SCHEME", "BucketPath", "Location", "location"]
 
 SCHEME: Final = "s3://"
 # S3's bucket naming rules (lowercase letters, digits, dots, hyphens; 3..63 characters).
@@ -74,12 +74,6 @@ def _address(value: str | os.PathLike[str]) -> str | None:
     if text.startswith("s3:/"):
         return SCHEME + text[len("s3:/"):].lstrip("/")
     return None
-
-
-def is_bucket_url(value: object) -> bool:
-    """Whether `value` names a recording in object storage."""
-    return isinstance(value, BucketPath) or (
-        isinstance(value, (str, os.PathLike)) and _address(value) is not None)
 
 
 def location(value: str | os.PathLike[str] | BucketPath) -> Path | BucketPath:
