@@ -429,3 +429,30 @@ def test_a_large_segment_goes_up_in_parts_and_reads_back_whole(
     verified = harness("verify", url)
     assert verified.returncode == 0, verified.stderr
     assert "110000 events" in verified.stdout
+
+
+def test_a_block_naming_a_lane_beyond_the_recording_is_damage_as_on_disk(
+        original: Path, bucket: str, s3_server: SeaweedS3, tmp_path: Path) -> None:
+    """A manifest that says 4 lanes over blocks of 8: never replayed as if the other
+    lanes' events did not exist, from a bucket as from a directory."""
+    import shutil
+
+    import orjson
+
+    altered = tmp_path / "altered"
+    shutil.copytree(original, altered)
+    manifest = orjson.loads((altered / MANIFEST).read_bytes())
+    manifest["lanes"] = 4
+    (altered / MANIFEST).write_bytes(orjson.dumps(manifest))
+    url = f"{bucket}/altered"
+    upload(s3_server, altered, url)
+    for where in (altered, url):
+        strict = harness("replay", str(where))
+        assert strict.returncode == 2, strict.stderr
+        assert "names a lane beyond the recording's 4" in strict.stderr
+    skipped = [harness("replay", str(where), "--skip-damaged", "--json") for where in
+               (altered, url)]
+    assert all(proc.returncode == 0 for proc in skipped), skipped
+    counts = [orjson.loads(proc.stdout) for proc in skipped]
+    assert counts[0]["events"] == counts[1]["events"]
+    assert counts[0].get("skipped") == counts[1].get("skipped") and counts[0].get("skipped")

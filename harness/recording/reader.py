@@ -22,7 +22,7 @@ import zstandard
 from harness.errors import RecordingError
 from harness.recording.blocks import PARTIAL, Block, Damage, scan_blocks, scan_file
 from harness.recording.envelope import Envelope, EnvelopeError
-from harness.recording.index import Frame, indexed_blocks
+from harness.recording.index import indexed_blocks
 from harness.recording.manifest import Manifest, Segment
 from harness.recording.remote import RemoteFiles
 from harness.store.location import BucketPath, location
@@ -243,34 +243,38 @@ class Recording:
                       dctx: zstandard.ZstdDecompressor
                       ) -> Iterator[tuple[int, Block | None, bytes | Damage]]:
         """`lane_frames` of one segment in object storage: just this lane's frames, by
-        ranged GETs through the block index, each checked against its sha256."""
+        ranged GETs through the block index, each checked against its sha256. Blocks and
+        their damage come from `segment_blocks`, as on disk."""
         assert self.remote is not None and segment.index is not None
-        located: list[tuple[Block, Frame, list[Frame]]] = []
-        for entry in indexed_blocks(segment.index, segment.file):
-            if entry.block.offset >= start:
-                frames = entry.frames()
-                own = next((f for f in frames if f.lane == lane), None)
-                if own is not None:
-                    located.append((entry.block, own, frames))
-        fetched = self.remote.frames((own, frames) for _, own, frames in located)
-        for (block, frame, _), data in zip(located, fetched, strict=True):
-            ref = next(ref for ref in block.header.lanes if ref.lane == lane)
-            if lane >= self.lanes:
-                data = RecordingError(f"{segment.file}: block at byte {block.offset} names a"
-                                      f" lane beyond the recording's {self.lanes}")
+        frames = {entry.block.offset: entry.frames()
+                  for entry in indexed_blocks(segment.index, segment.file)}
+        items = list(self.segment_blocks(index, start))
+        wanted = [(own, frames[item.offset]) for item in items if isinstance(item, Block)
+                  for own in frames[item.offset] if own.lane == lane]
+        fetched = self.remote.frames(wanted)
+        owned = iter(wanted)
+        for item in items:
+            if isinstance(item, Damage):
+                if lane == 0:
+                    yield index, None, item
+                continue
+            ref = next((ref for ref in item.header.lanes if ref.lane == lane), None)
+            if ref is None:
+                continue
+            (frame, _), data = next(owned), next(fetched)
             if isinstance(data, RecordingError):
                 if not self.skip_damaged:
                     raise data
-                yield index, block, Damage(str(data), ref.events, lane)
+                yield index, item, Damage(str(data), ref.events, lane)
                 continue
             try:
-                yield index, block, self._decompress(data, dctx)
+                yield index, item, self._decompress(data, dctx)
             except (zstandard.ZstdError, _TooLarge) as exc:
                 where = (f"{self.remote.url(segment.file)}: byte {frame.offset}: lane {lane}"
                          f" frame does not decompress ({exc})")
                 if not self.skip_damaged:
                     raise RecordingError(where) from None
-                yield index, block, Damage(where, ref.events, lane)
+                yield index, item, Damage(where, ref.events, lane)
 
     def _decompress(self, raw: bytes, dctx: zstandard.ZstdDecompressor) -> bytes:
         """One frame, never allocating more than `max_frame_bytes` for it."""
