@@ -342,6 +342,8 @@ def test_every_command_that_reads_a_recording_reads_one_in_a_bucket(
     assert exported.returncode == local.returncode == 0, exported.stderr
     assert f"of {url} to" in exported.stdout
     assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
+    typo = harness("replay", url, "--flow", "passthrough", "--key", "wikki")
+    assert typo.returncode == 2 and f"events of {url} has this field" in typo.stderr, typo.stderr
     checked = harness("check", url, "--flow", "passthrough", "--key", "wiki")
     assert checked.returncode == 0, checked.stderr
     assert "deterministic" in checked.stdout

@@ -175,7 +175,7 @@ def _warn_if_empty(recording: Path) -> None:
         if block.header.events:
             return
     state = "complete" if opened.manifest.complete else "unfinished"
-    print(f"warning: {recording} is empty ({state}, 0 events): nothing to replay",
+    print(f"warning: {opened} is empty ({state}, 0 events): nothing to replay",
           file=sys.stderr)
 
 

@@ -96,9 +96,10 @@ def refuse_missing_key(key: str, counts: Any, recording: Path) -> None:
     if counts.get("no_key") and not counts.get("passed") and not counts.get("outside"):
         from harness.recording.reader import Recording
 
-        near = difflib.get_close_matches(key, _fields(Recording(recording)), n=3)
+        opened = Recording(recording)
+        near = difflib.get_close_matches(key, _fields(opened), n=3)
         raise UsageError(f"--key {key}: none of the {counts['no_key']} events of"
-                         f" {recording} has this field"
+                         f" {opened} has this field"
                          + (f" (did you mean {' or '.join(near)}?)" if near else ""))
 
 

@@ -152,5 +152,5 @@ class BotDetection(Flow):
         manifest, tally = recording.manifest, output.counts
         if (manifest.complete and whole and not job.read.skip_damaged and not job.slice
                 and tally.events != manifest.events):
-            raise RecordingError(f"{job.read.recording}: the manifest lists {manifest.events}"
+            raise RecordingError(f"{recording}: the manifest lists {manifest.events}"
                                  f" events, the segments hold {tally.events}")
