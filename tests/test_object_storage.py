@@ -107,8 +107,13 @@ def test_recorded_from_serve_into_a_bucket_it_replays_on_every_shape_as_from_dis
     flow = ["--flow", "passthrough", "--key", "wiki"]
     assert replayed(tmp_path, url, *flow, "--processes", "2") == replayed(
         tmp_path, tmp_path / "copy", *flow)
-    verified = harness("verify", url)
+    trace = tmp_path / "verify-fetches.tsv"
+    verified = subprocess.run([sys.executable, "-m", "harness", "verify", url],
+                              env={**harness_env(), "HARNESS_S3_TRACE": str(trace)},
+                              capture_output=True, text=True, timeout=300)
     assert verified.returncode == 0 and f"verify: {url}: ok, complete" in verified.stdout
+    fetched = [line.split("\t")[2].rsplit("/", 1)[1] for line in trace.read_text().splitlines()]
+    assert sorted(fetched) == sorted([MANIFEST, *(s.file for s in manifest.segments)])
 
 
 def test_a_member_fetches_its_lanes_and_the_manifest_and_nothing_else(

@@ -48,20 +48,22 @@ class RemoteFiles:
         return Manifest.parse(data, self.url(MANIFEST))
 
     def segment(self, seg: Segment, *, checked: bool = True) -> bytes:
-        """A whole segment, checked against the manifest's sha256 (unless not `checked`:
-        `verify` compares and reports it itself)."""
+        """A whole segment, checked against the manifest's sha256. Unless `checked`
+        (`verify` compares and reports it itself), one that does not match is returned,
+        never kept."""
         if self._segment is not None and self._segment[0] == seg.file:
             return self._segment[1]
-        digest = bytes.fromhex(seg.sha256) if seg.sha256 and checked else None
+        digest = bytes.fromhex(seg.sha256) if seg.sha256 else None
         data = self.cache.get(digest) if self.cache and digest else None
         if data is None:
             data = self.bucket.get(self.where.key(seg.file))
             if digest is not None and hashlib.sha256(data).digest() != digest:
+                if not checked:
+                    return data
                 raise RecordingError(f"{self.url(seg.file)}: sha256 does not match the manifest")
             if self.cache and digest:
                 self.cache.put(digest, data)
-        if digest is not None or not seg.sha256:
-            self._segment = (seg.file, data)
+        self._segment = (seg.file, data)
         return data
 
     def frames(self, wanted: Iterable[tuple[Frame, Sequence[Frame]]]
