@@ -47,17 +47,6 @@ def objects(server: SeaweedS3, url: str) -> dict[str, int]:
             for meta in batch}
 
 
-def upload(server: SeaweedS3, directory: Path, url: str) -> None:
-    """Copy a recording directory into a bucket as any S3 tool would (no harness)."""
-    import obstore
-
-    where = BucketPath.parse(url)
-    store = server.store(where.bucket)
-    for path in sorted(directory.iterdir()):
-        if path.is_file():
-            obstore.put(store, where.key(path.name), path.read_bytes())
-
-
 def download(server: SeaweedS3, url: str, directory: Path) -> Path:
     import obstore
 
@@ -119,7 +108,7 @@ def test_recorded_from_serve_into_a_bucket_it_replays_on_every_shape_as_from_dis
 def test_a_member_fetches_its_lanes_and_the_manifest_and_nothing_else(
         original: Path, bucket: str, s3_server: SeaweedS3, tmp_path: Path) -> None:
     url = f"{bucket}/rec"
-    upload(s3_server, original, url)
+    s3_server.upload(original, url)
     trace = tmp_path / "fetches.tsv"
     env = {**harness_env(), "HARNESS_S3_TRACE": str(trace)}
     out = tmp_path / "out.jsonl"
@@ -169,7 +158,7 @@ def test_an_altered_object_is_named_and_never_replayed(
     import obstore
 
     url = f"{bucket}/rec"
-    upload(s3_server, original, url)
+    s3_server.upload(original, url)
     where = BucketPath.parse(url)
     segment = Recording(original).manifest.segments[0]
     key = where.key(segment.file)
@@ -194,7 +183,7 @@ def test_wrong_credentials_are_refused_and_never_printed(
         original: Path, bucket: str, s3_server: SeaweedS3, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = f"{bucket}/rec"
-    upload(s3_server, original, url)
+    s3_server.upload(original, url)
     nowhere = harness("replay", f"{bucket}-never-made/rec")
     assert nowhere.returncode == 2 and "no such bucket" in nowhere.stderr, nowhere.stderr
     empty = harness("replay", f"{bucket}/nothing-here")
@@ -213,7 +202,7 @@ def test_a_store_that_stays_down_fails_in_bounded_time_and_one_that_returns_is_w
         original: Path, bucket: str, s3_server: SeaweedS3, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"{bucket}/rec"
-    upload(s3_server, original, url)
+    s3_server.upload(original, url)
     expected = replayed(tmp_path, original)
     s3_server.stop()
     monkeypatch.setenv("HARNESS_S3_RETRIES", "2")
@@ -306,7 +295,7 @@ def test_a_recorder_killed_mid_upload_resumes_without_loss_or_duplicates(
 def test_a_cache_serves_the_next_run_and_drops_a_damaged_entry(
         original: Path, bucket: str, s3_server: SeaweedS3, tmp_path: Path) -> None:
     url = f"{bucket}/rec"
-    upload(s3_server, original, url)
+    s3_server.upload(original, url)
     cache = tmp_path / "cache"
     expected = replayed(tmp_path, original)
 
@@ -338,7 +327,7 @@ def test_a_cache_serves_the_next_run_and_drops_a_damaged_entry(
 def test_every_command_that_reads_a_recording_reads_one_in_a_bucket(
         original: Path, bucket: str, s3_server: SeaweedS3, tmp_path: Path) -> None:
     url = f"{bucket}/rec"
-    upload(s3_server, original, url)
+    s3_server.upload(original, url)
     report = harness("report", url, "--out", str(tmp_path / "r.html"))
     assert report.returncode == 0, report.stderr
     assert f"{4000:,} events" in report.stdout
@@ -390,7 +379,7 @@ def test_a_store_that_throttles_errs_or_stalls_is_retried_to_the_same_answer(
         original: Path, bucket: str, s3_server: SeaweedS3, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch, fault: str, options: dict[str, Any]) -> None:
     url = f"{bucket}/rec"
-    upload(s3_server, original, url)
+    s3_server.upload(original, url)
     expected = replayed(tmp_path, original)
     with FaultyProxy(s3_server.endpoint, **options) as proxy:
         monkeypatch.setenv("HARNESS_S3_ENDPOINT", proxy.endpoint)
@@ -452,7 +441,7 @@ def test_a_block_naming_a_lane_beyond_the_recording_is_damage_as_on_disk(
     manifest["lanes"] = 4
     (altered / MANIFEST).write_bytes(orjson.dumps(manifest))
     url = f"{bucket}/altered"
-    upload(s3_server, altered, url)
+    s3_server.upload(altered, url)
     for where in (altered, url):
         strict = harness("replay", str(where))
         assert strict.returncode == 2, strict.stderr
