@@ -60,6 +60,19 @@ def harness_env() -> dict[str, str]:
         [str(EXAMPLES), str(FLOWS), str(ROOT), os.environ.get("PYTHONPATH", "")])}
 
 
+# Stream options for recording from a local server: quick to notice idleness, to retry.
+FAST: dict[str, Any] = {"idle_timeout": 0.5, "backoff_base": 0.02, "backoff_cap": 0.2,
+                        "max_failures": 20, "tick": 0.05}
+
+
+def served(where: str | Path) -> list[tuple[str | None, Any]]:
+    """What a recording says was sent, in order, comparable across recordings: (SSE id,
+    data or raw text)."""
+    from harness.recording.reader import Recording
+
+    return [(e.id, e.data if e.is_json else e.raw) for e in Recording(where).envelopes()]
+
+
 def replay_output(directory: Path, *args: str) -> bytes:
     """What an uninterrupted `harness replay ARGS --out FILE` (in `directory`) writes."""
     directory.mkdir(parents=True, exist_ok=True)

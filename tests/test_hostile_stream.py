@@ -34,11 +34,9 @@ from harness.recording.importer import import_dumps
 from harness.recording.recorder import record
 from harness.recording.synth import synthetic_events
 from harness.serve.server import EventStreamServer
-from tests.conftest import file_sizes
+from tests.conftest import FAST, file_sizes, served
 
 PATH = "/v2/stream/recentchange"
-FAST: dict[str, Any] = {"idle_timeout": 0.5, "backoff_base": 0.02, "backoff_cap": 0.2,
-                        "max_failures": 20, "tick": 0.05}
 HEAD_200 = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
             b"Connection: close\r\n\r\n:ok\n\n")
 GOOD_ID = '[{"topic":"eqiad.mediawiki.recentchange","partition":0,"offset":7}]'
@@ -49,11 +47,6 @@ MiB = 1 << 20
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def served(path: Path) -> list[tuple[str | None, Any]]:
-    """A recording's events, comparable across recordings: (SSE id, data or raw text)."""
-    return [(e.id, e.data if e.is_json else e.raw) for e in Recording(path).envelopes()]
 
 
 def repeated_meta_ids(path: Path) -> list[str]:

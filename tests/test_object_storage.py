@@ -15,6 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from harness.recording.index import Frame, indexed_blocks
@@ -24,16 +25,8 @@ from harness.recording.recorder import record
 from harness.recording.upload import LOCK, staging_for
 from harness.serve.server import EventStreamServer
 from harness.store.location import BucketPath
-from tests.conftest import harness, harness_env
+from tests.conftest import FAST, harness, harness_env, served
 from tests.seaweed import SECRET, FaultyProxy, SeaweedS3
-
-FAST = {"idle_timeout": 0.5, "backoff_base": 0.02, "backoff_cap": 0.2, "max_failures": 20,
-        "tick": 0.05}
-
-
-def served(where: str | Path) -> list[tuple[str | None, Any]]:
-    """What a recording says was sent, in order: (SSE id, data or raw)."""
-    return [(e.id, e.data if e.is_json else e.raw) for e in Recording(where).envelopes()]
 
 
 def objects(server: SeaweedS3, url: str) -> dict[str, int]:
@@ -253,9 +246,9 @@ def test_two_recorders_never_share_a_prefix(original: Path, bucket: str,
 _RECORDER = """
 import sys
 from harness.recording.recorder import record
+import orjson
 record(sys.argv[1], url=sys.argv[2], max_events=4000, progress=False, segment_seconds=0.5,
-       stream_options={"idle_timeout": 0.5, "backoff_base": 0.02, "backoff_cap": 0.2,
-                       "max_failures": 20, "tick": 0.05})
+       stream_options=orjson.loads(sys.argv[3]))
 """
 
 
@@ -266,7 +259,8 @@ def test_a_recorder_killed_mid_upload_resumes_without_loss_or_duplicates(
     with that gone (another machine), from what the bucket committed."""
     url = f"{bucket}/killed"
     with EventStreamServer(original, speed=40.0) as server:
-        proc = subprocess.Popen([sys.executable, "-c", _RECORDER, url, server.url],
+        proc = subprocess.Popen([sys.executable, "-c", _RECORDER, url, server.url,
+                                 orjson.dumps(FAST).decode()],
                                 env=harness_env(), start_new_session=True)
         try:
             deadline = time.monotonic() + 90

@@ -24,15 +24,7 @@ from harness.recording.recorder import record
 from harness.recording.synth import synthetic_events
 from harness.recording.verify import verify
 from harness.serve.server import EventStreamServer, Faults
-from tests.conftest import flow_outcome, run_flow, write_recording
-
-FAST = {"idle_timeout": 0.5, "backoff_base": 0.02, "backoff_cap": 0.2, "max_failures": 20,
-        "tick": 0.05}
-
-
-def served(path: Path) -> list[tuple[str, Any]]:
-    """What a recording says was sent, comparable across recordings: (id, data or raw)."""
-    return [(e.id, e.data if e.is_json else e.raw) for e in Recording(path).envelopes()]
+from tests.conftest import FAST, flow_outcome, run_flow, served, write_recording
 
 
 @pytest.fixture(scope="module")
