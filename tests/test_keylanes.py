@@ -95,8 +95,8 @@ def test_each_lane_holds_exactly_the_keys_bytewax_routes_to_its_worker(
     get, where = key_getter(key), {}
     for lane in range(partitions):
         for _, _, data in derived.lane_frames(lane):
-            assert isinstance(data, bytes)
-            for line in data.splitlines():
+            assert isinstance(data, list)
+            for line in b"".join(data).splitlines():
                 env = orjson.loads(line)
                 payload = env.get("data")
                 text = key_text(get(payload)) if isinstance(payload, dict) else None

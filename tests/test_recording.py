@@ -56,7 +56,8 @@ def test_round_trip_across_frames_and_segments(tmp_path_factory, items, lanes, b
     lanes_seen = {}
     for lane in range(lanes):
         for _, _, data in recording.lane_frames(lane):
-            for line in data.splitlines():
+            assert isinstance(data, list)
+            for line in b"".join(data).splitlines():
                 env = orjson.loads(line)
                 lanes_seen[env["seq"]] = lane
                 user = env.get("data", {}).get("user") if isinstance(env.get("data"), dict) \

@@ -25,7 +25,10 @@ from harness.recording.lanes import DEFAULT_LANES, LANE_RULE, MAX_LANES
 __all__ = ["FORMAT", "MANIFEST", "VERSION", "Manifest", "Segment", "note_event", "utc_now"]
 
 FORMAT: Final = "wikistream-recording"
-VERSION: Final = 1
+# Version 2: a lane frame may hold several zstd frames (`WSB2` block headers,
+# `recording.compact`); version 1 recordings read as before.
+VERSION: Final = 2
+READABLE: Final = (1, 2)
 MANIFEST: Final = "manifest.json"
 
 
@@ -107,9 +110,10 @@ class Manifest:
             raise RecordingError(f"{path}: not valid JSON ({exc})") from None
         if not isinstance(raw, dict) or raw.get("format") != FORMAT:
             raise RecordingError(f"{path}: not a {FORMAT} manifest")
-        if raw.get("version") != VERSION:
+        if type(raw.get("version")) is not int or raw["version"] not in READABLE:
             raise RecordingError(
-                f"{path}: format version {raw.get('version')!r}, this harness reads {VERSION}")
+                f"{path}: format version {raw.get('version')!r}, this harness reads"
+                f" {' and '.join(map(str, READABLE))}")
         manifest = _typed(raw, path)
         if not 1 <= manifest.lanes <= MAX_LANES:
             raise RecordingError(f"{path}: lanes must be 1..{MAX_LANES}, got {manifest.lanes!r}")

@@ -15,12 +15,12 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import BinaryIO, Final, TypeVar
 
 import zstandard
 
 from harness.errors import RecordingError
-from harness.recording.blocks import PARTIAL, Block, Damage, scan_blocks, scan_file
+from harness.recording.blocks import PARTIAL, Block, Damage, LaneRef, scan_blocks, scan_file
 from harness.recording.envelope import Envelope, EnvelopeError
 from harness.recording.index import indexed_blocks
 from harness.recording.manifest import Manifest, Segment
@@ -28,6 +28,8 @@ from harness.recording.remote import RemoteFiles
 from harness.store.location import BucketPath, location
 
 __all__ = ["MAX_FRAME_BYTES", "LanePosition", "Recording"]
+
+_Lines = TypeVar("_Lines", bytes, list[bytes])  # a lane frame's lines, whole or in pieces
 
 # One lane frame, decompressed; a larger one is damage (HARNESS_MAX_FRAME_MB raises it).
 MAX_FRAME_BYTES: Final = int(float(os.environ.get("HARNESS_MAX_FRAME_MB", "256")) * (1 << 20))
@@ -163,7 +165,14 @@ class Recording:
         A frame that does not decompress raises, or with `skip_damaged` comes
         back as `Damage` in place of its lines.
         """
-        dctx = dctx or zstandard.ZstdDecompressor()
+        return self._read_frames(block, lanes, dctx or zstandard.ZstdDecompressor(), f,
+                                 self._decompress)
+
+    def _read_frames(self, block: Block, lanes: set[int] | None,
+                     dctx: zstandard.ZstdDecompressor, f: BinaryIO | None,
+                     decode: Callable[[bytes, LaneRef, zstandard.ZstdDecompressor], _Lines]
+                     ) -> list[tuple[int, _Lines | Damage]]:
+        """`read_frames`, each lane frame as `decode` gives it."""
         if f is None and self.remote is not None:
             seg = next(s for s in self.manifest.segments if s.file == block.segment)
             f = io.BytesIO(self.remote.segment(seg))
@@ -172,15 +181,15 @@ class Recording:
             if not path.exists():
                 path = path.with_name(path.name + PARTIAL)
             with path.open("rb") as opened:
-                return self.read_frames(block, lanes, dctx, opened)
-        out: list[tuple[int, bytes | Damage]] = []
+                return self._read_frames(block, lanes, dctx, opened, decode)
+        out: list[tuple[int, _Lines | Damage]] = []
         offset = block.offset + block.header_size
         for ref in block.header.lanes:
             if lanes is None or ref.lane in lanes:
                 f.seek(offset)
                 raw = f.read(ref.size)
                 try:
-                    out.append((ref.lane, self._decompress(raw, dctx)))
+                    out.append((ref.lane, decode(raw, ref, dctx)))
                 except (zstandard.ZstdError, _TooLarge) as exc:
                     where = (f"{block.segment}: byte {offset}: lane {ref.lane} frame does"
                              f" not decompress ({exc})")
@@ -194,8 +203,9 @@ class Recording:
         self, lane: int, start: LanePosition = LanePosition(),
         skip: Callable[[Segment], bool] | None = None, skipped: set[int] | None = None,
         damaged: Callable[[int], list[Damage]] | None = None,
-    ) -> Iterator[tuple[int, Block | None, bytes | Damage]]:
-        """This lane's frames from block position `start`: (segment index, block, lines).
+    ) -> Iterator[tuple[int, Block | None, list[bytes] | Damage]]:
+        """This lane's frames from block position `start`: (segment index, block, lines),
+        the lines of a frame in pieces, one per zstd frame it holds (see `blocks`).
 
         With `skip_damaged`, damage comes as `(index, None or block, Damage)`:
         a lane's own unreadable frames to that lane, damage to whole blocks
@@ -212,7 +222,7 @@ class Recording:
     def _lane_frames(
         self, lane: int, start: LanePosition, skip: Callable[[Segment], bool] | None,
         skipped: set[int] | None, damaged: Callable[[int], list[Damage]] | None,
-    ) -> Iterator[tuple[int, Block | None, bytes | Damage]]:
+    ) -> Iterator[tuple[int, Block | None, list[bytes] | Damage]]:
         dctx = zstandard.ZstdDecompressor()
         only = {lane}
         for index in range(start.segment, len(self.manifest.segments)):
@@ -236,12 +246,12 @@ class Recording:
                         if lane == 0:
                             yield index, None, block
                     elif any(ref.lane == lane for ref in block.header.lanes):
-                        ((_, data),) = self.read_frames(block, only, dctx, f)
+                        ((_, data),) = self._read_frames(block, only, dctx, f, self._pieces)
                         yield index, block, data
 
     def _fetched_lane(self, index: int, segment: Segment, lane: int, start: int,
                       dctx: zstandard.ZstdDecompressor
-                      ) -> Iterator[tuple[int, Block | None, bytes | Damage]]:
+                      ) -> Iterator[tuple[int, Block | None, list[bytes] | Damage]]:
         """`lane_frames` of one segment in object storage: just this lane's frames, by
         ranged GETs through the block index, each checked against its sha256. Blocks and
         their damage come from `segment_blocks`, as on disk."""
@@ -268,7 +278,7 @@ class Recording:
                 yield index, item, Damage(str(data), ref.events, lane)
                 continue
             try:
-                yield index, item, self._decompress(data, dctx)
+                yield index, item, self._pieces(data, ref, dctx)
             except (zstandard.ZstdError, _TooLarge) as exc:
                 where = (f"{self.remote.url(segment.file)}: byte {frame.offset}: lane {lane}"
                          f" frame does not decompress ({exc})")
@@ -276,8 +286,31 @@ class Recording:
                     raise RecordingError(where) from None
                 yield index, item, Damage(where, ref.events, lane)
 
-    def _decompress(self, raw: bytes, dctx: zstandard.ZstdDecompressor) -> bytes:
-        """One frame, never allocating more than `max_frame_bytes` for it."""
+    def _decompress(self, raw: bytes, ref: LaneRef, dctx: zstandard.ZstdDecompressor
+                    ) -> bytes:
+        """A lane frame (`ref`'s bytes), decompressed."""
+        pieces = self._pieces(raw, ref, dctx)
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    def _pieces(self, raw: bytes, ref: LaneRef, dctx: zstandard.ZstdDecompressor
+                ) -> list[bytes]:
+        """A lane frame, decompressed zstd frame by zstd frame, never allocating more
+        than `max_frame_bytes` for all of it."""
+        if not ref.parts:
+            return [self._decompress_one(raw, dctx)]
+        view, at, out, total = memoryview(raw), 0, [], 0
+        for part in ref.parts:
+            piece = self._decompress_one(view[at:at + part.size], dctx)
+            at += part.size
+            total += len(piece)
+            if total > self.max_frame_bytes:
+                raise _TooLarge(f"over {self.max_frame_bytes:,} bytes decompressed")
+            out.append(piece)
+        return out
+
+    def _decompress_one(self, raw: bytes | memoryview, dctx: zstandard.ZstdDecompressor
+                        ) -> bytes:
+        """One zstd frame, never allocating more than `max_frame_bytes` for it."""
         size = zstandard.frame_content_size(raw)
         if size > self.max_frame_bytes:
             raise _TooLarge(f"{size:,} bytes decompressed, over the limit of"

@@ -24,7 +24,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from harness.errors import logging_errors
 from harness.process import keep_thread_state
-from harness.recording.blocks import Block, Damage
+from harness.recording.blocks import Block, Damage, Part
 from harness.recording.lanes import Chunk, lane_index, lane_name
 from harness.recording.manifest import Segment
 from harness.recording.reader import LanePosition, Recording
@@ -38,6 +38,26 @@ COALESCE_BYTES = 512 << 10  # bigger chunks only cost cache misses in the decode
 def frame_place(block: Block, lane: int) -> str:
     """Where lane `lane`'s frame of `block` is in the recording (for errors and damage)."""
     return f"{block.segment}: block at byte {block.offset}: lane {lane}"
+
+
+@dataclass(slots=True)
+class _Frame:
+    """A lane frame being read: its lines in pieces (one per zstd frame it holds), and
+    how far it has been passed on."""
+
+    segment: int
+    block: Block
+    pieces: list[bytes]
+    parts: tuple[Part, ...]
+    place: str  # `frame_place`
+    at: int = 0  # the next piece
+    done: int = 0  # lines of the frame before that piece
+
+    def position(self) -> LanePosition:
+        """Where a reader continues once the pieces before `at` are passed on."""
+        if self.at == len(self.pieces):
+            return LanePosition(self.segment, self.block.end)
+        return LanePosition(self.segment, self.block.offset, self.done)
 
 
 @dataclass(frozen=True)
@@ -102,10 +122,11 @@ class LanePartition(StatefulSourcePartition[Chunk, LanePosition]):
         self._skip = start.skip
         self._lines: list[bytes] = []
         self._frame_where = ""
-        self._pending: tuple[int, Block | None, bytes | Damage] | None = None
+        self._current: _Frame | None = None  # a frame read in part
+        self._pending: tuple[int, Block | None, Damage] | None = None  # damage held back
         self._strict = not recording.skip_damaged
         self._block_position = start
-        self._after_block = start
+        self._after_piece = start
         self._batch_size = batch_size
         self._speed = speed or None
         # Pace from the recording's start, or from where a resumed lane picks up.
@@ -137,13 +158,24 @@ class LanePartition(StatefulSourcePartition[Chunk, LanePosition]):
         self._reported |= new
         return Chunk(self._lane, b"", outside=sum(self._segment_events[i] for i in new))
 
-    def _next_frame(self) -> tuple[int, Block | None, bytes | Damage] | None:
+    def _next_frame(self) -> _Frame | tuple[int, Block | None, Damage] | None:
+        """The frame read in part, else damage held back, else the next frame."""
+        if self._current is not None:
+            return self._current
         if self._pending is not None:
             pending, self._pending = self._pending, None
             return pending
-        frame = next(self._frames, None)
-        self._done = frame is None
-        return frame
+        item = next(self._frames, None)
+        self._done = item is None
+        if item is None:
+            return None
+        segment, block, data = item
+        if isinstance(data, Damage):
+            return segment, block, data
+        assert block is not None
+        ref = next(ref for ref in block.header.lanes if ref.lane == self._lane)
+        return _Frame(segment, block, data, block.header.pieces(ref),
+                      frame_place(block, self._lane))
 
     def _damage(self, segment: int, block: Block | None, damage: Damage) -> list[Chunk]:
         # A damaged frame is passed like a read one; damage between blocks
@@ -167,18 +199,21 @@ class LanePartition(StatefulSourcePartition[Chunk, LanePosition]):
             frame = self._next_frame()
             if frame is None:
                 break
-            segment, block, data = frame
-            if isinstance(data, Damage):
+            if not isinstance(frame, _Frame):
                 if parts:
                     self._pending = frame
                     break
-                return self._damage(segment, block, data)
-            assert block is not None
-            lines = next(ref.events for ref in block.header.lanes if ref.lane == self._lane)
-            parts.append(data)
-            origin.append((frame_place(block, self._lane), 1, lines))
-            size += len(data)
-            self._position = LanePosition(segment, block.end)
+                return self._damage(*frame)
+            first = frame.done + 1
+            while frame.at < len(frame.pieces) and size < self._coalesce:
+                piece = frame.pieces[frame.at]
+                parts.append(piece)
+                size += len(piece)
+                frame.done += frame.parts[frame.at].events
+                frame.at += 1
+            origin.append((frame.place, first, frame.done - first + 1))
+            self._position = frame.position()
+            self._current = frame if frame.at < len(frame.pieces) else None
         if not parts:
             raise StopIteration
         return [Chunk(self._lane, b"".join(parts), tuple(origin), self._strict)]
@@ -190,19 +225,28 @@ class LanePartition(StatefulSourcePartition[Chunk, LanePosition]):
             frame = self._next_frame()
             if frame is None:
                 raise StopIteration
-            segment, block, data = frame
-            if isinstance(data, Damage):
-                return self._damage(segment, block, data)
-            assert block is not None
-            self._frame_where = frame_place(block, self._lane)
-            self._lines = data.splitlines(keepends=True)[self._skip:]
-            self._block_position = LanePosition(segment, block.offset, self._skip)
-            self._after_block = LanePosition(segment, block.end)
+            if not isinstance(frame, _Frame):
+                return self._damage(*frame)
+            while frame.at < len(frame.parts) and frame.parts[frame.at].events <= self._skip:
+                self._skip -= frame.parts[frame.at].events  # passed on before a resume
+                frame.done += frame.parts[frame.at].events
+                frame.at += 1
+            if frame.at == len(frame.parts):
+                self._current, self._position, self._skip = None, frame.position(), 0
+                return []
+            part, base = frame.parts[frame.at], frame.done + self._skip
+            self._frame_where = frame.place
+            self._lines = frame.pieces[frame.at].splitlines(keepends=True)[self._skip:]
+            self._block_position = LanePosition(frame.segment, frame.block.offset, base)
+            frame.done += part.events
+            frame.at += 1
+            self._after_piece = frame.position()
+            self._current = frame if frame.at < len(frame.pieces) else None
             self._skip = 0
             if self._speed:
                 if self._origin is None:
-                    self._origin = block.header.first_recv
-                self._due = self._started + (block.header.first_recv - self._origin) / self._speed
+                    self._origin = part.first_recv
+                self._due = self._started + (part.first_recv - self._origin) / self._speed
         if self._due is not None and time.time() < self._due:
             return []
         take = self._batch_size or len(self._lines)
@@ -214,7 +258,7 @@ class LanePartition(StatefulSourcePartition[Chunk, LanePosition]):
                                                 self._block_position.offset, done)
             self._position = self._block_position
         else:
-            self._position = self._after_block
+            self._position = self._after_piece
         return [Chunk(self._lane, b"".join(lines), ((self._frame_where, first_line, len(lines)),),
                       self._strict)]
 
