@@ -22,7 +22,7 @@ from harness.recording.index import Frame, indexed_blocks
 from harness.recording.manifest import MANIFEST, Manifest
 from harness.recording.reader import Recording
 from harness.recording.recorder import record
-from harness.recording.upload import LOCK, staging_for
+from harness.recording.upload import LOCK, open_writer, staging_for
 from harness.serve.server import EventStreamServer
 from harness.store.location import BucketPath
 from tests.conftest import FAST, harness, harness_env, served
@@ -98,10 +98,26 @@ def test_recorded_from_serve_into_a_bucket_it_replays_on_every_shape_as_from_dis
     assert sorted(fetched) == sorted([MANIFEST, *(s.file for s in manifest.segments)])
 
 
+def written_in_flushes(source: Path, url: str, every: int) -> None:
+    """`source` written again at `url` by the harness, a block (flush) every `every`
+    events, as a recorder writes one a second."""
+    writer = open_writer(url, source="test", lanes=Recording(source).lanes, fresh=True)
+    writer.block_events = every
+    with writer:
+        for env in Recording(source).envelopes():
+            writer.append(orjson.dumps(env.data) if env.is_json else env.raw or "", env.id,
+                          env.recv)
+
+
+@pytest.mark.parametrize("written", ["copied with an S3 tool", "by the harness"])
 def test_a_member_fetches_its_lanes_and_the_manifest_and_nothing_else(
-        original: Path, bucket: str, s3_server: SeaweedS3, tmp_path: Path) -> None:
+        written: str, original: Path, bucket: str, s3_server: SeaweedS3, tmp_path: Path
+        ) -> None:
     url = f"{bucket}/rec"
-    s3_server.upload(original, url)
+    if written == "by the harness":  # 40 flushes, merged into one block as published
+        written_in_flushes(original, url, every=100)
+    else:
+        s3_server.upload(original, url)
     trace = tmp_path / "fetches.tsv"
     env = {**harness_env(), "HARNESS_S3_TRACE": str(trace)}
     out = tmp_path / "out.jsonl"
@@ -110,13 +126,16 @@ def test_a_member_fetches_its_lanes_and_the_manifest_and_nothing_else(
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert out.read_bytes() == replayed(tmp_path, original)
-    manifest = Recording(original).manifest
+    manifest = Recording(url).manifest
     frames: dict[str, list[Frame]] = {}  # each segment's frames, in file order
     for segment in manifest.segments:
         assert segment.index is not None
         frames[segment.file] = [frame for entry in indexed_blocks(segment.index, segment.file)
                                 for frame in entry.frames()]
-    manifest_bytes = (original / MANIFEST).stat().st_size
+    manifest_bytes = objects(s3_server, url)[MANIFEST]
+    if written == "by the harness":
+        (segment,) = manifest.segments
+        assert segment.blocks == 1 and segment.events == 4000 and manifest.version == 2
     fetched: dict[int, list[tuple[str, int, int]]] = defaultdict(list)
     for line in trace.read_text().splitlines():
         pid, _, key, start, size = line.split("\t")
@@ -139,6 +158,8 @@ def test_a_member_fetches_its_lanes_and_the_manifest_and_nothing_else(
         lanes = {f.lane for f in covered}
         assert set(covered) == {f for fs in frames.values() for f in fs if f.lane in lanes}
         assert sum(size for name, _, size in got if name == MANIFEST) <= manifest_bytes
+        if written == "by the harness":  # a lane's 40 flushes: one request, or one shared
+            assert len([name for name, _, _ in got if name != MANIFEST]) <= len(lanes)
         lanes_read.append(lanes)
     assert not lanes_read[0] & lanes_read[1]
     assert lanes_read[0] | lanes_read[1] == set(range(manifest.lanes))

@@ -23,8 +23,8 @@ def register(sub: Any) -> None:
     p = sub.add_parser("synth", help="write a synthetic recording",
                        description="Write a recording of realistic synthetic recentchange"
                                    " events (deterministic per seed).")
-    p.add_argument("--out", type=Path, required=True, metavar="DIR",
-                   help="new recording directory")
+    p.add_argument("--out", type=place, required=True, metavar="DIR",
+                   help="new recording directory (or s3://bucket/prefix)")
     p.add_argument("--events", type=count(0, 1_000_000_000), default=100_000, metavar="N",
                    help="number of events (100000)")
     p.add_argument("--seed", type=count(0, 2**63 - 1), default=0, help="random seed (0)")
@@ -37,8 +37,8 @@ def register(sub: Any) -> None:
                                    " not JSON are kept, flagged.")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE",
                    help="dumps, one event per line, in stream order")
-    p.add_argument("--out", type=Path, required=True, metavar="DIR",
-                   help="new recording directory")
+    p.add_argument("--out", type=place, required=True, metavar="DIR",
+                   help="new recording directory (or s3://bucket/prefix)")
     _add_lanes(p)
     p.add_argument("--max-line-mb", type=number(0.001, 1024), default=16.0, metavar="MB",
                    help="refuse a dump line longer than this, naming it (16 MiB)")
@@ -77,7 +77,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
     manifest = synthesize(args.out, events=args.events, seed=args.seed, lanes=args.lanes)
     size = sum(s.bytes for s in manifest.segments)
-    print(f"synth: wrote {manifest.events} events to {args.out}"
+    print(f"synth: wrote {manifest.events} events to {location(args.out)}"
           f" ({len(manifest.segments)} segment(s), {size:,} bytes, {manifest.lanes} lanes)")
     return 0
 
@@ -88,7 +88,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     manifest = import_dumps(args.files, args.out, lanes=args.lanes,
                             max_line_bytes=int(args.max_line_mb * (1 << 20)))
     duplicates = manifest.stream.get("duplicates", 0)
-    print(f"import: wrote {manifest.events} events from {len(args.files)} file(s) to {args.out}"
+    print(f"import: wrote {manifest.events} events from {len(args.files)} file(s) to"
+          f" {location(args.out)}"
           + (f"; dropped {duplicates} repeated event(s) (same meta.id or offset)"
              if duplicates else ""))
     return 0

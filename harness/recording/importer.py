@@ -22,6 +22,7 @@ from harness.progress import Progress
 from harness.recording.envelope import UNPARSED
 from harness.recording.lanes import DEFAULT_LANES
 from harness.recording.manifest import Manifest
+from harness.recording.upload import open_writer
 from harness.recording.writer import RecordingWriter
 
 DEFAULT_MAX_LINE_BYTES: Final = 16 << 20  # Wikimedia events are about 1 KB
@@ -210,8 +211,8 @@ def import_dumps(
     except RecordingError as exc:
         raise RecordingError(f"{exc}; nothing written") from None
     report = Progress(f"import {out}", enabled=progress)
-    with RecordingWriter(out, source="import:" + ",".join(str(f) for f in files),
-                         lanes=lanes) as writer:
+    with open_writer(out, source="import:" + ",".join(str(f) for f in files), lanes=lanes,
+                     fresh=True) as writer:
         try:
             received, duplicates = 0.0, 0
             seen: set[bytes] = set()
@@ -267,7 +268,7 @@ def synthesize(out: str | os.PathLike[str], *, events: int, seed: int,
     if events < 0:
         raise ValueError(f"--events must be >= 0, got {events}")
     report = Progress(f"synth {out}", total=events, enabled=progress)
-    with RecordingWriter(out, source=f"synthetic:seed={seed}", lanes=lanes) as writer:
+    with open_writer(out, source=f"synthetic:seed={seed}", lanes=lanes, fresh=True) as writer:
         for event in synthetic_events(events, seed):
             writer.append(event.payload, event.sse_id, event.received)
             report.update(writer.events)

@@ -34,6 +34,7 @@ import orjson
 
 from harness.errors import RecordingError, StoreError, StoreUnavailable
 from harness.files import alive, harness_cache
+from harness.recording.compact import COMPACT_BYTES
 from harness.recording.lanes import DEFAULT_LANES
 from harness.recording.manifest import MANIFEST, Manifest
 from harness.recording.remote import RemoteFiles
@@ -205,7 +206,8 @@ def open_writer(out: str | os.PathLike[str] | BucketPath, *, source: str,
             raise RecordingError(f"{where}: already holds a recording; refusing to"
                                  " overwrite")
         return RecordingWriter(staging, source=source, lanes=lanes, resume=resume,
-                               segment_seconds=segment_seconds, upload=upload)
+                               segment_seconds=segment_seconds, upload=upload,
+                               compact_bytes=COMPACT_BYTES)
     except BaseException:
         upload.release()
         raise

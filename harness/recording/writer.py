@@ -23,10 +23,12 @@ from harness.errors import RecordingError, UsageError
 from harness.eventstreams.ids import event_key
 from harness.files import DirectoryLock, sha256_file
 from harness.recording.blocks import PARTIAL, BlockHeader, Damage, LaneRef, scan_blocks
+from harness.recording.compact import SUFFIX as COMPACTING
+from harness.recording.compact import compact_segment
 from harness.recording.envelope import UNPARSED, encode_envelope
 from harness.recording.index import IndexBuilder, index_of
 from harness.recording.lanes import DEFAULT_LANES, MAX_LANES, lane_for
-from harness.recording.manifest import Manifest, Segment, note_event, utc_now
+from harness.recording.manifest import VERSION, Manifest, Segment, note_event, utc_now
 from harness.recording.reader import Recording
 
 __all__ = ["RECENT_IDS", "RecordingWriter", "ResumePoint"]
@@ -75,6 +77,7 @@ class RecordingWriter:
         clock: Callable[[], float] = time.monotonic,
         resume: bool = False,
         upload: Publisher | None = None,
+        compact_bytes: int | None = None,
     ) -> None:
         self.directory = Path(directory)
         if not 1 <= lanes <= MAX_LANES:
@@ -90,7 +93,7 @@ class RecordingWriter:
             self.resume_point = ResumePoint()
             self.resumed = resume
             if resume:
-                self.manifest, self.resume_point = _recover(self.directory)
+                self.manifest, self.resume_point = _recover(self.directory, compact_bytes)
                 lanes = self.manifest.lanes
             else:
                 if any(self.directory.iterdir()):
@@ -100,7 +103,10 @@ class RecordingWriter:
         except BaseException:
             self._lock.release()
             raise
+        if compact_bytes is not None:  # merged blocks need a reader of this version
+            self.manifest.version = VERSION
         self.block_events = block_events
+        self.compact_bytes = compact_bytes
         self.flush_interval = flush_interval
         self.segment_bytes = segment_bytes
         self.segment_seconds = segment_seconds
@@ -227,9 +233,11 @@ class RecordingWriter:
         final = self.directory / segment.file
         if final.exists():
             raise RecordingError(f"{final}: exists; refusing to overwrite")
-        os.replace(self.directory / (segment.file + PARTIAL), final)
-        segment.sha256 = self._sha.hexdigest()
-        segment.index = self._index.text()
+        partial = self.directory / (segment.file + PARTIAL)
+        segment.sha256, segment.index = self._sha.hexdigest(), self._index.text()
+        if self.compact_bytes is not None:
+            _compact(segment, partial, self.compact_bytes)
+        os.replace(partial, final)
         segment.complete = True
         self._file, self._segment = None, None
         self._commit()
@@ -288,10 +296,20 @@ class ResumePoint:
 RECENT_IDS = 20_000
 
 
-def _recover(directory: Path) -> tuple[Manifest, ResumePoint]:
+def _compact(segment: Segment, path: Path, target: int) -> None:
+    """Compact a finished segment file and say so in its manifest entry."""
+    done = compact_segment(path, target)
+    segment.blocks, segment.bytes = done.blocks, done.bytes
+    segment.sha256, segment.index = done.sha256, done.index
+
+
+def _recover(directory: Path, compact_bytes: int | None = None
+             ) -> tuple[Manifest, ResumePoint]:
     """Finish the segments a killed writer left: drop a cut-short last block,
-    recompute the manifest entry, fsync and rename. Returns the manifest to
-    continue and where the recording ends."""
+    recompute the manifest entry (compacting it, with `compact_bytes`), fsync
+    and rename. Returns the manifest to continue and where the recording ends."""
+    for stray in directory.glob("*" + COMPACTING):  # a compaction cut short
+        stray.unlink()
     manifest = Manifest.load(directory)
     if manifest.complete:
         raise RecordingError(f"{directory}: recording is complete; refusing to append to it"
@@ -318,9 +336,12 @@ def _recover(directory: Path) -> tuple[Manifest, ResumePoint]:
             f.flush()
             os.fsync(f.fileno())
         fresh.bytes = end
-        fresh.sha256 = sha256_file(path)
-        with path.open("rb") as f:
-            fresh.index = index_of(f, end, segment.file)
+        if compact_bytes is not None:
+            _compact(fresh, path, compact_bytes)
+        else:
+            fresh.sha256 = sha256_file(path)
+            with path.open("rb") as f:
+                fresh.index = index_of(f, end, segment.file)
         fresh.complete = True
         manifest.segments[index] = fresh
     manifest.segments = [s for s in manifest.segments if s.events]
