@@ -110,7 +110,7 @@ def test_compaction_keeps_every_line_lane_and_seq(tmp_path_factory: pytest.TempP
     for lane in range(lanes):
         assert _lines(compact, lane) == _lines(plain, lane)
     report = verify(base / "compact")
-    assert report.ok, report.problems
+    assert report.ok, report.errors
     for lane in range(lanes):  # every flush's frame kept, in order, as a part
         assert [p for b in compact.blocks() for r in b.header.lanes if r.lane == lane
                 for p in b.header.pieces(r)] == \
@@ -178,3 +178,24 @@ def test_a_manifest_of_another_version_is_refused_by_name(tmp_path: Path, versio
     with pytest.raises(RecordingError, match=r"manifest.json: format version .*, this harness"
                                              r" reads 1 and 2"):
         Manifest.load(tmp_path / "r")
+
+
+def test_verify_names_a_part_whose_count_is_wrong_though_the_sums_agree(tmp_path: Path
+                                                                       ) -> None:
+    _write(tmp_path / "r", 40, lanes=1, block=10, compact=1 << 20)
+    segment = next((tmp_path / "r").glob("seg-*"))
+    data = bytearray(segment.read_bytes())
+    (block,) = [b for b in scan_blocks(segment) if isinstance(b, Block)]
+    parts = block.header.lanes[0].parts
+    shifted = (Part(11, parts[0].size, parts[0].first_recv),
+               Part(9, parts[1].size, parts[1].first_recv), *parts[2:])
+    ref = block.header.lanes[0]
+    header = BlockHeader(block.header.first_seq, block.header.last_seq,
+                         block.header.first_recv, block.header.last_recv,
+                         (LaneRef(0, ref.events, ref.size, shifted),)).encode()
+    assert len(header) == block.header_size
+    data[block.offset:block.offset + block.header_size] = header
+    segment.write_bytes(bytes(data))
+    problems = "\n".join(verify(tmp_path / "r").errors)
+    assert "lane 0 frame part 1 has 10 lines, header says 11" in problems
+    assert "lane 0 frame part 2 has 10 lines, header says 9" in problems

@@ -168,6 +168,13 @@ class Recording:
         return self._read_frames(block, lanes, dctx or zstandard.ZstdDecompressor(), f,
                                  self._decompress)
 
+    def read_pieces(self, block: Block, dctx: zstandard.ZstdDecompressor | None = None
+                    ) -> list[tuple[int, list[bytes] | Damage]]:
+        """`read_frames` of every lane, each frame's lines in pieces, one per zstd frame it
+        holds (what a merged block's header counts: see `blocks`)."""
+        return self._read_frames(block, None, dctx or zstandard.ZstdDecompressor(), None,
+                                 self._pieces)
+
     def _read_frames(self, block: Block, lanes: set[int] | None,
                      dctx: zstandard.ZstdDecompressor, f: BinaryIO | None,
                      decode: Callable[[bytes, LaneRef, zstandard.ZstdDecompressor], _Lines]

@@ -155,11 +155,18 @@ class _SegmentChecker:
         if header.first_seq != self.next_seq:
             self.error(where, f"starts at seq {header.first_seq}, expected {self.next_seq}")
         seen: dict[int, tuple[str | None, float, Any]] = {}
-        for lane, data in recording.read_frames(block, None, dctx):
-            assert isinstance(data, bytes)  # a strict Recording raises on damage
-            report.raw_bytes += len(data)
-            lines = data.splitlines()
+        for lane, pieces in recording.read_pieces(block, dctx):
+            assert isinstance(pieces, list)  # a strict Recording raises on damage
             ref = next(r for r in header.lanes if r.lane == lane)
+            lines = []
+            for number, (piece, part) in enumerate(zip(pieces, header.pieces(ref),
+                                                       strict=True), start=1):
+                report.raw_bytes += len(piece)
+                own = piece.splitlines()
+                lines += own
+                if ref.parts and len(own) != part.events:
+                    self.error(where, f"lane {lane} frame part {number} has {len(own)} lines,"
+                                      f" header says {part.events}")
             if len(lines) != ref.events:
                 self.error(where, f"lane {lane} frame has {len(lines)} lines, header says"
                                   f" {ref.events}")
