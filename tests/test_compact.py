@@ -121,7 +121,7 @@ def test_compaction_keeps_every_line_lane_and_seq(tmp_path_factory: pytest.TempP
             assert now.blocks == was.blocks
         if target >= was.bytes:
             assert now.blocks <= 1
-    assert compact.manifest.version == 2
+    assert compact.manifest.version == 2 and plain.manifest.version == 1  # the lowest that reads it
 
 
 def test_a_lane_resumes_from_any_snapshot_inside_a_merged_block(tmp_path: Path) -> None:

@@ -22,13 +22,16 @@ from harness.errors import RecordingError
 from harness.files import write_atomically
 from harness.recording.lanes import DEFAULT_LANES, LANE_RULE, MAX_LANES
 
-__all__ = ["FORMAT", "MANIFEST", "VERSION", "Manifest", "Segment", "note_event", "utc_now"]
+__all__ = ["FORMAT", "MANIFEST", "MERGED_VERSION", "VERSION", "Manifest", "Segment",
+           "note_event", "utc_now"]
 
 FORMAT: Final = "wikistream-recording"
-# Version 2: a lane frame may hold several zstd frames (`WSB2` block headers,
-# `recording.compact`); version 1 recordings read as before.
-VERSION: Final = 2
-READABLE: Final = (1, 2)
+# A manifest says the lowest version that reads its recording, so an older harness
+# still reads what it can. Version 2: a lane frame may hold several zstd frames
+# (`WSB2` block headers, written by `recording.compact`).
+VERSION: Final = 1
+MERGED_VERSION: Final = 2
+READABLE: Final = (VERSION, MERGED_VERSION)
 MANIFEST: Final = "manifest.json"
 
 

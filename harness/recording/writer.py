@@ -28,7 +28,7 @@ from harness.recording.compact import compact_segment
 from harness.recording.envelope import UNPARSED, encode_envelope
 from harness.recording.index import IndexBuilder, index_of
 from harness.recording.lanes import DEFAULT_LANES, MAX_LANES, lane_for
-from harness.recording.manifest import VERSION, Manifest, Segment, note_event, utc_now
+from harness.recording.manifest import MERGED_VERSION, Manifest, Segment, note_event, utc_now
 from harness.recording.reader import Recording
 
 __all__ = ["RECENT_IDS", "RecordingWriter", "ResumePoint"]
@@ -104,7 +104,7 @@ class RecordingWriter:
             self._lock.release()
             raise
         if compact_bytes is not None:  # merged blocks need a reader of this version
-            self.manifest.version = VERSION
+            self.manifest.version = MERGED_VERSION
         self.block_events = block_events
         self.compact_bytes = compact_bytes
         self.flush_interval = flush_interval
