@@ -282,9 +282,16 @@ def test_bench_measures_shapes_beside_the_plain_loop_naive_bytewax_and_passthrou
     assert one["events"] == 20_000 and one["events_per_s"] > 0 and one["startup_s"] > 0
     assert one["ratio_to_plain_loop"] > 0 and result["baseline"]["median_s"] > 0
     assert one["ratio_to_naive_bytewax"] > 0 and result["naive_bytewax"]["median_s"] > 0
-    assert 0 < one["flow_share"] < 1  # the pass-through reads the same events, and no more
+    # Figures computed from the walls as documented (their size is timing, not tested here:
+    # one round on a shared machine can put the pass-through above the flow).
+    passing = rows["passthrough", 1, 1]
+    assert one["flow_share"] == pytest.approx(1 - passing["median_s"] / one["median_s"],
+                                              abs=0.002)
     ceiling = result["ceiling"]
-    assert ceiling["T1_s"] == one["median_s"] and 1 < ceiling["speedup"] < 2
+    t1, start, slowdown = ceiling["T1_s"], ceiling["startup_s"], ceiling["mutual_slowdown"]
+    assert t1 == one["median_s"] and start == one["startup_s"] and slowdown > 0
+    assert ceiling["speedup"] == pytest.approx(t1 / (start + (t1 - start) / 2 * slowdown),
+                                               abs=0.002)
     assert two["share_of_ceiling"] == pytest.approx(
         one["median_s"] / two["median_s"] / ceiling["speedup"], abs=0.002)
     assert "share_of_ceiling" not in one
