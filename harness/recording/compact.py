@@ -45,21 +45,18 @@ def compact_segment(path: Path, target: int = COMPACT_BYTES) -> Compacted:
     at most `target` bytes (written beside it, fsynced, then renamed over it: a crash
     leaves the old file or the new one, the same lines either way)."""
     data = path.read_bytes()
-    groups: list[list[Block]] = [[]]
+    groups: list[list[Block]] = []
     for item in scan_file(io.BytesIO(data), len(data), path.name):
         if isinstance(item, Damage):
             raise RecordingError(f"{path}: {item.where}; not compacted")
-        group = groups[-1]
-        if group and group[-1].offset - group[0].offset + _size(group[-1]) + _size(item) \
-                > target:
-            groups.append(group := [])
-        group.append(item)
+        if groups and item.end - groups[-1][0].offset <= target:  # blocks are contiguous
+            groups[-1].append(item)
+        else:
+            groups.append([item])
     sha, index, written = hashlib.sha256(), IndexBuilder(), 0
     temporary = path.with_name(path.name + SUFFIX)
     with temporary.open("wb") as f:
         for group in groups:
-            if not group:
-                continue
             header, frames = _merged(group, data)
             encoded = header.encode()
             for piece in (encoded, *frames):
@@ -70,30 +67,26 @@ def compact_segment(path: Path, target: int = COMPACT_BYTES) -> Compacted:
         f.flush()
         os.fsync(f.fileno())
     os.replace(temporary, path)
-    return Compacted(sum(1 for g in groups if g), written, sha.hexdigest(), index.text())
+    return Compacted(len(groups), written, sha.hexdigest(), index.text())
 
 
-def _size(block: Block) -> int:
-    return block.end - block.offset
+def _frames(block: Block, data: bytes) -> list[tuple[LaneRef, bytes]]:
+    """A block's lane frames, in file order, cut from its segment's bytes."""
+    out, at = [], block.offset + block.header_size
+    for ref in block.header.lanes:
+        out.append((ref, data[at:at + ref.size]))
+        at += ref.size
+    return out
 
 
 def _merged(group: list[Block], data: bytes) -> tuple[BlockHeader, list[bytes]]:
     """One block holding `group`'s lines: per lane, its frames back to back."""
     if len(group) == 1:
-        block = group[0]
-        start = block.offset + block.header_size
-        frames, at = [], start
-        for ref in block.header.lanes:
-            frames.append(data[at:at + ref.size])
-            at += ref.size
-        return block.header, frames
+        return group[0].header, [frame for _, frame in _frames(group[0], data)]
     pieces: dict[int, list[tuple[tuple[Part, ...], bytes]]] = {}
     for block in group:
-        at = block.offset + block.header_size
-        for ref in block.header.lanes:
-            pieces.setdefault(ref.lane, []).append((block.header.pieces(ref),
-                                                    data[at:at + ref.size]))
-            at += ref.size
+        for ref, frame in _frames(block, data):
+            pieces.setdefault(ref.lane, []).append((block.header.pieces(ref), frame))
     refs, frames = [], []
     for lane in sorted(pieces):
         own = pieces[lane]

@@ -234,9 +234,10 @@ class RecordingWriter:
         if final.exists():
             raise RecordingError(f"{final}: exists; refusing to overwrite")
         partial = self.directory / (segment.file + PARTIAL)
-        segment.sha256, segment.index = self._sha.hexdigest(), self._index.text()
         if self.compact_bytes is not None:
             _compact(segment, partial, self.compact_bytes)
+        else:
+            segment.sha256, segment.index = self._sha.hexdigest(), self._index.text()
         os.replace(partial, final)
         segment.complete = True
         self._file, self._segment = None, None
