@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Final, TypeVar
+from typing import BinaryIO, Final
 
 import zstandard
 
@@ -28,8 +28,6 @@ from harness.recording.remote import RemoteFiles
 from harness.store.location import BucketPath, location
 
 __all__ = ["MAX_FRAME_BYTES", "LanePosition", "Recording"]
-
-_Lines = TypeVar("_Lines", bytes, list[bytes])  # a lane frame's lines, whole or in pieces
 
 # One lane frame, decompressed; a larger one is damage (HARNESS_MAX_FRAME_MB raises it).
 MAX_FRAME_BYTES: Final = int(float(os.environ.get("HARNESS_MAX_FRAME_MB", "256")) * (1 << 20))
@@ -165,21 +163,15 @@ class Recording:
         A frame that does not decompress raises, or with `skip_damaged` comes
         back as `Damage` in place of its lines.
         """
-        return self._read_frames(block, lanes, dctx or zstandard.ZstdDecompressor(), f,
-                                 self._decompress)
+        return [(lane, data if isinstance(data, Damage) else b"".join(data))  # one: no copy
+                for lane, data in self.read_pieces(block, lanes, dctx, f)]
 
-    def read_pieces(self, block: Block, dctx: zstandard.ZstdDecompressor | None = None
+    def read_pieces(self, block: Block, lanes: set[int] | None = None,
+                    dctx: zstandard.ZstdDecompressor | None = None, f: BinaryIO | None = None
                     ) -> list[tuple[int, list[bytes] | Damage]]:
-        """`read_frames` of every lane, each frame's lines in pieces, one per zstd frame it
-        holds (what a merged block's header counts: see `blocks`)."""
-        return self._read_frames(block, None, dctx or zstandard.ZstdDecompressor(), None,
-                                 self._pieces)
-
-    def _read_frames(self, block: Block, lanes: set[int] | None,
-                     dctx: zstandard.ZstdDecompressor, f: BinaryIO | None,
-                     decode: Callable[[bytes, LaneRef, zstandard.ZstdDecompressor], _Lines]
-                     ) -> list[tuple[int, _Lines | Damage]]:
-        """`read_frames`, each lane frame as `decode` gives it."""
+        """`read_frames`, each frame's lines in pieces, one per zstd frame it holds (what a
+        merged block's header counts: see `blocks`)."""
+        dctx = dctx or zstandard.ZstdDecompressor()
         if f is None and self.remote is not None:
             seg = next(s for s in self.manifest.segments if s.file == block.segment)
             f = io.BytesIO(self.remote.segment(seg))
@@ -188,15 +180,15 @@ class Recording:
             if not path.exists():
                 path = path.with_name(path.name + PARTIAL)
             with path.open("rb") as opened:
-                return self._read_frames(block, lanes, dctx, opened, decode)
-        out: list[tuple[int, _Lines | Damage]] = []
+                return self.read_pieces(block, lanes, dctx, opened)
+        out: list[tuple[int, list[bytes] | Damage]] = []
         offset = block.offset + block.header_size
         for ref in block.header.lanes:
             if lanes is None or ref.lane in lanes:
                 f.seek(offset)
                 raw = f.read(ref.size)
                 try:
-                    out.append((ref.lane, decode(raw, ref, dctx)))
+                    out.append((ref.lane, self._pieces(raw, ref, dctx)))
                 except (zstandard.ZstdError, _TooLarge) as exc:
                     where = (f"{block.segment}: byte {offset}: lane {ref.lane} frame does"
                              f" not decompress ({exc})")
@@ -253,7 +245,7 @@ class Recording:
                         if lane == 0:
                             yield index, None, block
                     elif any(ref.lane == lane for ref in block.header.lanes):
-                        ((_, data),) = self._read_frames(block, only, dctx, f, self._pieces)
+                        ((_, data),) = self.read_pieces(block, only, dctx, f)
                         yield index, block, data
 
     def _fetched_lane(self, index: int, segment: Segment, lane: int, start: int,
@@ -292,12 +284,6 @@ class Recording:
                 if not self.skip_damaged:
                     raise RecordingError(where) from None
                 yield index, item, Damage(where, ref.events, lane)
-
-    def _decompress(self, raw: bytes, ref: LaneRef, dctx: zstandard.ZstdDecompressor
-                    ) -> bytes:
-        """A lane frame (`ref`'s bytes), decompressed."""
-        pieces = self._pieces(raw, ref, dctx)
-        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     def _pieces(self, raw: bytes, ref: LaneRef, dctx: zstandard.ZstdDecompressor
                 ) -> list[bytes]:

@@ -155,7 +155,7 @@ class _SegmentChecker:
         if header.first_seq != self.next_seq:
             self.error(where, f"starts at seq {header.first_seq}, expected {self.next_seq}")
         seen: dict[int, tuple[str | None, float, Any]] = {}
-        for lane, pieces in recording.read_pieces(block, dctx):
+        for lane, pieces in recording.read_pieces(block, None, dctx):
             assert isinstance(pieces, list)  # a strict Recording raises on damage
             ref = next(r for r in header.lanes if r.lane == lane)
             lines = []
